@@ -1,0 +1,95 @@
+/**
+ * Every error a client can see, in one place: DESIGN.md's table of causes and
+ * codes. Handlers throw what these functions return; {@link toConnectError} maps
+ * anything else (a broker failure, a bug) at the edge, so a client never sees an
+ * internal message.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { ResumeInfoSchema } from "../gen/streamgate/v1/stream_service_pb.js";
+
+/** A malformed request: a missing or badly formed field, a bad CEL expression. */
+export function invalidArgument(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}
+
+/** A payload over MAX_PAYLOAD_BYTES; the message states the limit. */
+export function payloadTooLarge(size: number, limit: number): ConnectError {
+  return new ConnectError(
+    `payload is ${size} bytes, over the limit of ${limit} bytes (MAX_PAYLOAD_BYTES)`,
+    Code.InvalidArgument,
+  );
+}
+
+/** The stream id names no stream. */
+export function streamNotFound(streamId: string): ConnectError {
+  return new ConnectError(`stream ${quote(streamId)} not found`, Code.NotFound);
+}
+
+/** The stream exists but is closed, so it accepts no more records. */
+export function streamClosed(streamId: string): ConnectError {
+  return new ConnectError(`stream ${quote(streamId)} is closed`, Code.FailedPrecondition);
+}
+
+/** A stream with this id exists with other labels or processing options. */
+export function streamExists(streamId: string): ConnectError {
+  return new ConnectError(
+    `stream ${quote(streamId)} already exists with different labels or processing options`,
+    Code.AlreadyExists,
+  );
+}
+
+/** The server is draining after SIGTERM; the call may be retried elsewhere. */
+export function shuttingDown(): ConnectError {
+  return new ConnectError("server is shutting down; retry on another instance", Code.Unavailable);
+}
+
+/** The broker could not store or serve records; nothing was acknowledged. */
+export function brokerUnavailable(): ConnectError {
+  return new ConnectError("broker unavailable; nothing was stored, retry later", Code.Unavailable);
+}
+
+/**
+ * A watcher ended early (it fell behind its buffer, or the server is draining),
+ * with the cursor to resume from as a {@link ResumeInfoSchema} detail and in the
+ * message, so that no result is silently skipped.
+ */
+export function watchInterrupted(reason: "overflow" | "shutdown", cursor: string, buffer: number): ConnectError {
+  const resume = cursor === "" ? "repeat the request to resume" : `resume with afterCursor=${cursor}`;
+  const [message, code] =
+    reason === "overflow"
+      ? [`watcher fell behind by more than ${buffer} results; ${resume}`, Code.ResourceExhausted]
+      : [`server is shutting down; ${resume}`, Code.Unavailable];
+  return new ConnectError(message, code, undefined, [
+    { desc: ResumeInfoSchema, value: create(ResumeInfoSchema, { cursor }) },
+  ]);
+}
+
+/** Marks an error as the broker's, so it maps to UNAVAILABLE rather than INTERNAL. */
+export class BrokerError extends Error {
+  constructor(
+    message: string,
+    /** Whether retrying the same operation may succeed. */
+    readonly retriable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "BrokerError";
+  }
+}
+
+/**
+ * Maps anything thrown by a handler to the error the client sees: ConnectErrors
+ * pass as they are, broker failures become UNAVAILABLE, and anything else is a
+ * bug: INTERNAL with no internals in the message (the caller logs the cause).
+ */
+export function toConnectError(error: unknown): ConnectError {
+  if (error instanceof ConnectError) return error;
+  if (error instanceof BrokerError) return brokerUnavailable();
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/** Names a client-supplied value in a message without echoing kilobytes of it. */
+export function quote(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}

@@ -1,0 +1,373 @@
+/**
+ * The fanout: every instance reads the results topic and pushes each result to
+ * the WatchResults calls watching its stream. A recent window per stream serves
+ * new watchers from memory; older results are read back from the broker
+ * (catch-up), then the watcher joins the live feed in the same turn of the event
+ * loop it took the window's snapshot, so no result is missed or repeated.
+ *
+ * Memory is bounded: windows hold at most `window` results each and
+ * `cacheResults` in all; each watcher buffers at most `watchBuffer` results, and
+ * one that falls further behind is ended with RESOURCE_EXHAUSTED and the cursor
+ * to resume from, never silently skipped.
+ */
+import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { ResultSchema, StartPosition, StreamState, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
+import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
+import { CelEvalError, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
+import { decodeCursor, encodeCursor } from "./cursor.js";
+import { invalidArgument, streamNotFound, watchInterrupted } from "./errors.js";
+import type { Logger } from "./logger.js";
+import { HEADER, decodeRecord } from "./records.js";
+import type { StreamRegistry } from "./registry.js";
+import { requireStreamId } from "./validation.js";
+
+/** Dependencies and limits of the fanout. */
+export interface FanoutOptions {
+  broker: Broker;
+  resultsTopic: string;
+  registry: StreamRegistry;
+  logger: Logger;
+  /** Results kept per stream. */
+  window: number;
+  /** Results kept in all windows together. */
+  cacheResults: number;
+  /** Results buffered per watcher. */
+  watchBuffer: number;
+}
+
+/** What a WatchResults call asks for. */
+export interface WatchRequest {
+  streamId: string;
+  afterCursor: string;
+  startPosition: StartPosition;
+  filter: string;
+}
+
+const decoder = new TextDecoder();
+const CATCH_UP_BATCH = 500;
+
+/** Creates the fanout; call `start()` to follow the results topic. */
+export function createFanout(options: FanoutOptions): Fanout {
+  return new Fanout(options);
+}
+
+/** See the module comment. */
+export class Fanout {
+  /** Windows in least-recently-updated order, for eviction. */
+  private readonly windows = new Map<string, StreamWindow>();
+  /** Per partition, the next offset this fanout will read. */
+  private readonly consumed: number[] = [];
+  private readonly watchers = new Set<Watcher>();
+  private cached = 0;
+  private subscription: Subscription | undefined;
+
+  constructor(private readonly options: FanoutOptions) {}
+
+  /** Starts following the results topic from its current end. */
+  async start(): Promise<void> {
+    const { broker, resultsTopic } = this.options;
+    const partitions = broker.partitionCount(resultsTopic);
+    for (let partition = 0; partition < partitions; partition++) {
+      this.consumed[partition] = (await broker.offsets(resultsTopic, partition)).high;
+    }
+    this.subscription = await broker.subscribe({
+      topic: resultsTopic,
+      from: "latest",
+      startOffsets: [...this.consumed],
+      eachBatch: async (batch) => this.accept(batch),
+      onError: (error) => this.options.logger.error({ err: error }, "fanout failed to deliver results"),
+    });
+  }
+
+  /** Ends every watcher with UNAVAILABLE and its resume cursor, then stops reading. */
+  async stop(): Promise<void> {
+    for (const watcher of this.watchers) watcher.interrupt("shutdown");
+    await this.subscription?.close();
+  }
+
+  /** How many WatchResults calls are open. */
+  get watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  /**
+   * Checks a watch request (INVALID_ARGUMENT, NOT_FOUND) and returns the results
+   * to stream. Checks run before the first result is asked for, so a bad
+   * request fails the call instead of ending an empty stream.
+   */
+  watch(request: WatchRequest, signal: AbortSignal): AsyncIterable<Result> {
+    const streamId = requireStreamId(request.streamId);
+    const filter = request.filter === "" ? undefined : compileCel(request.filter, "filter");
+    const entry = this.options.registry.get(streamId);
+    if (!entry) throw streamNotFound(streamId);
+    const partition = this.options.broker.partitionFor(this.options.resultsTopic, streamId);
+    let start: number;
+    if (request.afterCursor !== "") {
+      const cursor = decodeCursor(request.afterCursor, "results", "after_cursor");
+      if (cursor.partition !== partition) throw invalidArgument("after_cursor belongs to another stream");
+      start = cursor.offset + 1;
+    } else if (request.startPosition === StartPosition.LATEST) {
+      if (entry.stream.state === StreamState.CLOSED) return empty();
+      start = this.consumed[partition]!;
+    } else {
+      start = entry.resultsStart;
+    }
+    const watcher = new Watcher(this.options.watchBuffer, request.afterCursor);
+    return this.stream(streamId, partition, start, filter, watcher, signal);
+  }
+
+  private async *stream(
+    streamId: string,
+    partition: number,
+    start: number,
+    filter: CelProgram | undefined,
+    watcher: Watcher,
+    signal: AbortSignal,
+  ): AsyncGenerator<Result> {
+    this.watchers.add(watcher);
+    let window: StreamWindow | undefined;
+    try {
+      let next = start;
+      // Catch up from the broker until the window covers the rest.
+      for (;;) {
+        window = this.window(streamId, partition);
+        if (next >= window.completeFrom) break;
+        const boundary = window.completeFrom;
+        const records = await this.options.broker.fetch(this.options.resultsTopic, partition, next, CATCH_UP_BATCH);
+        if (signal.aborted || watcher.interruption) break;
+        if (records.length === 0) {
+          next = boundary;
+          continue;
+        }
+        for (const record of records) {
+          if (record.offset >= boundary) break;
+          next = record.offset + 1;
+          if (record.key !== streamId) continue;
+          const entry = toEntry(record);
+          if (entry.end) return;
+          watcher.passed(entry);
+          if (matches(filter, entry)) yield entry.result;
+          if (signal.aborted || watcher.interruption) break;
+        }
+      }
+      if (watcher.interruption) throw watcher.error();
+      if (signal.aborted) return;
+      // Same turn as the snapshot: join the live feed.
+      window = this.window(streamId, partition);
+      watcher.enqueue(window.entries.filter((entry) => entry.offset >= next));
+      window.watchers.add(watcher);
+      for (;;) {
+        const entry = watcher.queue.shift();
+        if (!entry) {
+          if (watcher.interruption) throw watcher.error();
+          await watcher.wait(signal);
+          if (signal.aborted) return;
+          continue;
+        }
+        if (entry.end) return;
+        watcher.passed(entry);
+        if (matches(filter, entry)) yield entry.result;
+      }
+    } finally {
+      window?.watchers.delete(watcher);
+      this.watchers.delete(watcher);
+    }
+  }
+
+  /** Applies a batch of results: windows first, then every watcher of each stream. */
+  private accept(batch: RecordBatch): void {
+    for (const record of batch.records) {
+      this.consumed[batch.partition] = record.offset;
+      const window = this.window(record.key, batch.partition);
+      const entry = toEntry(record);
+      window.entries.push(entry);
+      this.cached++;
+      if (window.entries.length > this.options.window) {
+        window.completeFrom = window.entries.shift()!.offset + 1;
+        this.cached--;
+      }
+      for (const watcher of window.watchers) watcher.push(entry);
+      this.consumed[batch.partition] = record.offset + 1;
+    }
+    this.evict();
+  }
+
+  /** The window of a stream, created empty (complete from what is read next) when missing. */
+  private window(streamId: string, partition: number): StreamWindow {
+    let window = this.windows.get(streamId);
+    if (window) {
+      // Re-inserting keeps the map in least-recently-used order.
+      this.windows.delete(streamId);
+    } else {
+      window = { entries: [], completeFrom: this.consumed[partition]!, watchers: new Set() };
+    }
+    this.windows.set(streamId, window);
+    return window;
+  }
+
+  /** Drops the least recently updated windows while the cache is over its bound. */
+  private evict(): void {
+    for (const [streamId, window] of this.windows) {
+      if (this.cached <= this.options.cacheResults) return;
+      this.cached -= window.entries.length;
+      const last = window.entries[window.entries.length - 1];
+      if (window.watchers.size > 0) {
+        // Watchers hold the window object for the live feed; keep it, empty.
+        if (last) window.completeFrom = last.offset + 1;
+        window.entries = [];
+      } else {
+        this.windows.delete(streamId);
+      }
+    }
+  }
+}
+
+/** A stream's recent results and its live watchers. */
+interface StreamWindow {
+  entries: Entry[];
+  /** Every result of the stream at or past this offset (and read so far) is in `entries`. */
+  completeFrom: number;
+  watchers: Set<Watcher>;
+}
+
+/** One result record, decoded lazily (most are never watched). */
+class Entry {
+  private cachedResult: Result | undefined;
+  private cachedJson: JsonValue | undefined;
+  readonly end: boolean;
+
+  constructor(private readonly record: StoredRecord) {
+    this.end = record.headers[HEADER.control] === "end";
+  }
+
+  get offset(): number {
+    return this.record.offset;
+  }
+
+  get cursor(): string {
+    return encodeCursor("results", this.record.partition, this.record.offset);
+  }
+
+  get result(): Result {
+    return (this.cachedResult ??= toResult(this.record, this.json()));
+  }
+
+  /** The data as JSON, or null for raw results. */
+  json(): JsonValue {
+    if (this.cachedJson === undefined) {
+      const decoded = decodeRecord(this.record);
+      this.cachedJson =
+        decoded.payload.kind === "json" ? (JSON.parse(decoder.decode(decoded.payload.bytes)) as JsonValue) : null;
+    }
+    return this.cachedJson;
+  }
+
+  celRecord(): CelRecord {
+    const decoded = decodeRecord(this.record);
+    return {
+      data: this.json(),
+      raw: decoded.payload.kind === "raw" ? decoded.payload.bytes : new Uint8Array(0),
+      headers: new Map(Object.entries(decoded.headers)),
+      eventId: decoded.eventId,
+      streamId: decoded.streamId,
+    };
+  }
+}
+
+function toEntry(record: StoredRecord): Entry {
+  return new Entry(record);
+}
+
+function toResult(record: StoredRecord, json: JsonValue): Result {
+  const decoded = decodeRecord(record);
+  return create(ResultSchema, {
+    streamId: decoded.streamId,
+    cursor: encodeCursor("results", record.partition, record.offset),
+    eventId: decoded.eventId,
+    payload:
+      decoded.payload.kind === "json"
+        ? { case: "data", value: fromJson(ValueSchema, json) }
+        : { case: "raw", value: decoded.payload.bytes },
+    headers: decoded.headers,
+    sendTime: timestampFromMs(decoded.sendTime),
+    processTime: timestampFromMs(Number(record.headers[HEADER.processTime] ?? record.timestamp)),
+    sourceCursor: record.headers[HEADER.sourceCursor] ?? "",
+  });
+}
+
+/** A watcher's filter; a result the filter cannot evaluate is skipped, not fatal. */
+function matches(filter: CelProgram | undefined, entry: Entry): boolean {
+  if (!filter) return true;
+  try {
+    return passes(filter, entry.celRecord());
+  } catch (error) {
+    if (error instanceof CelEvalError) return false;
+    throw error;
+  }
+}
+
+/** One WatchResults call's live buffer and resume position. */
+class Watcher {
+  queue: Entry[] = [];
+  interruption: "overflow" | "shutdown" | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly limit: number,
+    /** The cursor to resume from: the last result passed, else the request's own. */
+    private cursor: string,
+  ) {}
+
+  /** Records that the watcher has passed `entry` (delivered it or filtered it out). */
+  passed(entry: Entry): void {
+    this.cursor = entry.cursor;
+  }
+
+  /** Adds the window's snapshot, which is at most a window long. */
+  enqueue(entries: Entry[]): void {
+    this.queue.push(...entries);
+  }
+
+  /** Adds a live result, or ends the watcher when it is too far behind. */
+  push(entry: Entry): void {
+    if (this.interruption) return;
+    if (this.queue.length >= this.limit) {
+      this.interrupt("overflow");
+      return;
+    }
+    this.queue.push(entry);
+    this.notify();
+  }
+
+  /** Ends the watcher at its next step; what it buffered is dropped, the cursor says where to resume. */
+  interrupt(reason: "overflow" | "shutdown"): void {
+    this.interruption ??= reason;
+    this.queue = [];
+    this.notify();
+  }
+
+  error(): Error {
+    return watchInterrupted(this.interruption!, this.cursor, this.limit);
+  }
+
+  /** Resolves on the next push, interruption or abort. */
+  wait(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        signal.removeEventListener("abort", done);
+        this.wake = undefined;
+        resolve();
+      };
+      this.wake = done;
+      signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  private notify(): void {
+    this.wake?.();
+  }
+}
+
+async function* empty(): AsyncGenerator<Result> {}

@@ -1,0 +1,288 @@
+/**
+ * The processor: a consumer-group member of the ingest topic that turns each
+ * record into at most one result on the results topic. Per stream, records are
+ * processed in order; an event id seen before yields no second result; the
+ * stream's CEL filter and transform apply; a stream with `ratePerSecond` is
+ * throttled (bottleneck) without holding up other streams. Offsets are committed
+ * only below the oldest record whose result is not yet written, so a restart
+ * neither loses nor skips a record.
+ */
+import Bottleneck from "bottleneck";
+import type { JsonValue } from "@bufbuild/protobuf";
+import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
+import { CelEvalError, celToJson, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
+import { encodeCursor } from "./cursor.js";
+import type { Logger } from "./logger.js";
+import { Lru, eventKey } from "./lru.js";
+import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "./records.js";
+import type { StreamRegistry } from "./registry.js";
+import type { StreamCounters } from "./stream-counters.js";
+import type { Processing } from "../gen/streamgate/v1/stream_service_pb.js";
+
+/** Dependencies and limits of the processor. */
+export interface ProcessorOptions {
+  broker: Broker;
+  ingestTopic: string;
+  resultsTopic: string;
+  registry: StreamRegistry;
+  counters: StreamCounters;
+  logger: Logger;
+  /** Event ids remembered for deduplication. */
+  dedupWindow: number;
+  /** Records a partition may hold in flight before reading pauses. */
+  maxInFlight: number;
+  /** The consumer group. */
+  groupId?: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Creates a processor; call `start()` to join the group. */
+export function createProcessor(options: ProcessorOptions): Processor {
+  return new Processor(options);
+}
+
+/** See the module comment. */
+export class Processor {
+  private subscription: Subscription | undefined;
+  private readonly progress = new Map<number, PartitionProgress>();
+  private readonly throttles = new Map<string, Bottleneck>();
+  private readonly seen: Lru<string, true>;
+  private readonly programs = new Lru<string, CompiledProcessing>(10_000);
+  private stopping = false;
+
+  constructor(private readonly options: ProcessorOptions) {
+    this.seen = new Lru(options.dedupWindow);
+  }
+
+  /** Joins the consumer group and starts processing. */
+  async start(): Promise<void> {
+    this.subscription = await this.options.broker.subscribe({
+      topic: this.options.ingestTopic,
+      groupId: this.options.groupId ?? "streamgate-processor",
+      from: "earliest",
+      eachBatch: (batch) => this.handleBatch(batch),
+      onError: (error) => this.options.logger.error({ err: error }, "processor batch failed"),
+    });
+  }
+
+  /**
+   * Stops reading, drops throttled records not yet started (they stay
+   * uncommitted, so they are processed again after a restart) and waits for
+   * results being written.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.subscription?.close();
+    await Promise.all([...this.throttles.values()].map((limiter) => limiter.stop({ dropWaitingJobs: true })));
+    await Promise.all([...this.progress.values()].map((progress) => progress.idle()));
+  }
+
+  private async handleBatch(batch: RecordBatch): Promise<void> {
+    let progress = this.progress.get(batch.partition);
+    if (!progress) {
+      progress = new PartitionProgress((next) => this.subscription!.commit(batch.partition, next));
+      this.progress.set(batch.partition, progress);
+    }
+    for (const record of batch.records) {
+      progress.begin(record.offset);
+      const offset = record.offset;
+      this.dispatch(record).then(
+        () => progress.end(offset),
+        (error: unknown) => {
+          // Only a stop leaves a record unfinished; it stays uncommitted.
+          if (!this.stopping) this.options.logger.error({ err: error, offset }, "record processing failed");
+        },
+      );
+      // Backpressure: a partition whose throttled streams hold too many records stops reading.
+      if (progress.size >= this.options.maxInFlight) await progress.below(this.options.maxInFlight);
+    }
+  }
+
+  /** Processes a record now, or through its stream's throttle, keeping per-stream order. */
+  private dispatch(record: StoredRecord): Promise<void> {
+    const entry = this.options.registry.get(record.key);
+    const rate = entry?.stream.processing?.ratePerSecond ?? 0;
+    if (rate <= 0) return this.process(record);
+    let limiter = this.throttles.get(record.key);
+    if (!limiter) {
+      // One at a time, spaced evenly: bottleneck runs jobs in submission order.
+      limiter = new Bottleneck({ maxConcurrent: 1, minTime: 1000 / rate });
+      this.throttles.set(record.key, limiter);
+    }
+    return limiter.schedule(() => this.process(record));
+  }
+
+  private async process(record: StoredRecord): Promise<void> {
+    const decoded = decodeRecord(record);
+    const { streamId } = decoded;
+    if (decoded.control === "close") {
+      await this.write(streamId, new Uint8Array(0), controlHeaders("end", Date.now()));
+      this.throttles.delete(streamId);
+      this.programs.delete(streamId);
+      return;
+    }
+    if (decoded.eventId !== "") {
+      const key = eventKey(streamId, decoded.eventId);
+      if (this.seen.has(key)) {
+        this.options.counters.add(streamId, "duplicates");
+        return;
+      }
+      this.seen.set(key, true);
+    }
+    const { counters } = this.options;
+    counters.add(streamId, "processed");
+    let output: { contentType: string; value: Uint8Array };
+    try {
+      const result = this.evaluate(streamId, decoded);
+      if (result === undefined) {
+        counters.add(streamId, "filtered");
+        return;
+      }
+      output = result;
+    } catch (error) {
+      if (!(error instanceof CelEvalError)) throw error;
+      counters.add(streamId, "failed");
+      this.options.logger.warn(
+        { streamId, offset: record.offset, reason: error.message },
+        "record failed its stream's filter or transform; no result",
+      );
+      return;
+    }
+    const headers: Record<string, string> = {
+      ...decoded.headers,
+      [HEADER.contentType]: output.contentType,
+      [HEADER.sendTime]: String(decoded.sendTime),
+      [HEADER.processTime]: String(Date.now()),
+      [HEADER.sourceCursor]: encodeCursor("ingest", record.partition, record.offset),
+    };
+    if (decoded.eventId !== "") headers[HEADER.eventId] = decoded.eventId;
+    await this.write(streamId, output.value, headers);
+    counters.add(streamId, "results");
+  }
+
+  /** Applies filter and transform; undefined when the filter drops the record. */
+  private evaluate(streamId: string, record: DecodedRecord): { contentType: string; value: Uint8Array } | undefined {
+    const passthrough = {
+      contentType: record.payload.kind === "json" ? CONTENT_TYPE.json : (record.headers[HEADER.contentType] ?? CONTENT_TYPE.bytes),
+      value: record.payload.bytes,
+    };
+    const processing = this.options.registry.get(streamId)?.stream.processing;
+    if (!processing || (processing.filter === "" && processing.transform === "")) return passthrough;
+    const programs = this.compiled(streamId, processing);
+    const input = celInput(record);
+    if (programs.filter && !passes(programs.filter, input)) return undefined;
+    if (!programs.transform) return passthrough;
+    const value = celToJson(programs.transform(input));
+    return { contentType: CONTENT_TYPE.json, value: encoder.encode(JSON.stringify(value)) };
+  }
+
+  private compiled(streamId: string, processing: Processing): CompiledProcessing {
+    let programs = this.programs.get(streamId);
+    if (!programs) {
+      // StartStream already compiled these once to validate them, so they compile here.
+      programs = {
+        filter: processing.filter === "" ? undefined : compileCel(processing.filter, "filter"),
+        transform: processing.transform === "" ? undefined : compileCel(processing.transform, "transform"),
+      };
+      this.programs.set(streamId, programs);
+    }
+    return programs;
+  }
+
+  /** Writes a result, retrying while the broker is unavailable so per-stream order holds. */
+  private async write(streamId: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.options.broker.produce(this.options.resultsTopic, [{ key: streamId, value, headers }]);
+        return;
+      } catch (error) {
+        if (this.stopping) throw error;
+        this.options.logger.warn({ err: error, streamId, attempt }, "writing a result failed; retrying");
+        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)));
+      }
+    }
+  }
+}
+
+interface CompiledProcessing {
+  filter: CelProgram | undefined;
+  transform: CelProgram | undefined;
+}
+
+/** What CEL sees of a record. */
+function celInput(record: DecodedRecord): CelRecord {
+  const json = record.payload.kind === "json";
+  return {
+    data: json ? (JSON.parse(decoder.decode(record.payload.bytes)) as JsonValue) : null,
+    raw: json ? new Uint8Array(0) : record.payload.bytes,
+    headers: new Map(Object.entries(record.headers)),
+    eventId: record.eventId,
+    streamId: record.streamId,
+  };
+}
+
+/**
+ * Offsets of one partition that are read but not finished. Records are begun in
+ * offset order, so the first pending offset is the lowest, and everything below
+ * it can be committed.
+ */
+class PartitionProgress {
+  private readonly pending = new Set<number>();
+  private next = -1;
+  private committed = -1;
+  private waiters: Array<{ limit: number; resolve: () => void }> = [];
+  private commitScheduled = false;
+
+  constructor(private readonly commit: (nextOffset: number) => Promise<void>) {}
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  begin(offset: number): void {
+    this.pending.add(offset);
+    this.next = offset + 1;
+  }
+
+  end(offset: number): void {
+    this.pending.delete(offset);
+    this.waiters = this.waiters.filter((waiter) => {
+      if (this.pending.size >= waiter.limit) return true;
+      waiter.resolve();
+      return false;
+    });
+    this.scheduleCommit();
+  }
+
+  /** Resolves when fewer than `limit` records are pending. */
+  below(limit: number): Promise<void> {
+    if (this.pending.size < limit) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ limit, resolve }));
+  }
+
+  /** Resolves when nothing is pending, after a final commit. */
+  async idle(): Promise<void> {
+    await this.below(1);
+    await this.flush();
+  }
+
+  /** Commits at most once per turn of the event loop, however many records finish in it. */
+  private scheduleCommit(): void {
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    setImmediate(() => {
+      this.commitScheduled = false;
+      void this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const first = this.pending.values().next();
+    const committable = first.done ? this.next : first.value;
+    if (committable <= this.committed) return;
+    this.committed = committable;
+    await this.commit(committable);
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * How streamgate's records look on the broker. Keys are stream ids; values are
+ * the payload as sent (JSON text or raw bytes); metadata travels in headers, so
+ * any Kafka client (kcat, a Java consumer) can read the topics without
+ * streamgate's code.
+ */
+import type { RecordHeaders, StoredRecord } from "./broker/broker.js";
+
+/** Header names written by streamgate (the "streamgate-" prefix is reserved). */
+export const HEADER = {
+  contentType: "content-type",
+  eventId: "streamgate-event-id",
+  sendTime: "streamgate-send-time",
+  processTime: "streamgate-process-time",
+  sourceCursor: "streamgate-source-cursor",
+  control: "streamgate-control",
+} as const;
+
+/** The prefix of header names that clients may not set. */
+export const RESERVED_HEADER_PREFIX = "streamgate-";
+
+/** Content types of the two payload kinds. */
+export const CONTENT_TYPE = {
+  json: "application/json",
+  bytes: "application/octet-stream",
+} as const;
+
+/** Control records: a close marker on ingest becomes an end marker on results. */
+export type ControlKind = "close" | "end";
+
+/** A payload: JSON text or raw bytes. */
+export type Payload = { kind: "json"; bytes: Uint8Array } | { kind: "raw"; bytes: Uint8Array };
+
+/** A record as a processor or watcher sees it, decoded from its headers. */
+export interface DecodedRecord {
+  streamId: string;
+  payload: Payload;
+  eventId: string;
+  /** Client headers (reserved and content-type headers removed). */
+  headers: RecordHeaders;
+  sendTime: number;
+  control: ControlKind | undefined;
+}
+
+/** Builds the headers of a data record. */
+export function dataHeaders(
+  payloadKind: Payload["kind"],
+  clientHeaders: RecordHeaders,
+  eventId: string,
+  sendTime: number,
+): RecordHeaders {
+  const headers: RecordHeaders = { ...clientHeaders };
+  headers[HEADER.contentType] =
+    payloadKind === "json" ? CONTENT_TYPE.json : (clientHeaders[HEADER.contentType] ?? CONTENT_TYPE.bytes);
+  if (eventId !== "") headers[HEADER.eventId] = eventId;
+  headers[HEADER.sendTime] = String(sendTime);
+  return headers;
+}
+
+/** Builds the headers of a control record. */
+export function controlHeaders(kind: ControlKind, sendTime: number): RecordHeaders {
+  return { [HEADER.control]: kind, [HEADER.sendTime]: String(sendTime) };
+}
+
+/** Decodes a stored record's metadata from its headers. */
+export function decodeRecord(record: StoredRecord): DecodedRecord {
+  const headers: RecordHeaders = {};
+  for (const [name, value] of Object.entries(record.headers)) {
+    if (!name.startsWith(RESERVED_HEADER_PREFIX) && name !== HEADER.contentType) headers[name] = value;
+  }
+  const contentType = record.headers[HEADER.contentType];
+  if (contentType !== undefined && contentType !== CONTENT_TYPE.json && contentType !== CONTENT_TYPE.bytes) {
+    headers[HEADER.contentType] = contentType;
+  }
+  const control = record.headers[HEADER.control];
+  return {
+    streamId: record.key,
+    payload: { kind: contentType === CONTENT_TYPE.json ? "json" : "raw", bytes: record.value },
+    eventId: record.headers[HEADER.eventId] ?? "",
+    headers,
+    sendTime: Number(record.headers[HEADER.sendTime] ?? record.timestamp),
+    control: control === "close" || control === "end" ? control : undefined,
+  };
+}
