@@ -50,6 +50,8 @@ export class Processor {
   private readonly throttles = new Map<string, Bottleneck>();
   private readonly seen: Lru<string, true>;
   private readonly programs = new Lru<string, CompiledProcessing>(10_000);
+  /** Records being processed right now (not those waiting in a throttle). */
+  private readonly running = new Set<Promise<void>>();
   private stopping = false;
 
   constructor(private readonly options: ProcessorOptions) {
@@ -76,7 +78,8 @@ export class Processor {
     this.stopping = true;
     await this.subscription?.close();
     await Promise.all([...this.throttles.values()].map((limiter) => limiter.stop({ dropWaitingJobs: true })));
-    await Promise.all([...this.progress.values()].map((progress) => progress.idle()));
+    await Promise.allSettled([...this.running]);
+    await Promise.all([...this.progress.values()].map((progress) => progress.flush()));
   }
 
   private async handleBatch(batch: RecordBatch): Promise<void> {
@@ -104,14 +107,22 @@ export class Processor {
   private dispatch(record: StoredRecord): Promise<void> {
     const entry = this.options.registry.get(record.key);
     const rate = entry?.stream.processing?.ratePerSecond ?? 0;
-    if (rate <= 0) return this.process(record);
+    if (rate <= 0) return this.run(record);
     let limiter = this.throttles.get(record.key);
     if (!limiter) {
       // One at a time, spaced evenly: bottleneck runs jobs in submission order.
       limiter = new Bottleneck({ maxConcurrent: 1, minTime: 1000 / rate });
       this.throttles.set(record.key, limiter);
     }
-    return limiter.schedule(() => this.process(record));
+    return limiter.schedule(() => this.run(record));
+  }
+
+  private run(record: StoredRecord): Promise<void> {
+    const processing = this.process(record);
+    this.running.add(processing);
+    const forget = () => this.running.delete(processing);
+    processing.then(forget, forget);
+    return processing;
   }
 
   private async process(record: StoredRecord): Promise<void> {
@@ -262,12 +273,6 @@ class PartitionProgress {
     return new Promise((resolve) => this.waiters.push({ limit, resolve }));
   }
 
-  /** Resolves when nothing is pending, after a final commit. */
-  async idle(): Promise<void> {
-    await this.below(1);
-    await this.flush();
-  }
-
   /** Commits at most once per turn of the event loop, however many records finish in it. */
   private scheduleCommit(): void {
     if (this.commitScheduled) return;
@@ -278,7 +283,8 @@ class PartitionProgress {
     });
   }
 
-  private async flush(): Promise<void> {
+  /** Commits everything below the oldest pending record. */
+  async flush(): Promise<void> {
     const first = this.pending.values().next();
     const committable = first.done ? this.next : first.value;
     if (committable <= this.committed) return;
