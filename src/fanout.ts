@@ -312,6 +312,8 @@ class Watcher {
   queue: Entry[] = [];
   interruption: "overflow" | "shutdown" | undefined;
   private wake: (() => void) | undefined;
+  /** Room for the window's snapshot on top of the live buffer. */
+  private snapshot = 0;
 
   constructor(
     private readonly limit: number,
@@ -324,15 +326,16 @@ class Watcher {
     this.cursor = entry.cursor;
   }
 
-  /** Adds the window's snapshot, which is at most a window long. */
+  /** Adds the window's snapshot, which is at most a window long and does not count as falling behind. */
   enqueue(entries: Entry[]): void {
+    this.snapshot = entries.length;
     this.queue.push(...entries);
   }
 
   /** Adds a live result, or ends the watcher when it is too far behind. */
   push(entry: Entry): void {
     if (this.interruption) return;
-    if (this.queue.length >= this.limit) {
+    if (this.queue.length >= this.limit + this.snapshot) {
       this.interrupt("overflow");
       return;
     }
