@@ -108,7 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       partitions: read.int("KAFKA_PARTITIONS", 6, 1, 10_000),
     },
     memory: {
-      retentionRecords: read.int("MEMORY_RETENTION_RECORDS", 1_000_000, 1, Number.MAX_SAFE_INTEGER),
+      retentionRecords: read.int("MEMORY_RETENTION_RECORDS", 100_000, 1, Number.MAX_SAFE_INTEGER),
       retentionMs: read.int("MEMORY_RETENTION_MS", 0, 0, Number.MAX_SAFE_INTEGER),
     },
     fanoutWindow: read.int("FANOUT_WINDOW", 256, 1, 1_000_000),

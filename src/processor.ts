@@ -76,8 +76,10 @@ export class Processor {
    */
   async stop(): Promise<void> {
     this.stopping = true;
-    await this.subscription?.close();
+    // A batch waiting for room behind a throttle must not hold up the stop.
+    for (const progress of this.progress.values()) progress.release();
     await Promise.all([...this.throttles.values()].map((limiter) => limiter.stop({ dropWaitingJobs: true })));
+    await this.subscription?.close();
     await Promise.allSettled([...this.running]);
     await Promise.all([...this.progress.values()].map((progress) => progress.flush()));
   }
@@ -89,6 +91,7 @@ export class Processor {
       this.progress.set(batch.partition, progress);
     }
     for (const record of batch.records) {
+      if (this.stopping) return;
       progress.begin(record.offset);
       const offset = record.offset;
       this.dispatch(record).then(
@@ -267,10 +270,16 @@ class PartitionProgress {
     this.scheduleCommit();
   }
 
-  /** Resolves when fewer than `limit` records are pending. */
+  /** Resolves when fewer than `limit` records are pending (or on {@link release}). */
   below(limit: number): Promise<void> {
     if (this.pending.size < limit) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push({ limit, resolve }));
+  }
+
+  /** Lets every waiter go, for a stop. */
+  release(): void {
+    for (const waiter of this.waiters) waiter.resolve();
+    this.waiters = [];
   }
 
   /** Commits at most once per turn of the event loop, however many records finish in it. */
