@@ -61,6 +61,7 @@ export class Fanout {
   private readonly watchers = new Set<Watcher>();
   private cached = 0;
   private subscription: Subscription | undefined;
+  private stopped = false;
 
   constructor(private readonly options: FanoutOptions) {}
 
@@ -82,6 +83,7 @@ export class Fanout {
 
   /** Ends every watcher with UNAVAILABLE and its resume cursor, then stops reading. */
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const watcher of this.watchers) watcher.interrupt("shutdown");
     await this.subscription?.close();
   }
@@ -126,6 +128,8 @@ export class Fanout {
     signal: AbortSignal,
   ): AsyncGenerator<Result> {
     this.watchers.add(watcher);
+    // A call accepted just before the stop, whose first step runs after it.
+    if (this.stopped) watcher.interrupt("shutdown");
     let window: StreamWindow | undefined;
     try {
       let next = start;

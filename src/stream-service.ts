@@ -110,9 +110,12 @@ async function sendAll(ingest: Ingest, requests: AsyncIterable<SendDataStreamReq
   const inFlight: Promise<SendResult>[] = [];
   const settle = async (send: Promise<SendResult>) => {
     const result = await send;
-    if (result.duplicate) duplicates++;
-    else accepted++;
-    lastCursor = result.cursor;
+    if (result.duplicate) {
+      duplicates++;
+    } else {
+      accepted++;
+      lastCursor = result.cursor;
+    }
   };
   for await (const request of requests) {
     if (index === 0) failFast = request.failFast;
@@ -134,7 +137,7 @@ async function sendAll(ingest: Ingest, requests: AsyncIterable<SendDataStreamReq
     if (inFlight.length >= MAX_STREAM_IN_FLIGHT) await settle(inFlight.shift()!);
     index++;
   }
-  // Settled in order, so lastCursor ends as the last record's.
+  // Settled in order, so lastCursor ends as the last stored record's.
   for (const send of inFlight) await settle(send);
   return { accepted, duplicates, rejected, rejections, lastCursor };
 }

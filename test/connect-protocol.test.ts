@@ -20,7 +20,7 @@ beforeAll(async () => {
 afterAll(() => server?.close());
 
 /** A JSON object as parsed from the wire. */
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Json = Record<string, any>;
 
 /** A Connect unary call: POST the request as JSON; returns the HTTP status and the JSON body. */
 async function unary(method: string, request: unknown): Promise<{ status: number; body: Json }> {
