@@ -16,7 +16,7 @@ export interface Cursor {
 }
 
 const PREFIX: Record<CursorLog, string> = { ingest: "i", results: "r" };
-const PATTERN = /^([ir])-(\d{1,6})-(\d{1,16})$/;
+const PATTERN = /^([ir])-(0|[1-9]\d{0,5})-(0|[1-9]\d{0,15})$/;
 
 /** Encodes a position as a cursor string, e.g. "r-3-1024". */
 export function encodeCursor(log: CursorLog, partition: number, offset: number): string {

@@ -162,7 +162,7 @@ export class Fanout {
       watcher.enqueue(window.entries.filter((entry) => entry.offset >= next));
       window.watchers.add(watcher);
       for (;;) {
-        const entry = watcher.queue.shift();
+        const entry = watcher.take();
         if (!entry) {
           if (watcher.interruption) throw watcher.error();
           await watcher.wait(signal);
@@ -334,6 +334,13 @@ class Watcher {
   enqueue(entries: Entry[]): void {
     this.snapshot = entries.length;
     this.queue.push(...entries);
+  }
+
+  /** The next buffered result; taking a snapshot entry gives its room back. */
+  take(): Entry | undefined {
+    const entry = this.queue.shift();
+    if (entry && this.snapshot > 0) this.snapshot--;
+    return entry;
   }
 
   /** Adds a live result, or ends the watcher when it is too far behind. */

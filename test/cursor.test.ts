@@ -64,6 +64,7 @@ describe("cursor", () => {
     ["partition too long", "r-1234567-0"],
     ["offset past 2^53", "r-0-9999999999999999"],
     ["trailing text", "r-1-2-3"],
+    ["leading zeros (one position, one spelling)", "r-01-007"],
   ])("refuses a cursor with %s", (_, value) => {
     const error = refusal(() => decodeCursor(value, "results", "after_cursor"));
     expect(error.code).toBe(Code.InvalidArgument);

@@ -172,10 +172,15 @@ class PartitionLog {
     if (offset < this.high || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const wake = () => {
-        signal.removeEventListener("abort", wake);
+        signal.removeEventListener("abort", abandon);
         resolve();
       };
-      signal.addEventListener("abort", wake, { once: true });
+      // A closed subscription leaves no waiter behind on an idle partition.
+      const abandon = () => {
+        this.waiters = this.waiters.filter((waiter) => waiter !== wake);
+        resolve();
+      };
+      signal.addEventListener("abort", abandon, { once: true });
       this.waiters.push(wake);
     });
   }
