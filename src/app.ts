@@ -26,6 +26,7 @@ import { listen } from "./server.js";
 import { StreamCounters } from "./stream-counters.js";
 import { createStreamService } from "./stream-service.js";
 import { topicNames, topicSpecs } from "./topics.js";
+import { markInvalidUtf8 } from "./utf8.js";
 
 /** The files whose services this server serves, for reflection. */
 const SERVED_FILES: DescFile[] = [
@@ -96,6 +97,8 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     health.routes(router);
     reflection(router);
   };
+  // Invalid UTF-8 in a binary request reaches validation (INVALID_ARGUMENT), not connect's INTERNAL.
+  markInvalidUtf8();
   const rpc = connectNodeAdapter({
     routes,
     interceptors: createInterceptors({ logger, isDraining: () => draining }),

@@ -7,6 +7,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
 import { ResumeInfoSchema } from "../gen/streamgate/v1/stream_service_pb.js";
+import { isWellFormed, toWellFormed } from "./utf8.js";
 
 /** A malformed request: a missing or badly formed field, a bad CEL expression. */
 export function invalidArgument(message: string): ConnectError {
@@ -29,6 +30,11 @@ export function streamNotFound(streamId: string): ConnectError {
 /** The stream exists but is closed, so it accepts no more records. */
 export function streamClosed(streamId: string): ConnectError {
   return new ConnectError(`stream ${quote(streamId)} is closed`, Code.FailedPrecondition);
+}
+
+/** A health check for a service this server does not know (as the health protocol says). */
+export function unknownService(service: string): ConnectError {
+  return new ConnectError(`unknown service ${quote(service)}`, Code.NotFound);
 }
 
 /** A stream with this id exists with other labels or processing options. */
@@ -84,7 +90,11 @@ export class BrokerError extends Error {
  * bug: INTERNAL with no internals in the message (the caller logs the cause).
  */
 export function toConnectError(error: unknown): ConnectError {
-  if (error instanceof ConnectError) return error;
+  if (error instanceof ConnectError) {
+    if (isWellFormed(error.rawMessage)) return error;
+    // A message echoing a client's invalid text (see utf8.ts) would hang a gRPC call.
+    return new ConnectError(toWellFormed(error.rawMessage), error.code, error.metadata, undefined, error);
+  }
   if (error instanceof BrokerError) return brokerUnavailable();
   return new ConnectError("internal error", Code.Internal);
 }

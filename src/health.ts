@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { unknownService } from "./errors.js";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
@@ -87,7 +87,7 @@ export function createHealthService(): HealthService {
     if (status === undefined) {
       // The health spec asks for NOT_FOUND here, which probes treat as "this
       // server does not know that service" rather than as "unhealthy".
-      throw new ConnectError(`unknown service ${request.service}`, Code.NotFound);
+      throw unknownService(request.service);
     }
     return { status };
   }

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import { ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { ServiceImpl } from "@connectrpc/connect";
 import {
   ProcessingSchema,
   RejectionSchema,
@@ -16,7 +16,7 @@ import {
   type SendDataStreamRequest,
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import { compileCel } from "./cel.js";
-import { invalidArgument, streamNotFound } from "./errors.js";
+import { invalidArgument, streamNotFound, toConnectError } from "./errors.js";
 import type { Fanout } from "./fanout.js";
 import { codeName, type Ingest, type SendResult } from "./ingest.js";
 import type { StreamRegistry } from "./registry.js";
@@ -143,5 +143,5 @@ async function sendAll(ingest: Ingest, requests: AsyncIterable<SendDataStreamReq
 }
 
 function reasonOf(error: unknown): string {
-  return error instanceof ConnectError ? error.rawMessage : "internal error";
+  return toConnectError(error).rawMessage;
 }

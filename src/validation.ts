@@ -2,10 +2,11 @@
  * Checks of client input, each throwing INVALID_ARGUMENT with a message that
  * names the field and the rule, so bad input changes nothing and says why.
  */
-import { toJson } from "@bufbuild/protobuf";
+import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
 import { invalidArgument, payloadTooLarge, quote } from "./errors.js";
 import { RESERVED_HEADER_PREFIX, type Payload } from "./records.js";
+import { isWellFormed } from "./utf8.js";
 
 const STREAM_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const HEADER_NAME = /^[A-Za-z0-9._-]{1,128}$/;
@@ -18,9 +19,19 @@ const MAX_LABEL_VALUE = 256;
 const MAX_EXPRESSION = 4096;
 const encoder = new TextEncoder();
 
+/**
+ * Refuses text that is not valid UTF-8 (see utf8.ts), before any other check
+ * would quote it back mangled.
+ */
+export function requireWellFormed(value: string, field: string): string {
+  if (!isWellFormed(value)) throw invalidArgument(`${field} is not valid UTF-8`);
+  return value;
+}
+
 /** Checks a stream id in a request field that must be set. */
 export function requireStreamId(streamId: string, field = "stream_id"): string {
   if (streamId === "") throw invalidArgument(`${field} is required`);
+  requireWellFormed(streamId, field);
   if (!STREAM_ID.test(streamId)) {
     throw invalidArgument(
       `${field} ${quote(streamId)} must be 1 to 128 characters of letters, digits, ".", "_", ":" and "-"`,
@@ -31,6 +42,7 @@ export function requireStreamId(streamId: string, field = "stream_id"): string {
 
 /** Checks an optional idempotency key. */
 export function checkEventId(eventId: string): string {
+  requireWellFormed(eventId, "event_id");
   if (eventId.length > MAX_EVENT_ID) {
     throw invalidArgument(`event_id is ${eventId.length} characters; at most ${MAX_EVENT_ID} are allowed`);
   }
@@ -42,6 +54,8 @@ export function checkHeaders(headers: Record<string, string>): Record<string, st
   const names = Object.keys(headers);
   if (names.length > MAX_HEADERS) throw invalidArgument(`at most ${MAX_HEADERS} headers are allowed`);
   for (const name of names) {
+    requireWellFormed(name, "a header name");
+    requireWellFormed(headers[name]!, "a header value");
     if (!HEADER_NAME.test(name)) {
       throw invalidArgument(`header name ${quote(name)} must be 1 to 128 letters, digits, ".", "_" or "-"`);
     }
@@ -60,6 +74,8 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
   const keys = Object.keys(labels);
   if (keys.length > MAX_LABELS) throw invalidArgument(`at most ${MAX_LABELS} labels are allowed`);
   for (const key of keys) {
+    requireWellFormed(key, "a label key");
+    requireWellFormed(labels[key]!, "a label value");
     if (!LABEL_KEY.test(key)) {
       throw invalidArgument(
         `label key ${quote(key)} must be 1 to 63 lowercase letters, digits, ".", "_" or "-", starting and ending with a letter or digit`,
@@ -72,8 +88,9 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
   return labels;
 }
 
-/** Checks the length of a CEL expression before it is parsed. */
+/** Checks the length (and the text) of a CEL expression before it is parsed. */
 export function checkExpressionLength(expression: string, field: string): string {
+  requireWellFormed(expression, field);
   if (expression.length > MAX_EXPRESSION) {
     throw invalidArgument(`${field} is longer than ${MAX_EXPRESSION} characters`);
   }
@@ -101,13 +118,15 @@ export function encodePayload(payload: RequestPayload, maxBytes: number): Payloa
       if (kind === undefined || kind === "nullValue") {
         throw invalidArgument("data is empty; send a JSON object, list, string, number or bool");
       }
-      let text: string;
+      let json: JsonValue;
       try {
-        text = JSON.stringify(toJson(ValueSchema, payload.value));
+        json = toJson(ValueSchema, payload.value);
       } catch {
         // Binary clients can send what JSON cannot hold, such as NaN.
         throw invalidArgument("data cannot be represented as JSON (NaN or Infinity?)");
       }
+      if (!jsonIsWellFormed(json)) throw invalidArgument("data contains text that is not valid UTF-8");
+      const text = JSON.stringify(json);
       const bytes = encoder.encode(text);
       if (bytes.length > maxBytes) throw payloadTooLarge(bytes.length, maxBytes);
       return { kind: "json", bytes };
@@ -115,4 +134,14 @@ export function encodePayload(payload: RequestPayload, maxBytes: number): Payloa
     default:
       throw invalidArgument("a payload is required: set data (JSON) or raw (bytes)");
   }
+}
+
+/** Whether every string of a JSON value, keys included, is well formed. */
+function jsonIsWellFormed(value: JsonValue): boolean {
+  if (typeof value === "string") return isWellFormed(value);
+  if (Array.isArray(value)) return value.every(jsonIsWellFormed);
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).every(([key, item]) => isWellFormed(key) && jsonIsWellFormed(item));
+  }
+  return true;
 }

@@ -49,7 +49,7 @@ describe("health Check", () => {
       (e: unknown) => ConnectError.from(e),
     );
     expect(err?.code).toBe(Code.NotFound);
-    expect(err?.rawMessage).toBe("unknown service nope.v1.Nope");
+    expect(err?.rawMessage).toBe(`unknown service "nope.v1.Nope"`);
   });
 
   it("reports services once set, and setAll changes every one", async () => {
