@@ -6,4 +6,12 @@ cd "$(dirname "$0")/.."
 bash scripts/tools.sh
 bash scripts/check-generated.sh
 npx --no-install tsc -p tsconfig.json --noEmit
-npx --no-install vitest run "$@"
+mkdir -p test-artifacts
+status=0
+npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@" || status=$?
+# One plain closing line, whatever the reporter printed above it.
+node -e '
+  const r = JSON.parse(require("fs").readFileSync("test-artifacts/vitest.json", "utf8"));
+  console.log(`tests: ${r.numPassedTests} passed, ${r.numFailedTests} failed` + (r.numPendingTests ? `, ${r.numPendingTests} skipped` : ""));
+' || true
+exit "$status"

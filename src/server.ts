@@ -145,7 +145,12 @@ function replaying(socket: net.Socket, head: Buffer): Duplex {
   const duplex = new Duplex({
     read: () => socket.resume(),
     write: (chunk, encoding, callback) => socket.write(chunk, encoding, callback),
-    final: (callback) => socket.end(callback),
+    // The session ends its side only after GOAWAY and its last stream: nothing
+    // more is to be read, so close rather than wait for the peer to hang up.
+    final: (callback) => {
+      socket.destroySoon();
+      callback();
+    },
     destroy: (error, callback) => {
       socket.destroy(error ?? undefined);
       callback(error);
