@@ -3,6 +3,7 @@
  * services and the one-port listener, with an orderly shutdown. Tests build the
  * same thing through {@link startApp} with their own configuration.
  */
+import { readFileSync } from "node:fs";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -11,6 +12,7 @@ import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/re
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker } from "./broker/broker.js";
+import { createKafkaBroker } from "./broker/kafka.js";
 import { createMemoryBroker } from "./broker/memory.js";
 import type { Config } from "./config.js";
 import { createCors } from "./cors.js";
@@ -36,6 +38,24 @@ const SERVED_FILES: DescFile[] = [
   file_grpc_reflection_v1alpha_reflection,
 ];
 
+/** The configured broker: Kafka when KAFKA_BROKERS is set, else the embedded one. */
+async function createBroker(config: Config, logger: Logger): Promise<Broker> {
+  if (!config.kafka) return createMemoryBroker(config.memory);
+  const kafka = config.kafka;
+  return createKafkaBroker({
+    brokers: kafka.brokers,
+    clientId: kafka.clientId,
+    replication: kafka.replication,
+    tls: kafka.tls,
+    ca: kafka.tlsCaFile === undefined ? undefined : readFileSync(kafka.tlsCaFile, "utf8"),
+    sasl: kafka.sasl,
+    lingerMs: kafka.lingerMs,
+    maxBatchRecords: kafka.batchMaxRecords,
+    produceTimeoutMs: kafka.produceTimeoutMs,
+    logger,
+  });
+}
+
 /** Room for a request's fields besides its payload, so an oversized payload gets our message. */
 const REQUEST_OVERHEAD_BYTES = 64 * 1024;
 
@@ -51,7 +71,7 @@ export interface App {
 
 /** Starts streamgate with `config`; `broker` replaces the configured one (tests). */
 export async function startApp(config: Config, logger: Logger, broker?: Broker): Promise<App> {
-  const log = broker ?? createMemoryBroker(config.memory);
+  const log = broker ?? (await createBroker(config, logger));
   const topics = topicNames(config.topics);
   await log.ensureTopics(topicSpecs(config.topics));
 
@@ -67,6 +87,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     logger,
     dedupWindow: config.dedupWindow,
     maxInFlight: config.processorMaxInFlight,
+    groupId: `${config.topics.prefix}processor`,
   });
   await processor.start();
   const fanout = createFanout({
@@ -116,9 +137,19 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     },
   });
 
+  // NOT_SERVING while the broker does not answer, so load balancers go elsewhere.
+  const probe = setInterval(() => {
+    void log.probe(config.healthProbeIntervalMs).then((ok) => {
+      if (draining) return;
+      health.setAll(ok ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING);
+    });
+  }, config.healthProbeIntervalMs);
+  probe.unref();
+
   let closing: Promise<void> | undefined;
   const close = async () => {
     draining = true;
+    clearInterval(probe);
     health.setAll(HealthCheckResponse_ServingStatus.NOT_SERVING);
     // Watchers first: they would keep connections open; each ends with its resume cursor.
     await fanout.stop();

@@ -22,6 +22,28 @@ export interface TopicConfig {
   partitions: number;
 }
 
+/** How to reach and use a Kafka or Redpanda cluster (when KAFKA_BROKERS is set). */
+export interface KafkaConfig {
+  /** Bootstrap brokers, host:port. */
+  brokers: string[];
+  /** Client id, also the prefix of per-instance consumer groups. */
+  clientId: string;
+  /** Replication factor of topics streamgate creates (-1: the cluster's default). */
+  replication: number;
+  /** TLS to the brokers. */
+  tls: boolean;
+  /** A PEM CA file to trust instead of the system's. */
+  tlsCaFile: string | undefined;
+  /** SASL authentication, when a mechanism is set. */
+  sasl: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string } | undefined;
+  /** How long a produce waits for others to batch with. */
+  lingerMs: number;
+  /** Most records in one produce request. */
+  batchMaxRecords: number;
+  /** A record not acknowledged by the broker within this is refused with UNAVAILABLE. */
+  produceTimeoutMs: number;
+}
+
 /** The embedded in-memory broker's retention. */
 export interface MemoryBrokerConfig {
   /** Records kept per partition before the oldest are dropped. */
@@ -42,8 +64,8 @@ export interface Config {
   corsOrigins: string[];
   /** Largest accepted record payload, in bytes. */
   maxPayloadBytes: number;
-  /** Kafka bootstrap brokers; empty selects the embedded memory broker. */
-  kafkaBrokers: string[];
+  /** Kafka, or undefined for the embedded memory broker. */
+  kafka: KafkaConfig | undefined;
   /** Topic naming and partitioning. */
   topics: TopicConfig;
   /** Embedded broker retention. */
@@ -58,6 +80,8 @@ export interface Config {
   dedupWindow: number;
   /** Records a processor partition may hold in flight before it stops reading. */
   processorMaxInFlight: number;
+  /** How often the broker's health is probed. */
+  healthProbeIntervalMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
   /** pino log level. */
@@ -102,7 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     corsOrigins: read.list("CORS_ORIGINS", ["*"]),
     maxPayloadBytes: read.int("MAX_PAYLOAD_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),
-    kafkaBrokers: read.list("KAFKA_BROKERS", []),
+    kafka: readKafka(read, problems),
     topics: {
       prefix,
       partitions: read.int("KAFKA_PARTITIONS", 6, 1, 10_000),
@@ -116,14 +140,48 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     watchBuffer: read.int("WATCH_BUFFER", 1024, 1, 1_000_000),
     dedupWindow: read.int("DEDUP_WINDOW", 100_000, 1, 100_000_000),
     processorMaxInFlight: read.int("PROCESSOR_MAX_IN_FLIGHT", 10_000, 1, 10_000_000),
+    healthProbeIntervalMs: read.int("HEALTH_PROBE_INTERVAL_MS", 2000, 100, 3_600_000),
     shutdownTimeoutMs: read.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
     logLevel,
   };
-  if (config.kafkaBrokers.length > 0) {
-    problems.push("KAFKA_BROKERS is set, but this version runs only on the embedded broker; unset it");
-  }
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+const SASL_MECHANISMS = ["plain", "scram-sha-256", "scram-sha-512"] as const;
+
+/** The Kafka settings, read only when KAFKA_BROKERS is set. */
+function readKafka(read: EnvReader, problems: string[]): KafkaConfig | undefined {
+  const brokers = read.list("KAFKA_BROKERS", []);
+  if (brokers.length === 0) return undefined;
+  for (const broker of brokers) {
+    if (!/^[^:\s]+:\d{1,5}$/.test(broker)) problems.push(`KAFKA_BROKERS entry ${JSON.stringify(broker)} must be host:port`);
+  }
+  const mechanism = read.string("KAFKA_SASL_MECHANISM", "").toLowerCase();
+  let sasl: KafkaConfig["sasl"];
+  if (mechanism !== "") {
+    const username = read.string("KAFKA_SASL_USERNAME", "");
+    const password = read.string("KAFKA_SASL_PASSWORD", "");
+    if (!(SASL_MECHANISMS as readonly string[]).includes(mechanism)) {
+      problems.push(`KAFKA_SASL_MECHANISM=${JSON.stringify(mechanism)} is not one of ${SASL_MECHANISMS.join(", ")}`);
+    } else if (username === "" || password === "") {
+      problems.push("KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD");
+    } else {
+      sasl = { mechanism: mechanism as (typeof SASL_MECHANISMS)[number], username, password };
+    }
+  }
+  const caFile = read.string("KAFKA_TLS_CA_FILE", "");
+  return {
+    brokers,
+    clientId: read.string("KAFKA_CLIENT_ID", "streamgate"),
+    replication: read.int("KAFKA_REPLICATION", -1, -1, 32),
+    tls: read.bool("KAFKA_TLS", false) || caFile !== "",
+    tlsCaFile: caFile === "" ? undefined : caFile,
+    sasl,
+    lingerMs: read.int("KAFKA_LINGER_MS", 2, 0, 1000),
+    batchMaxRecords: read.int("KAFKA_BATCH_MAX_RECORDS", 1000, 1, 100_000),
+    produceTimeoutMs: read.int("KAFKA_PRODUCE_TIMEOUT_MS", 5000, 100, 600_000),
+  };
 }
 
 /** Reads typed values from the environment, collecting problems instead of throwing. */
@@ -145,6 +203,15 @@ class EnvReader {
       .split(",")
       .map((item) => item.trim())
       .filter((item) => item !== "");
+  }
+
+  bool(name: string, fallback: boolean): boolean {
+    const raw = this.env[name]?.trim().toLowerCase();
+    if (raw === undefined || raw === "") return fallback;
+    if (["1", "true", "yes", "on"].includes(raw)) return true;
+    if (["0", "false", "no", "off"].includes(raw)) return false;
+    this.problems.push(`${name}=${JSON.stringify(this.env[name])} must be true or false`);
+    return fallback;
   }
 
   int(name: string, fallback: number, min: number, max: number): number {

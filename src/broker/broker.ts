@@ -112,6 +112,8 @@ export interface Broker {
   offsets(topic: string, partition: number): Promise<PartitionOffsets>;
   /** Starts delivering records; see {@link SubscribeOptions}. */
   subscribe(options: SubscribeOptions): Promise<Subscription>;
+  /** Whether the broker answers within `timeoutMs` (for health checks). */
+  probe(timeoutMs: number): Promise<boolean>;
   /** Closes subscriptions and connections. */
   close(): Promise<void>;
 }

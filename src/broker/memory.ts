@@ -105,6 +105,10 @@ class MemoryBroker implements Broker {
     return subscription;
   }
 
+  async probe(): Promise<boolean> {
+    return !this.closed;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     await Promise.all([...this.subscriptions].map((subscription) => subscription.close()));

@@ -34,6 +34,7 @@ export function faultyBroker(
     },
     fetch: (topic, partition, offset, maxRecords) => inner.fetch(topic, partition, offset, maxRecords),
     offsets: (topic, partition) => inner.offsets(topic, partition),
+    probe: (timeoutMs) => inner.probe(timeoutMs),
     async subscribe(options) {
       const subscription = await inner.subscribe(options);
       return {

@@ -1,0 +1,98 @@
+/**
+ * Coalesces concurrent produce calls into batched broker requests. kafkajs has
+ * no linger setting, so without this every SendData would be its own broker
+ * round trip. One batch is in flight at a time, which keeps records of a key in
+ * call order (as the idempotent producer needs) while calls that arrive during
+ * a round trip gather into the next batch.
+ */
+import type { ProduceRecord, RecordPosition } from "./broker.js";
+import { BrokerError } from "../errors.js";
+
+/** One record waiting to be sent, with where its answer goes. */
+export interface PendingRecord {
+  topic: string;
+  partition: number;
+  record: ProduceRecord;
+  resolve(position: RecordPosition): void;
+  reject(error: unknown): void;
+}
+
+/** Sends a batch; resolves each record (or rejects them all). */
+export type SendBatch = (batch: PendingRecord[]) => Promise<void>;
+
+/** Batching limits. */
+export interface BatcherOptions {
+  /** How long the first record of an idle batcher waits for others. */
+  lingerMs: number;
+  /** Most records in one request. */
+  maxRecords: number;
+  /** A call not acknowledged within this is refused (UNAVAILABLE). */
+  timeoutMs: number;
+}
+
+/** See the module comment. */
+export class ProduceBatcher {
+  private pending: PendingRecord[] = [];
+  private inFlight = false;
+  private scheduled = false;
+
+  constructor(
+    private readonly send: SendBatch,
+    private readonly options: BatcherOptions,
+  ) {}
+
+  /**
+   * Queues records (already assigned to partitions) and resolves with their
+   * positions once stored. Records still queued when the deadline passes are
+   * withdrawn, so a refused call stores nothing unless its batch was already
+   * on the wire.
+   */
+  add(records: Array<{ topic: string; partition: number; record: ProduceRecord }>): Promise<RecordPosition[]> {
+    const entries: PendingRecord[] = [];
+    const positions = records.map(
+      ({ topic, partition, record }) =>
+        new Promise<RecordPosition>((resolve, reject) => {
+          entries.push({ topic, partition, record, resolve, reject });
+        }),
+    );
+    this.pending.push(...entries);
+    const all = Promise.all(positions);
+    const timer = setTimeout(() => {
+      const withdrawn = new Set(entries);
+      this.pending = this.pending.filter((entry) => !withdrawn.has(entry));
+      const error = new BrokerError(`not acknowledged by the broker within ${this.options.timeoutMs} ms`, true);
+      for (const entry of entries) entry.reject(error);
+    }, this.options.timeoutMs);
+    const clear = () => clearTimeout(timer);
+    all.then(clear, clear);
+    this.schedule();
+    return all;
+  }
+
+  private schedule(): void {
+    if (this.inFlight || this.scheduled || this.pending.length === 0) return;
+    this.scheduled = true;
+    if (this.pending.length >= this.options.maxRecords || this.options.lingerMs === 0) {
+      // Still let the calls of this turn of the event loop join the batch.
+      setImmediate(() => this.flush());
+    } else {
+      setTimeout(() => this.flush(), this.options.lingerMs);
+    }
+  }
+
+  private flush(): void {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const batch = this.pending.splice(0, this.options.maxRecords);
+    this.inFlight = true;
+    this.send(batch)
+      .catch((error: unknown) => {
+        for (const entry of batch) entry.reject(error);
+      })
+      .finally(() => {
+        this.inFlight = false;
+        // Calls that arrived during the round trip have waited long enough.
+        if (this.pending.length > 0) this.flush();
+      });
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * Stops and restarts, from a test, the Kafka broker that
+ * test/support/kafka-global-setup.ts started for the run (same ports, same
+ * data dir: topics and records survive a restart).
+ *
+ * The broker is shared by every test file of the run: a test that stops it
+ * must start it again before it ends (try/finally), and such tests belong in a
+ * file that does not run alongside other Kafka tests.
+ */
+import { inject } from "vitest";
+import { runKafkaScript, type KafkaEnv } from "./kafka-global-setup.js";
+
+/** Bootstrap address of the test broker ("127.0.0.1:PORT"). */
+export function kafkaBrokers(): string {
+  return inject("kafkaBrokers");
+}
+
+function startedEnv(): KafkaEnv {
+  const env = inject("kafkaEnv");
+  if (!env) {
+    throw new Error("the Kafka broker was given by KAFKA_BROKERS: this test run did not start it and cannot stop or restart it");
+  }
+  return env;
+}
+
+/** Stops the test broker (SIGTERM, then SIGKILL after a bound); its data dir is kept. */
+export async function stopKafka(): Promise<void> {
+  await runKafkaScript("stop", startedEnv());
+}
+
+/** Starts the test broker again on the same ports and data; resolves once it is ready. */
+export async function startKafka(): Promise<void> {
+  await runKafkaScript("start", startedEnv());
+}
+
+/** Whether the test broker is running and ready. */
+export async function kafkaRunning(): Promise<boolean> {
+  return runKafkaScript("status", startedEnv()).then(
+    () => true,
+    () => false,
+  );
+}
