@@ -11,7 +11,7 @@ import Bottleneck from "bottleneck";
 import type { JsonValue } from "@bufbuild/protobuf";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
 import { CelEvalError, celToJson, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
-import { encodeCursor } from "./cursor.js";
+import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
 import { Lru, eventKey } from "./lru.js";
 import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "./records.js";
@@ -37,6 +37,16 @@ export interface ProcessorOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** Results read back at least, after a restart, to rebuild event-id deduplication. */
+const RECOVERY_SCAN_MIN = 10_000;
+
+function parseSourceCursor(value: string): { partition: number; offset: number } | undefined {
+  try {
+    return decodeCursor(value, "ingest", "source cursor");
+  } catch {
+    return undefined;
+  }
+}
 
 /** Creates a processor; call `start()` to join the group. */
 export function createProcessor(options: ProcessorOptions): Processor {
@@ -50,6 +60,14 @@ export class Processor {
   private readonly throttles = new Map<string, Bottleneck>();
   private readonly seen: Lru<string, true>;
   private readonly programs = new Lru<string, CompiledProcessing>(10_000);
+  /**
+   * Per stream, the ingest offset of the newest record that already has a
+   * result, found by {@link recover}: records at or below it are not processed
+   * again after a restart or a redelivery.
+   */
+  private readonly done = new Map<string, number>();
+  /** Per partition, the offset the next batch should start at; anything lower is a redelivery. */
+  private readonly expected = new Map<number, number>();
   /** Records being processed right now (not those waiting in a throttle). */
   private readonly running = new Set<Promise<void>>();
   private stopping = false;
@@ -85,12 +103,21 @@ export class Processor {
   }
 
   private async handleBatch(batch: RecordBatch): Promise<void> {
-    let progress = this.progress.get(batch.partition);
+    const { partition, records } = batch;
+    let progress = this.progress.get(partition);
     if (!progress) {
-      progress = new PartitionProgress((next) => this.subscription!.commit(batch.partition, next));
-      this.progress.set(batch.partition, progress);
+      progress = new PartitionProgress((next) => this.subscription!.commit(partition, next));
+      this.progress.set(partition, progress);
     }
-    for (const record of batch.records) {
+    // First batch since start, or a redelivery (a restart of the consumer, a
+    // rebalance): find what already has a result before processing anything.
+    const expected = this.expected.get(partition);
+    if (expected === undefined || records[0]!.offset < expected) await this.recover(partition);
+    this.expected.set(partition, records[records.length - 1]!.offset + 1);
+    // A stream started on another instance may not be in this instance's registry yet.
+    await Promise.all([...new Set(records.map((record) => record.key))].map((id) => this.options.registry.whenKnown(id)));
+
+    for (const record of records) {
       if (this.stopping) return;
       progress.begin(record.offset);
       const offset = record.offset;
@@ -101,9 +128,42 @@ export class Processor {
           if (!this.stopping) this.options.logger.error({ err: error, offset }, "record processing failed");
         },
       );
-      // Backpressure: a partition whose throttled streams hold too many records stops reading.
-      if (progress.size >= this.options.maxInFlight) await progress.below(this.options.maxInFlight);
+      // Backpressure: the span from the oldest unfinished record (a throttled
+      // stream's) to the newest read is bounded, which also bounds what
+      // recover() must scan after a crash.
+      if (progress.span >= this.options.maxInFlight) await progress.below(this.options.maxInFlight);
     }
+  }
+
+  /**
+   * Reads the tail of the results partition that matches an ingest partition
+   * (a stream's records and results share the partition number) to learn which
+   * records already have a result and which event ids were seen. Every result of
+   * a record past the committed offset is in that tail, since at most
+   * `maxInFlight` records span the committed offset and the newest read.
+   */
+  private async recover(partition: number): Promise<void> {
+    const { broker, resultsTopic, logger } = this.options;
+    const { low, high } = await broker.offsets(resultsTopic, partition);
+    const scan = Math.max(2 * this.options.maxInFlight, RECOVERY_SCAN_MIN);
+    let next = Math.max(low, high - scan);
+    let found = 0;
+    while (next < high) {
+      const records = await broker.fetch(resultsTopic, partition, next, 1000);
+      if (records.length === 0) break;
+      for (const record of records) {
+        if (record.offset >= high) break;
+        next = record.offset + 1;
+        const source = record.headers[HEADER.sourceCursor];
+        const cursor = source === undefined ? undefined : parseSourceCursor(source);
+        if (!cursor || cursor.partition !== partition) continue;
+        found++;
+        this.done.set(record.key, Math.max(this.done.get(record.key) ?? -1, cursor.offset));
+        const eventId = record.headers[HEADER.eventId];
+        if (eventId !== undefined) this.seen.set(eventKey(record.key, eventId), true);
+      }
+    }
+    if (found > 0) logger.info({ partition, results: found }, "recovered processed records from the results log");
   }
 
   /** Processes a record now, or through its stream's throttle, keeping per-stream order. */
@@ -131,8 +191,13 @@ export class Processor {
   private async process(record: StoredRecord): Promise<void> {
     const decoded = decodeRecord(record);
     const { streamId } = decoded;
+    const sourceCursor = encodeCursor("ingest", record.partition, record.offset);
+    if (record.offset <= (this.done.get(streamId) ?? -1)) return; // has its result already
     if (decoded.control === "close") {
-      await this.write(streamId, new Uint8Array(0), controlHeaders("end", Date.now()));
+      await this.write(streamId, new Uint8Array(0), {
+        ...controlHeaders("end", Date.now()),
+        [HEADER.sourceCursor]: sourceCursor,
+      });
       this.throttles.delete(streamId);
       this.programs.delete(streamId);
       return;
@@ -169,7 +234,7 @@ export class Processor {
       [HEADER.contentType]: output.contentType,
       [HEADER.sendTime]: String(decoded.sendTime),
       [HEADER.processTime]: String(Date.now()),
-      [HEADER.sourceCursor]: encodeCursor("ingest", record.partition, record.offset),
+      [HEADER.sourceCursor]: sourceCursor,
     };
     if (decoded.eventId !== "") headers[HEADER.eventId] = decoded.eventId;
     await this.write(streamId, output.value, headers);
@@ -251,8 +316,10 @@ class PartitionProgress {
 
   constructor(private readonly commit: (nextOffset: number) => Promise<void>) {}
 
-  get size(): number {
-    return this.pending.size;
+  /** Offsets from the oldest unfinished record to the newest read (0 when none is unfinished). */
+  get span(): number {
+    const first = this.pending.values().next();
+    return first.done ? 0 : this.next - first.value;
   }
 
   begin(offset: number): void {
@@ -263,16 +330,16 @@ class PartitionProgress {
   end(offset: number): void {
     this.pending.delete(offset);
     this.waiters = this.waiters.filter((waiter) => {
-      if (this.pending.size >= waiter.limit) return true;
+      if (this.span >= waiter.limit) return true;
       waiter.resolve();
       return false;
     });
     this.scheduleCommit();
   }
 
-  /** Resolves when fewer than `limit` records are pending (or on {@link release}). */
+  /** Resolves when the span is below `limit` (or on {@link release}). */
   below(limit: number): Promise<void> {
-    if (this.pending.size < limit) return Promise.resolve();
+    if (this.span < limit) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push({ limit, resolve }));
   }
 

@@ -55,6 +55,8 @@ export class StreamRegistry {
   private readonly entries = new Map<string, StreamEntry>();
   private readonly creating = new Map<string, Promise<{ entry: StreamEntry; created: boolean }>>();
   private subscription: Subscription | undefined;
+  /** Callers waiting for a stream this instance has not seen yet. */
+  private readonly waiting = new Map<string, Array<() => void>>();
 
   constructor(private readonly options: RegistryOptions) {}
 
@@ -85,6 +87,29 @@ export class StreamRegistry {
   /** The entry of a stream, if it exists. */
   get(streamId: string): StreamEntry | undefined {
     return this.entries.get(streamId);
+  }
+
+  /**
+   * Resolves once the stream is known here, or after `timeoutMs` (a stream
+   * started on another instance arrives through the registry topic).
+   */
+  whenKnown(streamId: string, timeoutMs = 5000): Promise<void> {
+    if (this.entries.has(streamId)) return Promise.resolve();
+    return new Promise((resolve) => {
+      let list = this.waiting.get(streamId);
+      if (!list) this.waiting.set(streamId, (list = []));
+      const waiters = list;
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(done), 1);
+        if (waiters.length === 0) this.waiting.delete(streamId);
+        resolve();
+      }, timeoutMs);
+      waiters.push(done);
+    });
   }
 
   /** How many streams exist, open or closed. */
@@ -165,6 +190,11 @@ export class StreamRegistry {
   private install(entry: StreamEntry): void {
     const current = this.entries.get(entry.stream.streamId);
     if (!current || current.version < entry.version) this.entries.set(entry.stream.streamId, entry);
+    const waiting = this.waiting.get(entry.stream.streamId);
+    if (waiting) {
+      this.waiting.delete(entry.stream.streamId);
+      for (const wake of waiting) wake();
+    }
   }
 }
 
