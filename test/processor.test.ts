@@ -25,6 +25,8 @@ interface Rig {
   broker: Broker;
   registry: StreamRegistry;
   ingest: Ingest;
+  /** A send path with no memory of earlier event ids, as after a gateway restart. */
+  freshIngest(): Ingest;
   newProcessor(maxInFlight?: number): Promise<Processor>;
 }
 
@@ -41,11 +43,13 @@ async function rig(): Promise<Rig> {
   const registry = createRegistry({ broker, topic: topics.streams, resultsTopic: topics.results, logger });
   await registry.start();
   const counters = new StreamCounters();
-  const ingest = new Ingest({ broker, ingestTopic: topics.ingest, registry, counters, maxPayloadBytes: 1024, dedupWindow: 1000 });
+  const freshIngest = () =>
+    new Ingest({ broker, ingestTopic: topics.ingest, registry, counters, maxPayloadBytes: 1024, dedupWindow: 1000 });
   return {
     broker,
     registry,
-    ingest,
+    ingest: freshIngest(),
+    freshIngest,
     async newProcessor(maxInFlight = 1000) {
       const processor = createProcessor({
         broker,
@@ -132,6 +136,40 @@ describe("processor restart", () => {
     await newProcessor();
     await until(broker, streamId, 2);
     expect((await stored(broker, streamId)).map(numberOf).slice(0, 2)).toEqual([0, 1]);
+  });
+});
+
+describe("processor recovery", () => {
+  it("skips records whose results were written before a crash that lost the commit", async () => {
+    const { broker, registry, ingest, freshIngest, newProcessor } = await rig();
+    const streamId = "crashed";
+    await registry.create({ streamId, labels: {}, processing: undefined });
+    const cursors: string[] = [];
+    for (let n = 0; n < 6; n++) {
+      cursors.push((await ingest.send({ streamId, payload: value(n), eventId: `e${n}`, headers: {} })).cursor);
+    }
+    // A processor that died after writing the results of records 0-2 and before
+    // committing them: their results are in the log, the group has no offset.
+    for (let n = 0; n < 3; n++) {
+      await broker.produce(topics.results, [
+        {
+          key: streamId,
+          value: new TextEncoder().encode(JSON.stringify({ n })),
+          headers: { "content-type": "application/json", "streamgate-source-cursor": cursors[n]!, "streamgate-event-id": `e${n}` },
+        },
+      ]);
+    }
+    await newProcessor();
+    await until(broker, streamId, 6);
+    expect((await stored(broker, streamId)).map(numberOf)).toEqual([0, 1, 2, 3, 4, 5]);
+
+    // Event ids are remembered across the restart too: resent through a gateway
+    // that has forgotten it, e1 is stored again but gets no second result.
+    const restarted = freshIngest();
+    expect((await restarted.send({ streamId, payload: value(1), eventId: "e1", headers: {} })).duplicate).toBe(false);
+    await restarted.send({ streamId, payload: value(6), eventId: "e6", headers: {} });
+    await until(broker, streamId, 7);
+    expect((await stored(broker, streamId)).map(numberOf)).toEqual([0, 1, 2, 3, 4, 5, 6]);
   });
 });
 
