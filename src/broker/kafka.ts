@@ -169,7 +169,9 @@ class KafkaBroker implements Broker {
       allowAutoTopicCreation: false,
       // Low fetch wait: results and registry changes should arrive in milliseconds.
       maxWaitTimeInMs: 50,
-      sessionTimeout: 30_000,
+      // A crashed member's partitions move to the others (or to its restart)
+      // after this; Kafka's lower bound is 6 s by default.
+      sessionTimeout: 10_000,
       heartbeatInterval: 3000,
       retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: Number.MAX_SAFE_INTEGER },
     });
