@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The whole test suite, as `npm test` runs it: provisioning, contract checks,
-# type checks, then every vitest test against real servers.
+# type checks, then every vitest test against real servers (and a real Kafka
+# broker, which vitest's globalSetup starts unless KAFKA_BROKERS names one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/tools.sh
+# The Kafka jars up front (a first-time Maven download shows here, not inside vitest's globalSetup).
+if [[ -z "${KAFKA_BROKERS:-}" ]]; then bash scripts/kafka.sh fetch; fi
 bash scripts/check-generated.sh
 npx --no-install tsc -p tsconfig.json --noEmit
 mkdir -p test-artifacts

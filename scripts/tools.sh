@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the command-line tools the tests drive as real clients, into
 # .tools/ (reused when present): grpcurl via `go install` at a pinned version,
-# curl from Debian when missing. A tool that cannot be had is an error.
+# curl and kcat from Debian when missing. A tool that cannot be had is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRPCURL_VERSION=v1.9.3
@@ -15,8 +15,19 @@ if [[ ! -x "$TOOLS_BIN/grpcurl" || "$(cat .tools/grpcurl.version 2>/dev/null)" !
   echo "$GRPCURL_VERSION" > .tools/grpcurl.version
 fi
 
-if ! command -v curl >/dev/null; then
-  echo "tools: installing curl"
-  if [[ $(id -u) -eq 0 ]]; then apt-get update -qq && apt-get install -y -qq curl; else sudo apt-get update -qq && sudo apt-get install -y -qq curl; fi
-fi
-echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2)"
+# Debian packages, installed as root; `apt-get update` runs once, before the first install.
+APT_UPDATED=0
+apt_install() { # package
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "tools: $1 is missing and installing it needs root (as root: apt-get update && apt-get install -y $1)" >&2
+    exit 1
+  fi
+  echo "tools: installing $1 from Debian"
+  if [[ $APT_UPDATED == 0 ]]; then apt-get update -qq; APT_UPDATED=1; fi
+  apt-get install -y -qq "$1" || { echo "tools: apt-get install -y $1 failed" >&2; exit 1; }
+}
+
+command -v curl >/dev/null || apt_install curl
+# kcat: an independent Kafka client, for the tests that read and write the broker's topics directly.
+command -v kcat >/dev/null || apt_install kcat
+echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p')"

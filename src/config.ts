@@ -155,7 +155,10 @@ function readKafka(read: EnvReader, problems: string[]): KafkaConfig | undefined
   const brokers = read.list("KAFKA_BROKERS", []);
   if (brokers.length === 0) return undefined;
   for (const broker of brokers) {
-    if (!/^[^:\s]+:\d{1,5}$/.test(broker)) problems.push(`KAFKA_BROKERS entry ${JSON.stringify(broker)} must be host:port`);
+    const port = /^[^:\s]+:(\d{1,5})$/.exec(broker)?.[1];
+    if (port === undefined || Number(port) < 1 || Number(port) > 65535) {
+      problems.push(`KAFKA_BROKERS entry ${JSON.stringify(broker)} must be host:port`);
+    }
   }
   const mechanism = read.string("KAFKA_SASL_MECHANISM", "").toLowerCase();
   let sasl: KafkaConfig["sasl"];
@@ -174,7 +177,7 @@ function readKafka(read: EnvReader, problems: string[]): KafkaConfig | undefined
   return {
     brokers,
     clientId: read.string("KAFKA_CLIENT_ID", "streamgate"),
-    replication: read.int("KAFKA_REPLICATION", -1, -1, 32),
+    replication: readReplication(read, problems),
     tls: read.bool("KAFKA_TLS", false) || caFile !== "",
     tlsCaFile: caFile === "" ? undefined : caFile,
     sasl,
@@ -182,6 +185,15 @@ function readKafka(read: EnvReader, problems: string[]): KafkaConfig | undefined
     batchMaxRecords: read.int("KAFKA_BATCH_MAX_RECORDS", 1000, 1, 100_000),
     produceTimeoutMs: read.int("KAFKA_PRODUCE_TIMEOUT_MS", 5000, 100, 600_000),
   };
+}
+
+/** A replication factor: -1 (the cluster's default) or 1 to 32; 0 means nothing. */
+function readReplication(read: EnvReader, problems: string[]): number {
+  const value = read.int("KAFKA_REPLICATION", -1, -1, 32);
+  if (value === 0) {
+    problems.push("KAFKA_REPLICATION=0 is not a replication factor: use -1 (the cluster's default) or 1 to 32");
+  }
+  return value;
 }
 
 /** Reads typed values from the environment, collecting problems instead of throwing. */

@@ -48,6 +48,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const handler: RequestHandler = (request, response) => {
     // HTTP/1.1 keep-alive connections are told to close after this response while draining.
     if (draining && request.httpVersionMajor === 1) response.setHeader("connection", "close");
+    if (request.httpVersionMajor === 2) endUnreadRequestAfterResponse(request as http2.Http2ServerRequest);
     options.handler(request, response);
   };
 
@@ -100,6 +101,23 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       h1?.close(() => undefined);
     },
   };
+}
+
+/**
+ * An HTTP/2 answer given before the request body ended (a body over
+ * readMaxBytes is refused unread) leaves the client sending into a stream no
+ * one reads: the stream never ends, and a shutdown waits its whole timeout for
+ * that connection. Once the response is complete (Node's compatibility layer
+ * sends trailers, gRPC's status among them, after the last of the body), such a
+ * stream is ended with RST_STREAM(NO_ERROR), as RFC 9113 section 8.1 provides.
+ */
+function endUnreadRequestAfterResponse(request: http2.Http2ServerRequest): void {
+  const { stream } = request;
+  stream.once("wantTrailers", () =>
+    setImmediate(() => {
+      if (!request.complete && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    }),
+  );
 }
 
 function trackSession(sessions: Set<http2.Http2Session>, session: http2.Http2Session): void {

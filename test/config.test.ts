@@ -1,13 +1,16 @@
 /**
- * loadConfig: README's documented defaults from an empty environment, typed values from
- * a set one, and a ConfigError that lists every invalid variable at once (with
- * its value and what was expected) instead of stopping at the first.
+ * loadConfig: README's documented defaults from an empty environment (and, for
+ * the Kafka settings, which apply only when KAFKA_BROKERS is set, from one that
+ * sets only it), every variable loadConfig reads documented in README and no
+ * other, typed values from a set environment, and a ConfigError that lists
+ * every invalid variable at once (with its value and what was expected)
+ * instead of stopping at the first.
  */
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
-import { ConfigError, loadConfig, type Config } from "../src/config.js";
+import { ConfigError, loadConfig, type Config, type KafkaConfig } from "../src/config.js";
 
-/** Where each documented variable lands in the Config (TLS_CERT/TLS_KEY, unset by default, are checked apart). */
+/** Where each documented variable lands in the Config (variables unset by default are checked apart). */
 const SETTING: Record<string, (config: Config) => unknown> = {
   PORT: (config) => config.port,
   HOST: (config) => config.host,
@@ -22,16 +25,55 @@ const SETTING: Record<string, (config: Config) => unknown> = {
   WATCH_BUFFER: (config) => config.watchBuffer,
   DEDUP_WINDOW: (config) => config.dedupWindow,
   PROCESSOR_MAX_IN_FLIGHT: (config) => config.processorMaxInFlight,
+  HEALTH_PROBE_INTERVAL_MS: (config) => config.healthProbeIntervalMs,
   SHUTDOWN_TIMEOUT_MS: (config) => config.shutdownTimeoutMs,
   LOG_LEVEL: (config) => config.logLevel,
 };
 
-/** README's configuration table: variable → default, for rows with one variable and a `code` default. */
-function documentedDefaults(): Record<string, string> {
+/** Where each documented Kafka variable lands in config.kafka, which exists only when KAFKA_BROKERS is set. */
+const KAFKA_SETTING: Record<string, (kafka: KafkaConfig) => unknown> = {
+  KAFKA_CLIENT_ID: (kafka) => kafka.clientId,
+  KAFKA_REPLICATION: (kafka) => kafka.replication,
+  KAFKA_TLS: (kafka) => kafka.tls,
+  KAFKA_LINGER_MS: (kafka) => kafka.lingerMs,
+  KAFKA_BATCH_MAX_RECORDS: (kafka) => kafka.batchMaxRecords,
+  KAFKA_PRODUCE_TIMEOUT_MS: (kafka) => kafka.produceTimeoutMs,
+};
+
+const BROKER = { KAFKA_BROKERS: "localhost:9092" };
+
+/** README's configuration table rows, as [variables named in the first cell, default cell]. */
+function configurationTable(): [string[], string][] {
   const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+  const section = readme.slice(readme.indexOf("## Configuration"));
+  return [...section.matchAll(/^\| ((?:`[A-Z_]+`(?:, )?)+) \| ([^|]*) \|/gm)].map((match) => [
+    [...match[1]!.matchAll(/`([A-Z_]+)`/g)].map((name) => name[1]!),
+    match[2]!.trim(),
+  ]);
+}
+
+/** README's documented defaults: variable → default, for rows with one variable and a `code` default. */
+function documentedDefaults(): Record<string, string> {
   const defaults: Record<string, string> = {};
-  for (const match of readme.matchAll(/^\| `([A-Z_]+)` \| `([^`]*)` \|/gm)) defaults[match[1]!] = match[2]!;
+  for (const [names, value] of configurationTable()) {
+    const code = /^`([^`]*)`$/.exec(value);
+    if (names.length === 1 && code) defaults[names[0]!] = code[1]!;
+  }
   return defaults;
+}
+
+/** The variables loadConfig looks up when given `env`. */
+function variablesRead(env: Record<string, string>): string[] {
+  const read = new Set<string>();
+  loadConfig(
+    new Proxy(env, {
+      get(target, name) {
+        if (typeof name === "string") read.add(name);
+        return target[name as string];
+      },
+    }),
+  );
+  return [...read].sort();
 }
 
 /** The problems loadConfig reports for `env`. */
@@ -49,12 +91,29 @@ describe("loadConfig", () => {
   it("uses README's documented default for every variable when nothing is set", () => {
     const config = loadConfig({});
     const documented = documentedDefaults();
-    expect(Object.keys(documented).sort()).toEqual(Object.keys(SETTING).sort());
-    for (const [name, value] of Object.entries(documented)) {
-      expect(String(SETTING[name]!(config)), name).toBe(value);
+    expect(Object.keys(documented).sort()).toEqual([...Object.keys(SETTING), ...Object.keys(KAFKA_SETTING)].sort());
+    for (const [name, read] of Object.entries(SETTING)) {
+      expect(String(read(config)), name).toBe(documented[name]);
     }
     expect(config.tls).toBeUndefined();
-    expect(config.kafkaBrokers).toEqual([]);
+    // No KAFKA_BROKERS: the embedded broker, and no Kafka settings at all.
+    expect(config.kafka).toBeUndefined();
+  });
+
+  it("uses README's documented Kafka defaults when only KAFKA_BROKERS is set", () => {
+    const kafka = loadConfig(BROKER).kafka!;
+    const documented = documentedDefaults();
+    for (const [name, read] of Object.entries(KAFKA_SETTING)) {
+      expect(String(read(kafka)), name).toBe(documented[name]);
+    }
+    expect(kafka).toMatchObject({ brokers: ["localhost:9092"], tlsCaFile: undefined, sasl: undefined });
+  });
+
+  it("documents in README every variable it reads, and only those", () => {
+    const documented = configurationTable().flatMap(([names]) => names).sort();
+    // The Kafka variables are read only with KAFKA_BROKERS set, the SASL credentials only with a mechanism.
+    const everything = { ...BROKER, KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" };
+    expect(variablesRead(everything)).toEqual(documented);
   });
 
   it("treats empty variables as unset", () => {
@@ -135,11 +194,106 @@ describe("loadConfig", () => {
     expect(problemsOf({ TLS_KEY: "/certs/tls.key" })).toEqual([both]);
   });
 
-  it("refuses KAFKA_BROKERS with a message saying what to do", () => {
-    expect(problemsOf({ KAFKA_BROKERS: "localhost:9092" })).toEqual([
-      "KAFKA_BROKERS is set, but this version runs only on the embedded broker; unset it",
+  it("reads the Kafka settings, trimmed and typed", () => {
+    const config = loadConfig({
+      KAFKA_BROKERS: " kafka-0.example:9092, kafka-1.example:9093 ,,",
+      KAFKA_CLIENT_ID: "gateway-eu",
+      KAFKA_REPLICATION: "3",
+      KAFKA_TLS_CA_FILE: "/certs/ca.pem",
+      KAFKA_SASL_MECHANISM: "SCRAM-SHA-512",
+      KAFKA_SASL_USERNAME: "gateway",
+      KAFKA_SASL_PASSWORD: "secret",
+      KAFKA_LINGER_MS: "0",
+      KAFKA_BATCH_MAX_RECORDS: "500",
+      KAFKA_PRODUCE_TIMEOUT_MS: "30000",
+    });
+    expect(config.kafka).toEqual({
+      brokers: ["kafka-0.example:9092", "kafka-1.example:9093"],
+      clientId: "gateway-eu",
+      replication: 3,
+      tls: true, // a CA file turns TLS on
+      tlsCaFile: "/certs/ca.pem",
+      sasl: { mechanism: "scram-sha-512", username: "gateway", password: "secret" },
+      lingerMs: 0,
+      batchMaxRecords: 500,
+      produceTimeoutMs: 30_000,
+    });
+  });
+
+  it("ignores the other KAFKA_* settings without KAFKA_BROKERS, even invalid ones", () => {
+    const config = loadConfig({ KAFKA_SASL_MECHANISM: "kerberos", KAFKA_TLS: "maybe", KAFKA_LINGER_MS: "soon" });
+    expect(config.kafka).toBeUndefined();
+  });
+
+  it("refuses a KAFKA_BROKERS entry that is not host:port, naming each one", () => {
+    expect(problemsOf({ KAFKA_BROKERS: "good:9092, nohost, bad:port, :9092, http://x:9092, big:99999" })).toEqual([
+      'KAFKA_BROKERS entry "nohost" must be host:port',
+      'KAFKA_BROKERS entry "bad:port" must be host:port',
+      'KAFKA_BROKERS entry ":9092" must be host:port',
+      'KAFKA_BROKERS entry "http://x:9092" must be host:port',
+      'KAFKA_BROKERS entry "big:99999" must be host:port',
     ]);
-    // Alongside other problems, it is one of the list rather than hiding them.
-    expect(problemsOf({ KAFKA_BROKERS: "a:9092,b:9092", PORT: "70000" })).toHaveLength(2);
+  });
+
+  it("refuses a replication factor of 0", () => {
+    expect(problemsOf({ ...BROKER, KAFKA_REPLICATION: "0" })).toEqual([
+      "KAFKA_REPLICATION=0 is not a replication factor: use -1 (the cluster's default) or 1 to 32",
+    ]);
+  });
+
+  it("needs both SASL credentials with a mechanism", () => {
+    const needs = "KAFKA_SASL_MECHANISM needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD";
+    expect(problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "plain" })).toEqual([needs]);
+    expect(problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u" })).toEqual([needs]);
+    expect(problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_PASSWORD: "p" })).toEqual([needs]);
+    const sasl = { KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" };
+    expect(loadConfig({ ...BROKER, ...sasl }).kafka?.sasl).toEqual({ mechanism: "plain", username: "u", password: "p" });
+    // Credentials without a mechanism authenticate nothing.
+    expect(loadConfig({ ...BROKER, KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" }).kafka?.sasl).toBeUndefined();
+  });
+
+  it("refuses a SASL mechanism it does not support, listing those it does", () => {
+    expect(problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "gssapi", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" })).toEqual([
+      'KAFKA_SASL_MECHANISM="gssapi" is not one of plain, scram-sha-256, scram-sha-512',
+    ]);
+  });
+
+  it.each([
+    ["true", true],
+    [" TRUE ", true],
+    ["1", true],
+    ["yes", true],
+    ["on", true],
+    ["false", false],
+    ["0", false],
+    ["No", false],
+    ["off", false],
+    ["", false],
+  ])("reads KAFKA_TLS=%j as %s", (value, tls) => {
+    expect(loadConfig({ ...BROKER, KAFKA_TLS: value }).kafka?.tls).toBe(tls);
+  });
+
+  it("refuses a KAFKA_TLS that is not a boolean", () => {
+    expect(problemsOf({ ...BROKER, KAFKA_TLS: "maybe" })).toEqual(['KAFKA_TLS="maybe" must be true or false']);
+  });
+
+  it("lists Kafka problems alongside the others", () => {
+    const problems = problemsOf({
+      KAFKA_BROKERS: "localhost",
+      KAFKA_REPLICATION: "-2",
+      KAFKA_LINGER_MS: "5000",
+      KAFKA_PRODUCE_TIMEOUT_MS: "10",
+      PORT: "70000",
+    });
+    expect(problems).toHaveLength(5);
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'KAFKA_BROKERS entry "localhost" must be host:port',
+        expect.stringMatching(/^KAFKA_REPLICATION="-2" must be a whole number from -1 to \d+$/),
+        expect.stringMatching(/^KAFKA_LINGER_MS="5000" must be a whole number from 0 to \d+$/),
+        expect.stringMatching(/^KAFKA_PRODUCE_TIMEOUT_MS="10" must be a whole number from \d+ to \d+$/),
+        expect.stringMatching(/^PORT="70000" must be a whole number/),
+      ]),
+    );
   });
 });

@@ -5,19 +5,17 @@
  * 4-byte big-endian length, JSON) and whose response is a sequence of
  * envelopes ending with an end-stream envelope (flag 0x02). Shows dedup by
  * eventId, ordered results from EARLIEST, resume after a cursor, the errors,
- * and a watch ending OK when its stream is closed.
+ * and a watch ending OK when its stream is closed; on the embedded broker and
+ * on Kafka.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { BROKERS, startTestServer, type TestServer } from "./support/server.js";
 
 const SERVICE = "streamgate.v1.StreamService";
 const END_STREAM = 0x02;
 
+/** The server of the broker being tested (each broker's describe block starts its own). */
 let server: TestServer;
-beforeAll(async () => {
-  server = await startTestServer();
-});
-afterAll(() => server?.close());
 
 /** A JSON object as parsed from the wire. */
 type Json = Record<string, any>;
@@ -125,7 +123,12 @@ async function readToEnd(call: Watch): Promise<{ results: Json[]; end: Json }> {
   }
 }
 
-describe("Connect protocol with plain fetch", () => {
+describe.each(BROKERS)("Connect protocol with plain fetch, on the %s broker", (kind) => {
+  beforeAll(async () => {
+    server = await startTestServer({}, kind);
+  });
+  afterAll(() => server?.close());
+
   it("dedups by eventId, watches in order, resumes after a cursor and ends OK on close", async () => {
     const streamId = "connect-fetch";
     const started = await unary("StartStream", { streamId });

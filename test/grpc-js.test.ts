@@ -2,13 +2,14 @@
  * An independent gRPC client: @grpc/grpc-js with the .proto loaded at run time by
  * @grpc/proto-loader (no generated code, no connect). It drives the whole
  * lifecycle over HTTP/2 (unary, client-streaming and server-streaming calls),
- * sees NOT_FOUND as status 5, and checks grpc.health.v1.Health.
+ * sees NOT_FOUND as status 5, and checks grpc.health.v1.Health; on the
+ * embedded broker and on Kafka.
  */
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { BROKERS, startTestServer, type TestServer } from "./support/server.js";
 
 const PROTO_DIR = fileURLToPath(new URL("../proto/", import.meta.url));
 
@@ -29,17 +30,9 @@ type Message = Record<string, any>;
 /** A client made from the loaded definition: methods are looked up by name, untyped. */
 type DynamicClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
+/** The server of the broker being tested (each broker's describe block starts its own), and a client of it. */
 let server: TestServer;
 let client: DynamicClient;
-beforeAll(async () => {
-  server = await startTestServer();
-  const address = `127.0.0.1:${server.port}`;
-  client = new loaded.streamgate.v1.StreamService(address, grpc.credentials.createInsecure()) as typeof client;
-});
-afterAll(async () => {
-  client?.close();
-  await server?.close();
-});
 
 /** Calls a unary method and resolves with its response, or rejects with the grpc-js ServiceError. */
 function unary(target: DynamicClient, method: string, request: Message): Promise<Message> {
@@ -107,7 +100,17 @@ function tempOf(response: Message): number {
   return response.result.data.structValue.fields.temp.numberValue;
 }
 
-describe("grpc-js client", () => {
+describe.each(BROKERS)("grpc-js client, on the %s broker", (kind) => {
+  beforeAll(async () => {
+    server = await startTestServer({}, kind);
+    const address = `127.0.0.1:${server.port}`;
+    client = new loaded.streamgate.v1.StreamService(address, grpc.credentials.createInsecure()) as typeof client;
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.close();
+  });
+
   it("runs the lifecycle: start, send, send on a stream, watch, resume, close", async () => {
     const streamId = "grpcjs-life";
     const started = await unary(client, "startStream", { streamId, labels: { via: "grpc-js" } });

@@ -109,18 +109,26 @@ class KafkaBroker implements Broker {
     const existing = new Set(await this.admin.listTopics());
     const missing = specs.filter((spec) => !existing.has(spec.name));
     if (missing.length > 0) {
-      await this.admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((spec) => ({
-          topic: spec.name,
-          numPartitions: spec.partitions,
-          replicationFactor: this.options.replication,
-          configEntries: spec.compacted ? [{ name: "cleanup.policy", value: "compact" }] : [],
-        })),
-      });
+      try {
+        await this.admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((spec) => ({
+            topic: spec.name,
+            numPartitions: spec.partitions,
+            replicationFactor: this.options.replication,
+            configEntries: spec.compacted ? [{ name: "cleanup.policy", value: "compact" }] : [],
+          })),
+        });
+      } catch (error) {
+        // Once the topics are created, kafkajs waits for their leaders and gives up
+        // on UNKNOWN_TOPIC_OR_PARTITION, which a KRaft broker answers for a moment
+        // while it applies the creation (the process then failed to start). The
+        // topics exist: the metadata read below waits for them.
+        if ((error as { type?: unknown }).type !== "UNKNOWN_TOPIC_OR_PARTITION") throw error;
+      }
     }
     // Existing topics keep their partition counts; keys are placed by what exists.
-    const metadata = await this.admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.name) });
+    const metadata = await retryTransient(() => this.admin.fetchTopicMetadata({ topics: specs.map((spec) => spec.name) }));
     for (const topic of metadata.topics) this.partitions.set(topic.name, topic.partitions.length);
   }
 
@@ -152,7 +160,7 @@ class KafkaBroker implements Broker {
 
   async offsets(topic: string, partition: number): Promise<PartitionOffsets> {
     try {
-      const all = await this.admin.fetchTopicOffsets(topic);
+      const all = await retryTransient(() => this.admin.fetchTopicOffsets(topic));
       const found = all.find((entry) => entry.partition === partition);
       if (!found) throw new Error(`topic ${topic} has no partition ${partition}`);
       return { low: Number(found.low), high: Number(found.high) };
@@ -179,6 +187,20 @@ class KafkaBroker implements Broker {
     const { topic } = options;
     await consumer.connect();
     await consumer.subscribe({ topic, fromBeginning: options.from === "earliest" });
+    // Where each partition resumes when the consumer (re)joins its group. A
+    // subscriber without a group commits nothing, so when kafkajs restarts a
+    // crashed consumer (after a broker outage) it would begin again at `from`
+    // ("latest") and skip whatever was written meanwhile; it resumes after the
+    // last record delivered instead. A group resumes from its committed offsets,
+    // so for one only `startOffsets` apply, at the first join.
+    const resume: Array<number | undefined> = [...(options.startOffsets ?? [])];
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      // Emitted after the join and before the first fetch of the new generation.
+      resume.forEach((offset, partition) => {
+        if (offset !== undefined) consumer.seek({ topic, partition, offset: String(offset) });
+      });
+      if (options.groupId) resume.length = 0;
+    });
     await consumer.run({
       autoCommit: false,
       partitionsConsumedConcurrently: this.partitionCount(topic),
@@ -189,6 +211,7 @@ class KafkaBroker implements Broker {
         const beat = setInterval(() => heartbeat().catch(() => undefined), 3000);
         try {
           await options.eachBatch({ topic, partition: batch.partition, records });
+          if (!options.groupId) resume[batch.partition] = records[records.length - 1]!.offset + 1;
         } catch (error) {
           options.onError?.(error);
           throw error;
@@ -197,13 +220,16 @@ class KafkaBroker implements Broker {
         }
       },
     });
-    if (options.startOffsets) {
-      options.startOffsets.forEach((offset, partition) => consumer.seek({ topic, partition, offset: String(offset) }));
-    }
     return {
       commit: async (partition, nextOffset) => {
         if (!options.groupId) throw new Error("commit needs a consumer group");
-        await consumer.commitOffsets([{ topic, partition, offset: String(nextOffset) }]);
+        try {
+          await consumer.commitOffsets([{ topic, partition, offset: String(nextOffset) }]);
+        } catch (error) {
+          // The broker unreachable, or the consumer between a crash and its restart
+          // (kafkajs: "Consumer group was not initialized"): a later commit covers it.
+          throw new BrokerError("committing offsets to the broker failed", true, { cause: error });
+        }
       },
       close: async () => {
         this.consumers.delete(consumer);
@@ -265,6 +291,31 @@ class KafkaBroker implements Broker {
       }
       next.set(slot, offset + 1);
       entry.resolve({ partition: entry.partition, offset });
+    }
+  }
+}
+
+/** Attempts of {@link retryTransient}; the pauses between them add up to about 3 s. */
+const TRANSIENT_ATTEMPTS = 6;
+
+/**
+ * Calls `call` again after a pause while a broker answers it with an error
+ * Kafka marks retriable. kafkajs's admin.fetchTopicOffsets gives up at once on
+ * NOT_LEADER_OR_FOLLOWER, which a broker answers for a moment after a topic is
+ * created (its metadata names the new leader before the leader serves the
+ * partition): startApp's first offsets() of fresh topics failed that way.
+ * Connection errors are not retried here: a broker that is down is reported
+ * as soon as kafkajs gives up on it.
+ */
+async function retryTransient<T>(call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      const answer = error as { name?: unknown; retriable?: unknown };
+      const transient = answer.name === "KafkaJSProtocolError" && answer.retriable === true;
+      if (attempt >= TRANSIENT_ATTEMPTS || !transient) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** (attempt - 1)));
     }
   }
 }
