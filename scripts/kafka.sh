@@ -189,7 +189,9 @@ format_storage() {
     id="$(cat "$DATA/cluster.id")"
   else
     # A cluster id is 16 random bytes, base64url without padding (22 characters).
-    id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # One starting with "-" would be read as an option by the format step: draw again.
+    id="-"
+    while [[ $id == -* ]]; do id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"; done
     echo "$id" >"$DATA/cluster.id"
   fi
   java_cmd

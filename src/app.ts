@@ -138,11 +138,17 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   });
 
   // NOT_SERVING while the broker does not answer, so load balancers go elsewhere.
+  let probing = false;
   const probe = setInterval(() => {
-    void log.probe(config.healthProbeIntervalMs).then((ok) => {
-      if (draining) return;
-      health.setAll(ok ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING);
-    });
+    if (probing) return; // one probe at a time, however long a dead broker takes to answer
+    probing = true;
+    void log
+      .probe(config.healthProbeIntervalMs)
+      .then((ok) => {
+        if (draining) return;
+        health.setAll(ok ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING);
+      })
+      .finally(() => (probing = false));
   }, config.healthProbeIntervalMs);
   probe.unref();
 

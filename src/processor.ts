@@ -99,14 +99,18 @@ export class Processor {
     await Promise.all([...this.throttles.values()].map((limiter) => limiter.stop({ dropWaitingJobs: true })));
     await this.subscription?.close();
     await Promise.allSettled([...this.running]);
-    await Promise.all([...this.progress.values()].map((progress) => progress.flush()));
+    // A final commit that fails leaves those records to be recovered on restart.
+    await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
   }
 
   private async handleBatch(batch: RecordBatch): Promise<void> {
     const { partition, records } = batch;
     let progress = this.progress.get(partition);
     if (!progress) {
-      progress = new PartitionProgress((next) => this.subscription!.commit(partition, next));
+      progress = new PartitionProgress(
+        (next) => this.subscription!.commit(partition, next),
+        (error) => this.options.logger.warn({ err: error, partition }, "committing processed offsets failed; will retry"),
+      );
       this.progress.set(partition, progress);
     }
     // First batch since start, or a redelivery (a restart of the consumer, a
@@ -314,7 +318,10 @@ class PartitionProgress {
   private waiters: Array<{ limit: number; resolve: () => void }> = [];
   private commitScheduled = false;
 
-  constructor(private readonly commit: (nextOffset: number) => Promise<void>) {}
+  constructor(
+    private readonly commit: (nextOffset: number) => Promise<void>,
+    private readonly onCommitError: (error: unknown) => void,
+  ) {}
 
   /** Offsets from the oldest unfinished record to the newest read (0 when none is unfinished). */
   get span(): number {
@@ -355,7 +362,8 @@ class PartitionProgress {
     this.commitScheduled = true;
     setImmediate(() => {
       this.commitScheduled = false;
-      void this.flush();
+      // A commit that fails (the broker is away) is covered by the next one.
+      this.flush().catch((error: unknown) => this.onCommitError(error));
     });
   }
 
@@ -364,7 +372,8 @@ class PartitionProgress {
     const first = this.pending.values().next();
     const committable = first.done ? this.next : first.value;
     if (committable <= this.committed) return;
-    this.committed = committable;
     await this.commit(committable);
+    // Only once stored: a failed commit is tried again with the next one.
+    this.committed = Math.max(this.committed, committable);
   }
 }

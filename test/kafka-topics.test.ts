@@ -1,0 +1,149 @@
+/**
+ * The topics as a non-Node Kafka client sees them: after SendData calls (JSON
+ * data, raw bytes, event ids, a client header), kcat reads the ingest and
+ * results topics and finds the stream id as key, streamgate's metadata in
+ * plain string headers, and the payload as sent (JSON text, or the bytes
+ * unchanged), at the partition and offset the cursors name. The registry topic
+ * is compacted.
+ */
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { ConfigResourceTypes, Kafka, logLevel } from "kafkajs";
+import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
+import { kafkaBrokers } from "./support/kafka-control.js";
+import { jsonData, startKafkaTestServer, uniqueTopicPrefix } from "./support/kafka-gateway.js";
+import { kcatPath, kcatReadTopic, kcatValueBytes, type KcatRecord } from "./support/kafka-kcat.js";
+import { streamClient, take, type TestServer } from "./support/server.js";
+
+const prefix = uniqueTopicPrefix("topics");
+let server: TestServer | undefined;
+beforeAll(async () => {
+  server = await startKafkaTestServer(prefix);
+});
+afterAll(() => server?.close());
+
+/** The partition and offset a cursor ("i-1-7", "r-0-3") names. */
+function position(cursor: string): { partition: number; offset: number } {
+  const [, partition, offset] = cursor.split("-");
+  return { partition: Number(partition), offset: Number(offset) };
+}
+
+/** The record at a cursor's position. */
+function at(records: KcatRecord[], cursor: string): KcatRecord {
+  const { partition, offset } = position(cursor);
+  const found = records.find((record) => record.partition === partition && record.offset === offset);
+  if (!found) throw new Error(`no record at ${cursor} among ${JSON.stringify(records)}`);
+  return found;
+}
+
+it("kcat reads keys, headers and values of the ingest and results topics", async () => {
+  kcatPath(); // a missing kcat fails here, with how to install it
+  const brokers = kafkaBrokers();
+  const client = streamClient(server!);
+  const streamId = "kcat-stream";
+  await client.startStream({ streamId });
+
+  const sentAt = Date.now();
+  const json = await client.sendData({
+    streamId,
+    payload: jsonData({ temp: 21.5, unit: "C" }),
+    eventId: "evt-json",
+    headers: { "x-origin": "kcat-test" },
+  });
+  const rawBytes = new Uint8Array([0, 1, 2, 0xff, 0x0a, 0x22]); // not UTF-8, has a newline and a quote
+  const raw = await client.sendData({
+    streamId,
+    payload: { case: "raw", value: rawBytes },
+    eventId: "evt-raw",
+    headers: { "x-origin": "kcat-test" },
+  });
+  const results = (await take(client.watchResults({ streamId, startPosition: StartPosition.EARLIEST }), 2)).map(
+    (response) => response.result!,
+  );
+  const sentBy = Date.now();
+  const time = expect.stringMatching(/^\d+$/);
+
+  // Ingest: exactly the two records, where the SendData cursors say.
+  const ingest = await kcatReadTopic(brokers, `${prefix}ingest`);
+  expect(ingest).toHaveLength(2);
+  const ingestJson = at(ingest, json.cursor);
+  const ingestRaw = at(ingest, raw.cursor);
+  expect(ingestJson.key).toBe(streamId);
+  expect(ingestJson.headers).toEqual({
+    "x-origin": "kcat-test",
+    "content-type": "application/json",
+    "streamgate-event-id": "evt-json",
+    "streamgate-send-time": time,
+  });
+  expect(JSON.parse(ingestJson.payload!)).toEqual({ temp: 21.5, unit: "C" });
+  const sendTime = Number(ingestJson.headers["streamgate-send-time"]);
+  expect(sendTime).toBeGreaterThanOrEqual(sentAt);
+  expect(sendTime).toBeLessThanOrEqual(sentBy);
+
+  expect(ingestRaw.key).toBe(streamId);
+  expect(ingestRaw.headers).toEqual({
+    "x-origin": "kcat-test",
+    "content-type": "application/octet-stream",
+    "streamgate-event-id": "evt-raw",
+    "streamgate-send-time": time,
+  });
+  const { partition: rawPartition, offset: rawOffset } = position(raw.cursor);
+  expect(await kcatValueBytes(brokers, `${prefix}ingest`, rawPartition, rawOffset)).toEqual(Buffer.from(rawBytes));
+
+  // Results: one per record, where the result cursors say, pointing back at their ingest record.
+  const resultRecords = await kcatReadTopic(brokers, `${prefix}results`);
+  expect(resultRecords).toHaveLength(2);
+  const resultJson = at(resultRecords, results[0]!.cursor);
+  const resultRaw = at(resultRecords, results[1]!.cursor);
+  expect(resultJson.key).toBe(streamId);
+  expect(resultJson.headers).toEqual({
+    "x-origin": "kcat-test",
+    "content-type": "application/json",
+    "streamgate-event-id": "evt-json",
+    "streamgate-send-time": ingestJson.headers["streamgate-send-time"],
+    "streamgate-process-time": time,
+    "streamgate-source-cursor": json.cursor,
+  });
+  expect(Number(resultJson.headers["streamgate-process-time"])).toBeGreaterThanOrEqual(sendTime);
+  expect(JSON.parse(resultJson.payload!)).toEqual({ temp: 21.5, unit: "C" });
+
+  expect(resultRaw.key).toBe(streamId);
+  expect(resultRaw.headers).toEqual({
+    "x-origin": "kcat-test",
+    "content-type": "application/octet-stream",
+    "streamgate-event-id": "evt-raw",
+    "streamgate-send-time": ingestRaw.headers["streamgate-send-time"],
+    "streamgate-process-time": time,
+    "streamgate-source-cursor": raw.cursor,
+  });
+  const resultPosition = position(results[1]!.cursor);
+  expect(await kcatValueBytes(brokers, `${prefix}results`, resultPosition.partition, resultPosition.offset)).toEqual(
+    Buffer.from(rawBytes),
+  );
+
+  // The registry: the stream's state under its id, as JSON.
+  const registry = await kcatReadTopic(brokers, `${prefix}streams`);
+  expect(registry.map((record) => record.key)).toEqual([streamId]);
+  expect(JSON.parse(registry[0]!.payload!)).toMatchObject({ stream: { streamId, state: "STREAM_STATE_OPEN" } });
+});
+
+it("the registry topic is compacted; ingest and results are not", async () => {
+  const kafka = new Kafka({ clientId: "kafka-topics-test", brokers: [kafkaBrokers()], logLevel: logLevel.NOTHING });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const names = ["streams", "ingest", "results"].map((name) => `${prefix}${name}`);
+    const { resources } = await admin.describeConfigs({
+      includeSynonyms: false,
+      resources: names.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy"] })),
+    });
+    const policies = Object.fromEntries(
+      resources.map((resource) => [
+        resource.resourceName,
+        resource.configEntries.find((entry) => entry.configName === "cleanup.policy")?.configValue,
+      ]),
+    );
+    expect(policies).toEqual({ [names[0]!]: "compact", [names[1]!]: "delete", [names[2]!]: "delete" });
+  } finally {
+    await admin.disconnect();
+  }
+});
