@@ -4,18 +4,10 @@
  * naming the field.
  */
 import { describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { decodeCursor, encodeCursor, type CursorLog } from "../src/cursor.js";
+import { refusal } from "./support/refusal.js";
 
-/** The error `run` throws, as a ConnectError. */
-function refusal(run: () => unknown): ConnectError {
-  try {
-    run();
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected a refusal");
-}
 
 describe("cursor", () => {
   it("decodes what it encodes", () => {

@@ -19,6 +19,7 @@ import { createFanout, type WatchRequest } from "../src/fanout.js";
 import { HEADER, controlHeaders, dataHeaders } from "../src/records.js";
 import { createRegistry } from "../src/registry.js";
 import { topicNames, topicSpecs } from "../src/topics.js";
+import { refusal } from "./support/refusal.js";
 
 const encoder = new TextEncoder();
 const logger = pino({ level: "silent" });
@@ -121,15 +122,6 @@ async function failure(watch: AsyncIterator<Result>): Promise<ConnectError> {
   );
 }
 
-/** The error `run` throws at once, as a ConnectError. */
-function refusal(run: () => unknown): ConnectError {
-  try {
-    run();
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected a refusal");
-}
 
 const dataOf = (result: Result) => (result.payload.case === "data" ? toJson(ValueSchema, result.payload.value) : null);
 const cursorsOf = (results: Result[]) => results.map((result) => result.cursor);
