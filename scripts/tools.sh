@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Provisions the command-line tools the tests drive as real clients, into
 # .tools/ (reused when present): grpcurl via `go install` at a pinned version,
-# curl and kcat from Debian when missing. A tool that cannot be had is an error.
+# curl, kcat and promtool (Debian's prometheus) from Debian when missing. A tool that cannot be had is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRPCURL_VERSION=v1.9.3
@@ -24,10 +24,12 @@ apt_install() { # package
   fi
   echo "tools: installing $1 from Debian"
   if [[ $APT_UPDATED == 0 ]]; then apt-get update -qq; APT_UPDATED=1; fi
-  apt-get install -y -qq "$1" || { echo "tools: apt-get install -y $1 failed" >&2; exit 1; }
+  apt-get install -y -qq --no-install-recommends "$1" || { echo "tools: apt-get install -y $1 failed" >&2; exit 1; }
 }
 
 command -v curl >/dev/null || apt_install curl
 # kcat: an independent Kafka client, for the tests that read and write the broker's topics directly.
 command -v kcat >/dev/null || apt_install kcat
-echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p')"
+# promtool: Prometheus's own check of the /metrics exposition.
+command -v promtool >/dev/null || apt_install prometheus
+echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3)"

@@ -4,6 +4,9 @@
  * same thing through {@link startApp} with their own configuration.
  */
 import { readFileSync } from "node:fs";
+import http from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -12,6 +15,7 @@ import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/re
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker } from "./broker/broker.js";
+import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
 import { createMemoryBroker } from "./broker/memory.js";
 import type { Config } from "./config.js";
@@ -21,10 +25,12 @@ import { createHealthService } from "./health.js";
 import { Ingest } from "./ingest.js";
 import { createInterceptors } from "./interceptors/chain.js";
 import type { Logger } from "./logger.js";
+import { createMetrics, type Metrics, type TopicKind } from "./metrics.js";
 import { createProcessor } from "./processor.js";
 import { createReflectionRoutes } from "./reflection.js";
 import { createRegistry } from "./registry.js";
-import { listen } from "./server.js";
+import { REQUEST_ID_HEADER, callContext, requestIdFrom } from "./request-context.js";
+import { listen, peerAddress } from "./server.js";
 import { StreamCounters } from "./stream-counters.js";
 import { createStreamService } from "./stream-service.js";
 import { topicNames, topicSpecs } from "./topics.js";
@@ -63,6 +69,8 @@ const REQUEST_OVERHEAD_BYTES = 64 * 1024;
 export interface App {
   /** The bound port. */
   readonly port: number;
+  /** The bound METRICS_PORT, when one is configured. */
+  readonly metricsPort: number | undefined;
   /** The broker it runs on. */
   readonly broker: Broker;
   /** Drains and stops: see README "Shutdown". Safe to call more than once. */
@@ -71,8 +79,16 @@ export interface App {
 
 /** Starts streamgate with `config`; `broker` replaces the configured one (tests). */
 export async function startApp(config: Config, logger: Logger, broker?: Broker): Promise<App> {
-  const log = broker ?? (await createBroker(config, logger));
+  const given = broker ?? (await createBroker(config, logger));
   const topics = topicNames(config.topics);
+  const metrics = createMetrics();
+  // Everything below uses the measured broker, whichever kind it is.
+  const kinds = new Map<string, TopicKind>([
+    [topics.ingest, "ingest"],
+    [topics.results, "results"],
+    [topics.streams, "streams"],
+  ]);
+  const log = instrumentBroker(given, kinds, metrics);
   await log.ensureTopics(topicSpecs(config.topics));
 
   const counters = new StreamCounters();
@@ -98,8 +114,12 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     window: config.fanoutWindow,
     cacheResults: config.fanoutCacheResults,
     watchBuffer: config.watchBuffer,
+    onDeliver: (result) => {
+      if (result.sendTime) metrics.endToEnd.observe(Math.max(0, Date.now() - timestampMs(result.sendTime)) / 1000);
+    },
   });
   await fanout.start();
+  metrics.observe({ activeStreams: () => registry.openCount, activeWatchers: () => fanout.watcherCount });
   const ingest = new Ingest({
     broker: log,
     ingestTopic: topics.ingest,
@@ -122,20 +142,30 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   markInvalidUtf8();
   const rpc = connectNodeAdapter({
     routes,
-    interceptors: createInterceptors({ logger, isDraining: () => draining }),
+    interceptors: createInterceptors({ logger, metrics, isDraining: () => draining }),
+    // The peer and request id, which connect's handler context does not carry.
+    contextValues: (request) => callContext(peerAddress(request), requestIds.get(request) ?? requestIdFrom(undefined)),
     readMaxBytes: config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
     // proto3 JSON: an unknown field is an error, not silently dropped data.
     jsonOptions: { ignoreUnknownFields: false },
   });
+  /** Each request's id, chosen before connect sees the request. */
+  const requestIds = new WeakMap<http.IncomingMessage | Http2ServerRequest, string>();
   const cors = createCors(config.corsOrigins);
   const listener = await listen({
     port: config.port,
     host: config.host,
     tls: config.tls,
     handler: (request, response) => {
+      if (serveMetrics(metrics, request, response)) return;
+      const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);
+      requestIds.set(request, requestId);
+      // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
+      response.setHeader(REQUEST_ID_HEADER, requestId);
       if (!cors(request, response)) rpc(request, response);
     },
   });
+  const metricsListener = config.metricsPort === undefined ? undefined : await listenMetrics(metrics, config);
 
   // NOT_SERVING while the broker does not answer, so load balancers go elsewhere.
   let probing = false;
@@ -160,6 +190,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     // Watchers first: they would keep connections open; each ends with its resume cursor.
     await fanout.stop();
     await listener.close(config.shutdownTimeoutMs);
+    await metricsListener?.close();
     await ingest.drain();
     await processor.stop();
     await registry.stop();
@@ -167,7 +198,50 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   };
   return {
     port: listener.port,
-    broker: log,
+    metricsPort: metricsListener?.port,
+    broker: given,
     close: () => (closing ??= close()),
+  };
+}
+
+/** Answers GET /metrics with the text exposition; false for any other request. */
+function serveMetrics(
+  metrics: Metrics,
+  request: http.IncomingMessage | Http2ServerRequest,
+  response: http.ServerResponse | Http2ServerResponse,
+): boolean {
+  if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") return false;
+  void metrics.scrape().then(
+    ({ contentType, body }) => {
+      response.writeHead(200, { "content-type": contentType });
+      response.end(body);
+    },
+    () => {
+      response.writeHead(500, { "content-type": "text/plain" });
+      response.end("metrics collection failed\n");
+    },
+  );
+  return true;
+}
+
+/** A plain HTTP listener on METRICS_PORT serving only /metrics. */
+async function listenMetrics(metrics: Metrics, config: Config): Promise<{ port: number; close(): Promise<void> }> {
+  const server = http.createServer((request, response) => {
+    if (serveMetrics(metrics, request, response)) return;
+    response.writeHead(404, { "content-type": "text/plain" });
+    response.end("not found: this port serves GET /metrics only\n");
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(config.metricsPort, config.host, resolve);
+  });
+  const address = server.address();
+  return {
+    port: typeof address === "object" && address ? address.port : 0,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

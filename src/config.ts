@@ -58,6 +58,8 @@ export interface Config {
   port: number;
   /** Address to bind. */
   host: string;
+  /** A second port serving only GET /metrics, or undefined (0 or unset): /metrics on `port` only. */
+  metricsPort: number | undefined;
   /** TLS, when both TLS_CERT and TLS_KEY are set. */
   tls: TlsConfig | undefined;
   /** Origins allowed by CORS ("*" allows any). */
@@ -123,6 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config: Config = {
     port: read.int("PORT", 8080, 0, 65535),
     host: read.string("HOST", "0.0.0.0"),
+    metricsPort: read.int("METRICS_PORT", 0, 0, 65535) || undefined,
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     corsOrigins: read.list("CORS_ORIGINS", ["*"]),
     maxPayloadBytes: read.int("MAX_PAYLOAD_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),

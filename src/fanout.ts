@@ -34,6 +34,8 @@ export interface FanoutOptions {
   cacheResults: number;
   /** Results buffered per watcher. */
   watchBuffer: number;
+  /** Called with each live result as it is delivered to a watcher (end-to-end latency). */
+  onDeliver?: (result: Result) => void;
 }
 
 /** What a WatchResults call asks for. */
@@ -171,7 +173,11 @@ export class Fanout {
         }
         if (entry.end) return;
         watcher.passed(entry);
-        if (matches(filter, entry)) yield entry.result;
+        if (matches(filter, entry)) {
+          // Live results only: a catch-up read of old results says nothing of latency.
+          this.options.onDeliver?.(entry.result);
+          yield entry.result;
+        }
       }
     } finally {
       window?.watchers.delete(watcher);

@@ -117,6 +117,13 @@ export class StreamRegistry {
     return this.entries.size;
   }
 
+  /** How many streams are open (counted when asked: for the metrics scrape, not a hot path). */
+  get openCount(): number {
+    let open = 0;
+    for (const entry of this.entries.values()) if (entry.stream.state === StreamState.OPEN) open++;
+    return open;
+  }
+
   /**
    * Creates a stream, or returns the existing one when it has the same labels
    * and processing (ALREADY_EXISTS when they differ). Concurrent calls for one id

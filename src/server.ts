@@ -190,3 +190,14 @@ function replaying(socket: net.Socket, head: Buffer): Duplex {
   });
   return duplex;
 }
+
+/**
+ * The remote address of a request's connection ("" when unknown). A cleartext
+ * HTTP/2 connection reaches the session as the replaying duplex, which Node
+ * wraps in a socket of its own (JSStreamSocket) with no address; the duplex,
+ * which carries the real socket's, is that wrapper's `stream`.
+ */
+export function peerAddress(request: http.IncomingMessage | http2.Http2ServerRequest): string {
+  const socket = request.socket as net.Socket & { stream?: { remoteAddress?: string } };
+  return socket.remoteAddress ?? socket.stream?.remoteAddress ?? "";
+}

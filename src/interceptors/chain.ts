@@ -1,23 +1,27 @@
 /**
  * The interceptor chain, composed in this one place. The first interceptor is
- * the outermost: error mapping (and, with metrics, logging) wraps everything,
- * then authentication, then limits, then the draining check closest to the
- * handler.
+ * the outermost: metrics and logging wrap everything (so they see the code the
+ * client sees), then error mapping, then authentication, then limits, then the
+ * draining check closest to the handler.
  */
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
+import type { Metrics } from "../metrics.js";
 import { refuseWhileDraining } from "./draining.js";
 import { errorMapping } from "./errors.js";
+import { observeCalls } from "./metrics.js";
 
 /** What the chain needs. */
 export interface ChainOptions {
   logger: Logger;
+  metrics: Metrics;
   isDraining: () => boolean;
 }
 
 /** Returns the interceptors in order, outermost first. */
 export function createInterceptors(options: ChainOptions): Interceptor[] {
   return [
+    observeCalls({ metrics: options.metrics, logger: options.logger }),
     errorMapping(options.logger),
     // Authentication and rate limits go here, in that order.
     refuseWhileDraining(options.isDraining),

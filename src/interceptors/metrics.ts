@@ -1,0 +1,115 @@
+/**
+ * The outermost interceptor: counts and times every call (go-grpc-prometheus's
+ * grpc_server_* metrics) and writes one log line per call. It sits outside the
+ * error mapping, so the code it records is the code the client sees; a stream
+ * is done when its last message is sent or it fails, not when the handler
+ * returns it.
+ */
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "../logger.js";
+import type { GrpcType, Metrics } from "../metrics.js";
+import { PEER, REQUEST_ID } from "../request-context.js";
+
+/** What the interceptor needs. */
+export interface ObserveOptions {
+  metrics: Metrics;
+  logger: Logger;
+}
+
+const GRPC_TYPE: Record<string, GrpcType> = {
+  unary: "unary",
+  client_streaming: "client_stream",
+  server_streaming: "server_stream",
+  bidi_streaming: "bidi_stream",
+};
+
+/** A code as go-grpc-prometheus labels it ("OK", "InvalidArgument", ...). */
+function grpcCodeName(code: Code | undefined): string {
+  return code === undefined ? "OK" : Code[code];
+}
+
+/** A code as Connect and the README name it ("ok", "invalid_argument", ...). */
+function connectCodeName(code: Code | undefined): string {
+  return code === undefined ? "ok" : Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+/** Creates the metrics-and-logging interceptor. */
+export function observeCalls(options: ObserveOptions): Interceptor {
+  const { metrics, logger } = options;
+  return (next) => async (request) => {
+    const labels = {
+      grpc_service: request.service.typeName,
+      grpc_method: request.method.name,
+      grpc_type: GRPC_TYPE[request.method.methodKind] ?? "unary",
+    };
+    const started = performance.now();
+    metrics.started.inc(labels);
+    let finished = false;
+    /** Records the end of the call once, with `code` undefined for OK. */
+    const finish = (code: Code | undefined) => {
+      if (finished) return;
+      finished = true;
+      const seconds = (performance.now() - started) / 1000;
+      metrics.handled.inc({ ...labels, grpc_code: grpcCodeName(code) });
+      metrics.handling.observe(labels, seconds);
+      // Only these fields: never a request body, and no header but the request id.
+      logger.info(
+        {
+          procedure: `${labels.grpc_service}/${labels.grpc_method}`,
+          code: connectCodeName(code),
+          duration_ms: Math.round(seconds * 1e6) / 1e3,
+          peer: request.contextValues.get(PEER),
+          request_id: request.contextValues.get(REQUEST_ID),
+        },
+        "rpc",
+      );
+    };
+    const failed = (error: unknown) => finish(ConnectError.from(error).code);
+
+    let counted = request;
+    if (request.stream) {
+      counted = { ...request, message: countEach(request.message, () => metrics.received.inc(labels)) };
+    } else {
+      metrics.received.inc(labels);
+    }
+    let response;
+    try {
+      response = await next(counted);
+    } catch (error) {
+      failed(error);
+      throw error;
+    }
+    if (!response.stream) {
+      metrics.sent.inc(labels);
+      finish(undefined);
+      return response;
+    }
+    const messages = response.message;
+    async function* observed() {
+      try {
+        for await (const message of messages) {
+          metrics.sent.inc(labels);
+          yield message;
+        }
+        // A stream that ends because the client went away (or its deadline passed) did not end OK.
+        const reason: unknown = request.signal.reason;
+        finish(request.signal.aborted ? (reason instanceof ConnectError ? reason.code : Code.Canceled) : undefined);
+      } catch (error) {
+        failed(error);
+        throw error;
+      } finally {
+        // Stopped early by the transport: the client is gone.
+        finish(Code.Canceled);
+      }
+    }
+    return { ...response, message: observed() };
+  };
+}
+
+/** Passes `messages` through, calling `count` for each. */
+async function* countEach<T>(messages: AsyncIterable<T>, count: () => void): AsyncIterable<T> {
+  for await (const message of messages) {
+    count();
+    yield message;
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Prometheus metrics (prom-client), one Registry per app rather than the global
+ * default, so several apps in one process (tests) keep their own figures. Names
+ * follow go-grpc-prometheus for the RPC metrics; the rest are streamgate_*.
+ * No label takes unbounded values: never a stream id.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+
+/** Which of the three topics a broker metric is about. */
+export type TopicKind = "ingest" | "results" | "streams";
+
+/** The gRPC call type, as go-grpc-prometheus names it. */
+export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
+
+/** What the gauges read at scrape time. */
+export interface GaugeSources {
+  /** Open (not closed) streams in the registry. */
+  activeStreams(): number;
+  /** Open WatchResults calls. */
+  activeWatchers(): number;
+}
+
+const RPC_LABELS = ["grpc_service", "grpc_method", "grpc_type"] as const;
+/** Latency buckets from 0.5 ms to 10 s: RPCs and produce calls are mostly in the low milliseconds. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Every metric of one app, registered in its own {@link Registry}. */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly started = new Counter({
+    name: "grpc_server_started_total",
+    help: "Total number of RPCs started on the server.",
+    labelNames: RPC_LABELS,
+    registers: [this.registry],
+  });
+  readonly handled = new Counter({
+    name: "grpc_server_handled_total",
+    help: "Total number of RPCs completed on the server, regardless of success or failure.",
+    labelNames: [...RPC_LABELS, "grpc_code"] as const,
+    registers: [this.registry],
+  });
+  readonly handling = new Histogram({
+    name: "grpc_server_handling_seconds",
+    help: "Histogram of response latency (seconds) of RPCs handled by the server.",
+    labelNames: RPC_LABELS,
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly received = new Counter({
+    name: "grpc_server_msg_received_total",
+    help: "Total number of RPC stream messages received on the server.",
+    labelNames: RPC_LABELS,
+    registers: [this.registry],
+  });
+  readonly sent = new Counter({
+    name: "grpc_server_msg_sent_total",
+    help: "Total number of RPC stream messages sent by the server.",
+    labelNames: RPC_LABELS,
+    registers: [this.registry],
+  });
+  readonly produced = new Counter({
+    name: "streamgate_broker_records_produced_total",
+    help: "Records the broker acknowledged as stored, by topic.",
+    labelNames: ["topic_kind"] as const,
+    registers: [this.registry],
+  });
+  readonly consumed = new Counter({
+    name: "streamgate_broker_records_consumed_total",
+    help: "Records delivered by the broker to this instance's subscribers, by topic.",
+    labelNames: ["topic_kind"] as const,
+    registers: [this.registry],
+  });
+  readonly produceSeconds = new Histogram({
+    name: "streamgate_broker_produce_seconds",
+    help: "Latency of broker produce calls, until the records are stored.",
+    buckets: LATENCY_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly endToEnd = new Histogram({
+    name: "streamgate_end_to_end_seconds",
+    help: "Time from a record's SendData to its result's delivery to a watcher.",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+    // prom-client's gauges named *_total break the Prometheus convention (promtool rejects them);
+    // each repeats the sum of its per-type sibling (nodejs_active_handles etc.), so nothing is lost.
+    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+      this.registry.removeSingleMetric(name);
+    }
+  }
+
+  /** Adds the gauges, read from `sources` at each scrape. */
+  observe(sources: GaugeSources): void {
+    new Gauge({
+      name: "streamgate_active_streams",
+      help: "Open streams in this instance's registry.",
+      registers: [this.registry],
+      collect() {
+        this.set(sources.activeStreams());
+      },
+    });
+    new Gauge({
+      name: "streamgate_active_watchers",
+      help: "Open WatchResults calls on this instance.",
+      registers: [this.registry],
+      collect() {
+        this.set(sources.activeWatchers());
+      },
+    });
+  }
+
+  /** The text exposition and its content type, for GET /metrics. */
+  async scrape(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** Creates an app's metrics. */
+export function createMetrics(): Metrics {
+  return new Metrics();
+}
