@@ -3,6 +3,7 @@
  * services and the one-port listener, with an orderly shutdown. Tests build the
  * same thing through {@link startApp} with their own configuration.
  */
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
@@ -14,6 +15,8 @@ import { HealthCheckResponse_ServingStatus, file_grpc_health_v1_health } from ".
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
+import { ApiKeyStore, sha256, type ApiKeyEntry } from "./auth/api-keys.js";
+import { createJwtVerifier } from "./auth/jwt.js";
 import type { Broker } from "./broker/broker.js";
 import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
@@ -73,6 +76,11 @@ export interface App {
   readonly metricsPort: number | undefined;
   /** The broker it runs on. */
   readonly broker: Broker;
+  /**
+   * The key generated because no credential was configured (see README
+   * "Authentication"), the only one accepted; undefined when keys or JWT are configured.
+   */
+  readonly generatedApiKey: string | undefined;
   /** Drains and stops: see README "Shutdown". Safe to call more than once. */
   close(): Promise<void>;
 }
@@ -129,6 +137,13 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     dedupWindow: config.dedupWindow,
   });
 
+  // Secure by default: with nothing configured, one generated key rather than an open service.
+  const { auth } = config;
+  const generatedApiKey =
+    auth.apiKeys.length === 0 && auth.jwt === undefined ? randomBytes(32).toString("base64url") : undefined;
+  const keys: ApiKeyEntry[] =
+    generatedApiKey === undefined ? auth.apiKeys : [{ name: "generated", role: "admin", digest: sha256(generatedApiKey) }];
+
   const health = createHealthService();
   health.setStatus(StreamService.typeName, HealthCheckResponse_ServingStatus.SERVING);
   const reflection = createReflectionRoutes(SERVED_FILES);
@@ -142,7 +157,17 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   markInvalidUtf8();
   const rpc = connectNodeAdapter({
     routes,
-    interceptors: createInterceptors({ logger, metrics, isDraining: () => draining }),
+    interceptors: createInterceptors({
+      logger,
+      metrics,
+      isDraining: () => draining,
+      auth: {
+        keys: new ApiKeyStore(keys),
+        jwt: auth.jwt && createJwtVerifier(auth.jwt),
+        openServices: new Set(auth.openServices),
+        adminServices: new Set(auth.adminServices),
+      },
+    }),
     // The peer and request id, which connect's handler context does not carry.
     contextValues: (request) => callContext(peerAddress(request), requestIds.get(request) ?? requestIdFrom(undefined)),
     readMaxBytes: config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
@@ -200,6 +225,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     port: listener.port,
     metricsPort: metricsListener?.port,
     broker: given,
+    generatedApiKey,
     close: () => (closing ??= close()),
   };
 }

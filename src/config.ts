@@ -6,6 +6,10 @@
  * what was expected, rather than failing later in a request.
  */
 
+import { readFileSync } from "node:fs";
+import { checkUnique, parseKeyFile, parseKeyList, type ApiKeyEntry } from "./auth/api-keys.js";
+import type { JwtConfig } from "./auth/jwt.js";
+
 /** TLS material for serving gRPC, gRPC-Web and Connect over TLS with ALPN. */
 export interface TlsConfig {
   /** Path of the PEM certificate chain. */
@@ -52,6 +56,18 @@ export interface MemoryBrokerConfig {
   retentionMs: number;
 }
 
+/** Who may call what (see README "Authentication"). */
+export interface AuthConfig {
+  /** API keys from API_KEYS, API_KEYS_FILE and ADMIN_API_KEYS, as digests. */
+  apiKeys: ApiKeyEntry[];
+  /** JWT verification, when a secret or a JWKS file is configured. */
+  jwt: JwtConfig | undefined;
+  /** Services callable without a credential. */
+  openServices: string[];
+  /** Services only the admin role may call. */
+  adminServices: string[];
+}
+
 /** The whole service configuration. */
 export interface Config {
   /** TCP port of the one listener (0 picks a free port). */
@@ -88,6 +104,8 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** pino log level. */
   logLevel: string;
+  /** Authentication: with no key and no JWT configured, startApp generates one key. */
+  auth: AuthConfig;
 }
 
 /** Thrown by {@link loadConfig} with every problem found, one per line. */
@@ -146,9 +164,77 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     healthProbeIntervalMs: read.int("HEALTH_PROBE_INTERVAL_MS", 2000, 100, 3_600_000),
     shutdownTimeoutMs: read.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
     logLevel,
+    auth: readAuth(read, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** The default of AUTH_OPEN_SERVICES: health and reflection. */
+const OPEN_SERVICES = [
+  "grpc.health.v1.Health",
+  "grpc.reflection.v1.ServerReflection",
+  "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/** Smallest HS256 secret accepted (RFC 7518 3.2: at least the hash's size). */
+const MIN_HS256_SECRET_BYTES = 32;
+
+/** The auth settings; files are read here, so a missing one stops the start. Never puts a key or secret in a problem. */
+function readAuth(read: EnvReader, problems: string[]): AuthConfig {
+  const apiKeys = [
+    ...parseKeyList(read.string("API_KEYS", ""), "API_KEYS", "user", problems),
+    ...parseKeyFile(read.file("API_KEYS_FILE") ?? "", "API_KEYS_FILE", "user", problems),
+    ...parseKeyList(read.string("ADMIN_API_KEYS", ""), "ADMIN_API_KEYS", "admin", problems),
+  ];
+  checkUnique(apiKeys, problems);
+
+  const secretValue = read.string("JWT_HS256_SECRET", "");
+  const secretFile = read.file("JWT_HS256_SECRET_FILE")?.replace(/\r?\n$/, "");
+  let hs256Secret: Uint8Array | undefined;
+  if (secretValue !== "" && secretFile !== undefined) {
+    problems.push("JWT_HS256_SECRET and JWT_HS256_SECRET_FILE are both set: use one");
+  } else if (secretValue !== "" || secretFile !== undefined) {
+    const name = secretValue !== "" ? "JWT_HS256_SECRET" : "JWT_HS256_SECRET_FILE";
+    hs256Secret = new TextEncoder().encode(secretValue !== "" ? secretValue : secretFile);
+    if (hs256Secret.length < MIN_HS256_SECRET_BYTES) {
+      problems.push(`${name}: the secret is ${hs256Secret.length} bytes; HS256 needs at least ${MIN_HS256_SECRET_BYTES}`);
+    }
+  }
+  const jwks = readJwks(read, problems);
+  const jwt: JwtConfig = {
+    hs256Secret,
+    jwks,
+    issuer: read.string("JWT_ISSUER", "") || undefined,
+    audience: read.string("JWT_AUDIENCE", "") || undefined,
+    adminClaim: read.string("JWT_ADMIN_CLAIM", "role"),
+    adminValue: read.string("JWT_ADMIN_VALUE", "admin"),
+  };
+  return {
+    apiKeys,
+    jwt: hs256Secret || jwks ? jwt : undefined,
+    openServices: read.list("AUTH_OPEN_SERVICES", OPEN_SERVICES),
+    adminServices: read.list("ADMIN_SERVICES", ["streamgate.v1.AdminService"]),
+  };
+}
+
+/** JWT_JWKS_FILE's key set: a JSON object with a non-empty `keys` array. */
+function readJwks(read: EnvReader, problems: string[]): JwtConfig["jwks"] {
+  const text = read.file("JWT_JWKS_FILE");
+  if (text === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    problems.push("JWT_JWKS_FILE is not valid JSON");
+    return undefined;
+  }
+  const keys = (parsed as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0 || !keys.every((key) => typeof key === "object" && key !== null)) {
+    problems.push('JWT_JWKS_FILE must be a JWK set: {"keys": [ ...one or more keys... ]}');
+    return undefined;
+  }
+  return parsed as JwtConfig["jwks"];
 }
 
 const SASL_MECHANISMS = ["plain", "scram-sha-256", "scram-sha-512"] as const;
@@ -209,6 +295,19 @@ class EnvReader {
   string(name: string, fallback: string): string {
     const value = this.env[name];
     return value === undefined || value === "" ? fallback : value.trim();
+  }
+
+  /** The contents of the file named by `name`, or undefined when unset (a problem when unreadable). */
+  file(name: string): string | undefined {
+    const path = this.string(name, "");
+    if (path === "") return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (error) {
+      const reason = (error as NodeJS.ErrnoException).code ?? String(error);
+      this.problems.push(`${name}=${JSON.stringify(path)} cannot be read (${reason})`);
+      return undefined;
+    }
   }
 
   list(name: string, fallback: string[]): string[] {

@@ -103,3 +103,18 @@ export function toConnectError(error: unknown): ConnectError {
 export function quote(value: string): string {
   return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
 }
+
+/** No credential in `x-api-key` or `authorization: Bearer`. */
+export function missingCredential(): ConnectError {
+  return new ConnectError("missing credential; send x-api-key, or authorization with a Bearer token", Code.Unauthenticated);
+}
+
+/** A credential that matches no key and is no valid token; never says what was sent. */
+export function invalidCredential(): ConnectError {
+  return new ConnectError("invalid credential", Code.Unauthenticated);
+}
+
+/** A valid credential without the role `service` needs. */
+export function permissionDenied(client: string, service: string): ConnectError {
+  return new ConnectError(`client ${quote(client)} may not call ${service}: it needs the admin role`, Code.PermissionDenied);
+}

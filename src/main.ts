@@ -19,6 +19,12 @@ async function main(): Promise<void> {
   }
   const logger = createLogger(config.logLevel);
   const app = await startApp(config, logger);
+  if (app.generatedApiKey !== undefined) {
+    // Straight to stderr, once, not through the JSON logger: a key must not travel to log pipelines.
+    process.stderr.write(
+      `streamgate: no credentials configured; generated API key for this run: ${app.generatedApiKey} (set API_KEYS to choose your own)\n`,
+    );
+  }
   logger.info(
     { port: app.port, broker: app.broker.kind, tls: config.tls !== undefined },
     `streamgate listening on port ${app.port} (gRPC, gRPC-Web, Connect)`,

@@ -5,12 +5,16 @@
  */
 import { randomUUID } from "node:crypto";
 import { createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
+import type { Principal } from "./auth/api-keys.js";
 
 /** The remote address of the connection ("" when unknown). */
 export const PEER = createContextKey("", { description: "peer address" });
 
 /** The call's request id: the client's x-request-id when well formed, else generated. */
 export const REQUEST_ID = createContextKey("", { description: "request id" });
+
+/** Who is calling, set by the auth interceptor (undefined on open services such as health). */
+export const PRINCIPAL = createContextKey<Principal | undefined>(undefined, { description: "authenticated principal" });
 
 /** The header carrying the request id, both ways. */
 export const REQUEST_ID_HEADER = "x-request-id";

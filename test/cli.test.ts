@@ -15,7 +15,7 @@ import {
   untilStdout,
   type RunResult,
 } from "./support/clients-cli.js";
-import { BROKERS, startTestServer, type TestServer } from "./support/server.js";
+import { BROKERS, TEST_API_KEY, startTestServer, type TestServer } from "./support/server.js";
 
 const SERVICE = "streamgate.v1.StreamService";
 
@@ -28,6 +28,8 @@ function succeeded(result: RunResult): string {
 describe.each(BROKERS)("on the %s broker", (kind) => {
   let server: TestServer;
   let address: string;
+  /** The x-api-key header line, as each tool's -H takes it. */
+  const apiKey = `x-api-key: ${TEST_API_KEY}`;
   beforeAll(async () => {
     server = await startTestServer({}, kind);
     address = `127.0.0.1:${server.port}`;
@@ -38,8 +40,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     const grpcurl = (...args: string[]) => run(toolPath("grpcurl"), ["-plaintext", ...args]);
     /** Calls a StreamService method with a JSON request; `input` goes to stdin with `-d @`. */
     const call = (method: string, request: string, input?: string) =>
-      run(toolPath("grpcurl"), ["-plaintext", "-d", request, address, `${SERVICE}/${method}`], { input });
+      run(toolPath("grpcurl"), ["-plaintext", "-H", apiKey, "-d", request, address, `${SERVICE}/${method}`], { input });
 
+    // Reflection (list, describe) is open: those calls send no key.
     it("lists the services through reflection", async () => {
       const services = succeeded(await grpcurl(address, "list")).trim().split("\n");
       expect(services).toContain(SERVICE);
@@ -78,6 +81,8 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       // exit 0 once the stream is closed.
       const watch = spawnTool(toolPath("grpcurl"), [
         "-plaintext",
+        "-H",
+        apiKey,
         "-d",
         JSON.stringify({ streamId, startPosition: "START_POSITION_EARLIEST" }),
         address,
@@ -104,7 +109,7 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
 
   describe("buf curl", () => {
     const url = (method: string) => `http://${address}/${SERVICE}/${method}`;
-    const bufCurl = (args: string[]) => run(toolPath("buf"), ["curl", ...args]);
+    const bufCurl = (args: string[]) => run(toolPath("buf"), ["curl", "-H", apiKey, ...args]);
 
     it("calls StartStream and SendData over gRPC (h2c), with the schema from reflection", async () => {
       const streamId = "cli-buf-grpc";
@@ -143,6 +148,8 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         "\n%{http_code}",
         "-H",
         "content-type: application/json",
+        "-H",
+        apiKey,
         "-d",
         JSON.stringify(request),
         `http://${address}/${SERVICE}/${method}`,

@@ -28,6 +28,10 @@ const SETTING: Record<string, (config: Config) => unknown> = {
   HEALTH_PROBE_INTERVAL_MS: (config) => config.healthProbeIntervalMs,
   SHUTDOWN_TIMEOUT_MS: (config) => config.shutdownTimeoutMs,
   LOG_LEVEL: (config) => config.logLevel,
+  JWT_ADMIN_CLAIM: () => loadConfig({ JWT_HS256_SECRET: "s".repeat(32) }).auth.jwt!.adminClaim,
+  JWT_ADMIN_VALUE: () => loadConfig({ JWT_HS256_SECRET: "s".repeat(32) }).auth.jwt!.adminValue,
+  AUTH_OPEN_SERVICES: (config) => config.auth.openServices.join(","),
+  ADMIN_SERVICES: (config) => config.auth.adminServices.join(","),
 };
 
 /** Where each documented Kafka variable lands in config.kafka, which exists only when KAFKA_BROKERS is set. */
@@ -46,8 +50,8 @@ const BROKER = { KAFKA_BROKERS: "localhost:9092" };
 function configurationTable(): [string[], string][] {
   const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
   const section = readme.slice(readme.indexOf("## Configuration"));
-  return [...section.matchAll(/^\| ((?:`[A-Z_]+`(?:, )?)+) \| ([^|]*) \|/gm)].map((match) => [
-    [...match[1]!.matchAll(/`([A-Z_]+)`/g)].map((name) => name[1]!),
+  return [...section.matchAll(/^\| ((?:`[A-Z0-9_]+`(?:, )?)+) \| ([^|]*) \|/gm)].map((match) => [
+    [...match[1]!.matchAll(/`([A-Z0-9_]+)`/g)].map((name) => name[1]!),
     match[2]!.trim(),
   ]);
 }

@@ -9,7 +9,7 @@
  * on Kafka.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BROKERS, startTestServer, type TestServer } from "./support/server.js";
+import { BROKERS, authHeaders, startTestServer, type TestServer } from "./support/server.js";
 
 const SERVICE = "streamgate.v1.StreamService";
 const END_STREAM = 0x02;
@@ -24,7 +24,7 @@ type Json = Record<string, any>;
 async function unary(method: string, request: unknown): Promise<{ status: number; body: Json }> {
   const response = await fetch(`${server.baseUrl}/${SERVICE}/${method}`, {
     method: "POST",
-    headers: { "content-type": "application/json", "connect-protocol-version": "1" },
+    headers: { "content-type": "application/json", "connect-protocol-version": "1", ...authHeaders(server) },
     body: JSON.stringify(request),
   });
   return { status: response.status, body: (await response.json()) as Json };
@@ -86,7 +86,7 @@ interface Watch {
 async function watch(request: unknown): Promise<Watch> {
   const response = await fetch(`${server.baseUrl}/${SERVICE}/WatchResults`, {
     method: "POST",
-    headers: { "content-type": "application/connect+json", "connect-protocol-version": "1" },
+    headers: { "content-type": "application/connect+json", "connect-protocol-version": "1", ...authHeaders(server) },
     body: envelope(0x00, request),
   });
   return {

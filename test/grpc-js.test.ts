@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { BROKERS, startTestServer, type TestServer } from "./support/server.js";
+import { BROKERS, TEST_API_KEY, grpcJsApiKey, startTestServer, type TestServer } from "./support/server.js";
 
 const PROTO_DIR = fileURLToPath(new URL("../proto/", import.meta.url));
 
@@ -104,7 +104,9 @@ describe.each(BROKERS)("grpc-js client, on the %s broker", (kind) => {
   beforeAll(async () => {
     server = await startTestServer({}, kind);
     const address = `127.0.0.1:${server.port}`;
-    client = new loaded.streamgate.v1.StreamService(address, grpc.credentials.createInsecure()) as typeof client;
+    client = new loaded.streamgate.v1.StreamService(address, grpc.credentials.createInsecure(), {
+      interceptors: [grpcJsApiKey(TEST_API_KEY)],
+    }) as typeof client;
   });
   afterAll(async () => {
     client?.close();

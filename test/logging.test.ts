@@ -1,5 +1,5 @@
 /**
- * One JSON log line per RPC: procedure, code, duration, peer and request id,
+ * One JSON log line per RPC: procedure, code, duration, client, peer and request id,
  * for unary calls, failures and streams; the client's well-formed x-request-id
  * is used and echoed as a response header (streams too, as a header, not a
  * trailer), a missing or malformed one is replaced by a generated UUID; and
@@ -12,7 +12,10 @@ import { pino } from "pino";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { startApp, type App } from "../src/app.js";
 import { loadConfig } from "../src/config.js";
-import { TRANSPORTS } from "./support/server.js";
+import { TEST_API_KEY, TRANSPORTS, apiKeyHeader } from "./support/server.js";
+
+/** The key the credentials test sends: a second client, "log-client". */
+const SECRET_KEY = "secret-key-456";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -36,7 +39,7 @@ beforeAll(async () => {
       done();
     },
   });
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1" });
+  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", API_KEYS: `test:${TEST_API_KEY},log-client:${SECRET_KEY}` });
   // A synchronous pino writing to the stream: each line is there once the call it describes ended.
   app = await startApp(config, pino({ level: "info" }, destination));
   baseUrl = `http://127.0.0.1:${app.port}`;
@@ -47,9 +50,9 @@ beforeEach(() => {
 });
 
 describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
-  const client = () => createClient(StreamService, TRANSPORTS[transport]!(baseUrl));
+  const client = () => createClient(StreamService, TRANSPORTS[transport]!(baseUrl, [apiKeyHeader(TEST_API_KEY)]));
 
-  it("logs procedure, code, duration, peer and the client's request id, and echoes the id", async () => {
+  it("logs procedure, code, duration, client, peer and the client's request id, and echoes the id", async () => {
     let echoed: string | null = null;
     await client().startStream({ streamId: `log-${transport}` }, {
       headers: { "x-request-id": `req.${transport}-1_A` },
@@ -58,7 +61,7 @@ describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
     expect(echoed).toBe(`req.${transport}-1_A`);
     const [line, ...others] = rpcLines("StartStream");
     expect(others).toHaveLength(0);
-    expect(line).toMatchObject({ level: 30, code: "ok", peer: "127.0.0.1", request_id: `req.${transport}-1_A` });
+    expect(line).toMatchObject({ level: 30, code: "ok", client: "test", peer: "127.0.0.1", request_id: `req.${transport}-1_A` });
     expect(typeof line!.duration_ms).toBe("number");
     expect(line!.duration_ms as number).toBeGreaterThanOrEqual(0);
   });
@@ -110,7 +113,7 @@ describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
 describe("credentials in requests", () => {
   it("never reach the log, on success or failure", async () => {
     const client = createClient(StreamService, TRANSPORTS.grpc!(baseUrl));
-    const headers = { authorization: "Bearer secret-token-123", "x-api-key": "secret-key-456" };
+    const headers = { authorization: "Bearer secret-token-123", "x-api-key": SECRET_KEY };
     await client.startStream({ streamId: "secret-ok" }, { headers });
     await expect(client.getStream({ streamId: "secret-missing" }, { headers })).rejects.toSatisfy(
       (error) => ConnectError.from(error).code === Code.NotFound,
@@ -119,6 +122,8 @@ describe("credentials in requests", () => {
     expect(rpcLines("StartStream")).toHaveLength(1);
     expect(rpcLines("GetStream")).toHaveLength(1);
     expect(logged).not.toContain("secret-token-123");
-    expect(logged).not.toContain("secret-key-456");
+    expect(logged).not.toContain(SECRET_KEY);
+    // The key's name is what identifies the client.
+    expect(rpcLines("StartStream")).toMatchObject([{ client: "log-client" }]);
   });
 });

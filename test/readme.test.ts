@@ -1,13 +1,17 @@
 /**
  * The README's "Use it" examples, run exactly as written (only the port is
- * changed to the test server's) with curl, grpcurl and buf curl: a README
- * example that does not work is a bug.
+ * changed to the test server's) with curl, grpcurl and buf curl, with the
+ * server's API key in STREAMGATE_API_KEY as the README tells the reader to
+ * export it: a README example that does not work is a bug.
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startTestServer, type TestServer } from "./support/server.js";
+
+/** The key the README's reader would have exported as STREAMGATE_API_KEY. */
+const README_KEY = "readme-key-0123456789abcdef";
 
 const root = resolve(import.meta.dirname, "..");
 const toolsBin = resolve(root, ".tools/bin");
@@ -17,11 +21,15 @@ beforeAll(async () => {
   if (!existsSync(resolve(toolsBin, "grpcurl"))) {
     throw new Error("grpcurl is missing: run `bash scripts/tools.sh` (npm test does)");
   }
-  server = await startTestServer();
+  server = await startTestServer({ API_KEYS: `reader:${README_KEY}` });
 });
 afterAll(() => server?.close());
 
-/** The shell commands of the README's "Use it" section, continuation lines joined. */
+/**
+ * The shell commands of the README's "Use it" section, continuation lines
+ * joined; the `export STREAMGATE_API_KEY=...` line is left out, as the test
+ * sets the variable itself (each command runs in its own shell).
+ */
 function readmeCommands(): string[] {
   const readme = readFileSync(resolve(root, "README.md"), "utf8");
   const section = readme.slice(readme.indexOf("## Use it"), readme.indexOf("### The API"));
@@ -38,7 +46,7 @@ function readmeCommands(): string[] {
       }
     }
   }
-  return commands;
+  return commands.filter((command) => !command.startsWith("export STREAMGATE_API_KEY="));
 }
 
 /** Runs one command in bash from the project root, with .tools/bin on PATH. */
@@ -46,7 +54,7 @@ function run(command: string): Promise<{ code: number | null; stdout: string; st
   return new Promise((done) => {
     const child = spawn("bash", ["-c", command], {
       cwd: root,
-      env: { ...process.env, PATH: `${toolsBin}:${process.env.PATH}` },
+      env: { ...process.env, PATH: `${toolsBin}:${process.env.PATH}`, STREAMGATE_API_KEY: README_KEY },
     });
     let stdout = "";
     let stderr = "";

@@ -19,6 +19,7 @@ import {
   type WatchResultsResponse,
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
+import { TEST_API_KEY, apiKeyHeader } from "./support/server.js";
 
 let running: StreamgateProcess | undefined;
 afterEach(async () => {
@@ -34,7 +35,7 @@ describe("SIGTERM", () => {
   it("drains: watches end with a resume cursor, new calls are refused, a client stream finishes", async () => {
     running = spawnStreamgate({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info" });
     const baseUrl = `http://127.0.0.1:${await listeningPort(running)}`;
-    const client = createClient(StreamService, createGrpcTransport({ baseUrl }));
+    const client = createClient(StreamService, createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] }));
     const streamId = "shutdown";
     await client.startStream({ streamId });
     await client.sendData({ streamId, payload: data({ n: 0 }) });
@@ -64,7 +65,7 @@ describe("SIGTERM", () => {
     expect(resume[0]!.cursor).toBe(received[received.length - 1]!.result!.cursor);
 
     // A new call (on a new connection) is refused: UNAVAILABLE, or the connection is refused.
-    const fresh = createClient(StreamService, createGrpcTransport({ baseUrl }));
+    const fresh = createClient(StreamService, createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] }));
     const refused = await fresh.getStream({ streamId }).then(
       () => undefined,
       (error: unknown) => ConnectError.from(error),

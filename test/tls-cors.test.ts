@@ -15,7 +15,7 @@ import {
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { TEST_API_KEY, apiKeyHeader, authHeaders, startTestServer, type TestServer } from "./support/server.js";
 
 describe("TLS", () => {
   let server: TestServer;
@@ -37,11 +37,14 @@ describe("TLS", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  const interceptors = [apiKeyHeader(TEST_API_KEY)];
   const transports = {
-    "grpc over h2": (baseUrl: string) => createGrpcTransport({ baseUrl, nodeOptions: { ca } }),
-    "connect over HTTP/1.1": (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca } }),
-    "connect over h2": (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: "2", nodeOptions: { ca } }),
-    "grpc-web over HTTP/1.1": (baseUrl: string) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca } }),
+    "grpc over h2": (baseUrl: string) => createGrpcTransport({ baseUrl, nodeOptions: { ca }, interceptors }),
+    "connect over HTTP/1.1": (baseUrl: string) =>
+      createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca }, interceptors }),
+    "connect over h2": (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: "2", nodeOptions: { ca }, interceptors }),
+    "grpc-web over HTTP/1.1": (baseUrl: string) =>
+      createGrpcWebTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca }, interceptors }),
   };
   it.each(Object.keys(transports))("serves %s", async (name) => {
     const transport = transports[name as keyof typeof transports](`https://127.0.0.1:${server.port}`);
@@ -79,13 +82,16 @@ describe("CORS", () => {
     expect(response.headers.get("access-control-allow-origin")).toBe("https://app.example");
     expect(response.headers.get("access-control-allow-methods")).toContain("POST");
     const allowed = response.headers.get("access-control-allow-headers")!.toLowerCase().split(/,\s*/);
-    expect(allowed).toEqual(expect.arrayContaining(["content-type", "connect-protocol-version", "x-grpc-web"]));
+    // The credential headers too, so a browser can authenticate.
+    expect(allowed).toEqual(
+      expect.arrayContaining(["content-type", "connect-protocol-version", "x-grpc-web", "x-api-key", "authorization"]),
+    );
   });
 
   it("exposes the gRPC-Web status headers on an allowed origin's call", async () => {
     const response = await fetch(`${server.baseUrl}${path}`, {
       method: "POST",
-      headers: { origin: "https://app.example", "content-type": "application/json" },
+      headers: { origin: "https://app.example", "content-type": "application/json", ...authHeaders(server) },
       body: JSON.stringify({ streamId: "cors-ok" }),
     });
     expect(response.status).toBe(200);

@@ -7,6 +7,7 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
+import { authenticate, type AuthOptions } from "./auth.js";
 import { refuseWhileDraining } from "./draining.js";
 import { errorMapping } from "./errors.js";
 import { observeCalls } from "./metrics.js";
@@ -16,6 +17,7 @@ export interface ChainOptions {
   logger: Logger;
   metrics: Metrics;
   isDraining: () => boolean;
+  auth: AuthOptions;
 }
 
 /** Returns the interceptors in order, outermost first. */
@@ -23,7 +25,8 @@ export function createInterceptors(options: ChainOptions): Interceptor[] {
   return [
     observeCalls({ metrics: options.metrics, logger: options.logger }),
     errorMapping(options.logger),
-    // Authentication and rate limits go here, in that order.
+    authenticate(options.auth),
+    // Rate limits go here.
     refuseWhileDraining(options.isDraining),
   ];
 }

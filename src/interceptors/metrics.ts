@@ -8,7 +8,7 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
 import type { GrpcType, Metrics } from "../metrics.js";
-import { PEER, REQUEST_ID } from "../request-context.js";
+import { PEER, PRINCIPAL, REQUEST_ID } from "../request-context.js";
 
 /** What the interceptor needs. */
 export interface ObserveOptions {
@@ -58,6 +58,8 @@ export function observeCalls(options: ObserveOptions): Interceptor {
           procedure: `${labels.grpc_service}/${labels.grpc_method}`,
           code: connectCodeName(code),
           duration_ms: Math.round(seconds * 1e6) / 1e3,
+          // The credential's name (or JWT sub) once auth has run; never the credential itself.
+          client: request.contextValues.get(PRINCIPAL)?.client,
           peer: request.contextValues.get(PEER),
           request_id: request.contextValues.get(REQUEST_ID),
         },

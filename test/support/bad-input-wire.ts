@@ -9,7 +9,7 @@ import { fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/pro
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { TRANSPORTS, type TestServer } from "./server.js";
+import { TRANSPORTS, apiKeyHeader, authHeaders, type TestServer } from "./server.js";
 
 /** How a call ended: "ok" with its response as JSON, or an error's code name and message. */
 export interface Outcome {
@@ -35,7 +35,10 @@ export type JsonCaller = (method: MethodName, request: JsonObject) => Promise<Ou
  * first), so one table of requests runs over both.
  */
 export function jsonCallers(server: TestServer): Record<"connect-json" | "grpc", JsonCaller> {
-  const grpc = createClient(StreamService, TRANSPORTS.grpc!(server.baseUrl));
+  const grpc = createClient(
+    StreamService,
+    TRANSPORTS.grpc!(server.baseUrl, server.apiKey === undefined ? [] : [apiKeyHeader(server.apiKey)]),
+  );
   return {
     "connect-json": (method, request) => postJson(server, method, JSON.stringify(request)),
     grpc: async (method, request) => {
@@ -64,7 +67,7 @@ export async function postProto(server: TestServer, method: MethodName, bytes: U
 async function post(server: TestServer, method: MethodName, contentType: string, body: string | Uint8Array) {
   const response = await fetch(`${server.baseUrl}${path(method)}`, {
     method: "POST",
-    headers: { "content-type": contentType },
+    headers: { "content-type": contentType, ...authHeaders(server) },
     body,
   });
   const status = response.status;
@@ -102,6 +105,7 @@ export async function grpcRaw(
         ":path": method.startsWith("/") ? method : path(method as MethodName),
         "content-type": "application/grpc",
         te: "trailers",
+        ...authHeaders(server),
       });
       const chunks: Buffer[] = [];
       let status: string | undefined;

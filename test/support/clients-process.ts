@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { PROJECT_DIR } from "./clients-cli.js";
+import { withTestApiKey } from "./server.js";
 
 /** One pino log line. */
 export interface LogLine {
@@ -28,12 +29,13 @@ export interface StreamgateProcess {
 
 /**
  * Starts `node --import tsx src/main.ts` with `env` added to this process's
- * environment. It is not waited for: see {@link listeningPort}.
+ * environment, and `API_KEYS=test:<TEST_API_KEY>` unless `env` configures
+ * credentials (see withTestApiKey). It is not waited for: see {@link listeningPort}.
  */
 export function spawnStreamgate(env: Record<string, string>): StreamgateProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
     cwd: PROJECT_DIR,
-    env: { ...process.env, ...env },
+    env: { ...process.env, ...withTestApiKey(env) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: LogLine[] = [];

@@ -13,7 +13,7 @@ import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { StreamService, type Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./clients-process.js";
 import { kafkaBrokers } from "./kafka-control.js";
-import { startTestServer, type TestServer } from "./server.js";
+import { TEST_API_KEY, apiKeyHeader, startTestServer, type TestServer } from "./server.js";
 
 /**
  * A topic prefix no other test uses, e.g. "sgtest.crash.1a2b3c4d.", so a test
@@ -67,7 +67,7 @@ export async function spawnKafkaGateway(prefix: string, extra: Record<string, st
     throw error;
   }
   const baseUrl = `http://127.0.0.1:${port}`;
-  const transport = createGrpcTransport({ baseUrl });
+  const transport = createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] });
   return {
     process,
     port,

@@ -4,18 +4,62 @@
  * the run's real Kafka broker (test/support/kafka-global-setup.ts).
  */
 import { randomBytes } from "node:crypto";
-import { createClient, type Client, type Transport } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
+import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { startApp, type App } from "../../src/app.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { loadConfig } from "../../src/config.js";
+import type { Logger } from "../../src/logger.js";
 import { kafkaBrokers } from "./kafka-control.js";
+
+/** The API key every test server accepts unless the test configures auth itself (name "test"). */
+export const TEST_API_KEY = "streamgate-test-key-0123456789";
+
+/** The variables that configure credentials: a test setting any of them (even to "") gets no default key. */
+export const AUTH_VARIABLES = [
+  "API_KEYS",
+  "API_KEYS_FILE",
+  "ADMIN_API_KEYS",
+  "JWT_HS256_SECRET",
+  "JWT_HS256_SECRET_FILE",
+  "JWT_JWKS_FILE",
+];
+
+/** `env` with `API_KEYS=test:<TEST_API_KEY>` added unless it configures credentials itself. */
+export function withTestApiKey(env: Record<string, string>): Record<string, string> {
+  return AUTH_VARIABLES.some((name) => name in env) ? env : { API_KEYS: `test:${TEST_API_KEY}`, ...env };
+}
+
+/** The x-api-key header of `server`'s key, for raw HTTP clients (fetch, http2); none when it has no known key. */
+export function authHeaders(server: { apiKey: string | undefined }): Record<string, string> {
+  return server.apiKey === undefined ? {} : { "x-api-key": server.apiKey };
+}
+
+/** A Connect client interceptor sending `key` as x-api-key on every call. */
+export function apiKeyHeader(key: string): Interceptor {
+  return (next) => (request) => {
+    request.header.set("x-api-key", key);
+    return next(request);
+  };
+}
+
+/** A grpc-js client interceptor sending `key` as x-api-key metadata on every call (pass in the client's options). */
+export function grpcJsApiKey(key: string): grpc.Interceptor {
+  return (options, nextCall) =>
+    new grpc.InterceptingCall(nextCall(options), {
+      start(metadata, listener, next) {
+        metadata.set("x-api-key", key);
+        next(metadata, listener);
+      },
+    });
+}
 
 /** The brokers a server can run on: the embedded one, and the run's Kafka broker. */
 export const BROKERS = ["memory", "kafka"] as const;
@@ -52,6 +96,8 @@ export interface TestServer {
   baseUrl: string;
   /** The broker it runs on: "memory" or "kafka" (a given Broker object reports its own kind). */
   kind: string;
+  /** The key it accepts: {@link TEST_API_KEY}, or the generated one; undefined when the test configured auth. */
+  apiKey: string | undefined;
   close(): Promise<void>;
 }
 
@@ -60,36 +106,49 @@ export interface TestServer {
  * chooses the broker: a kind ("memory" or "kafka", or `{ kind }`), whose
  * {@link brokerEnv} goes under `env` (so `env` can override it); or a Broker
  * object (a test double), which replaces the configured one. The memory broker
- * by default.
+ * by default. Unless `env` sets one of {@link AUTH_VARIABLES}, the server
+ * accepts `x-api-key: TEST_API_KEY` (set one to "" to get the generated key).
+ * `logger` receives the server's logs (silent by default).
  */
 export async function startTestServer(
   env: Record<string, string> = {},
   broker: Broker | BrokerKind | { kind: BrokerKind } = "memory",
+  logger: Logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
 ): Promise<TestServer> {
   const given = typeof broker === "object" && "produce" in broker ? broker : undefined;
   const kind: BrokerKind = given ? "memory" : typeof broker === "string" ? broker : (broker as { kind: BrokerKind }).kind;
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "silent", ...brokerEnv(kind), ...env });
-  const app = await startApp(config, pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }), given);
+  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "silent", ...brokerEnv(kind), ...withTestApiKey(env) });
+  const app = await startApp(config, logger, given);
   return {
     app,
     port: app.port,
     baseUrl: `http://127.0.0.1:${app.port}`,
     kind: app.broker.kind,
+    apiKey: app.generatedApiKey ?? (AUTH_VARIABLES.some((name) => name in env) ? undefined : TEST_API_KEY),
     close: () => app.close(),
   };
 }
 
-/** The four Connect transports a client can use against one port. */
-export const TRANSPORTS: Record<string, (baseUrl: string) => Transport> = {
-  grpc: (baseUrl) => createGrpcTransport({ baseUrl }),
-  "grpc-web": (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
-  "connect-json": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false }),
-  "connect-binary": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true }),
+/** The four Connect transports a client can use against one port, with optional interceptors (e.g. {@link apiKeyHeader}). */
+export const TRANSPORTS: Record<string, (baseUrl: string, interceptors?: Interceptor[]) => Transport> = {
+  grpc: (baseUrl, interceptors) => createGrpcTransport({ baseUrl, interceptors }),
+  "grpc-web": (baseUrl, interceptors) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors }),
+  "connect-json": (baseUrl, interceptors) =>
+    createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false, interceptors }),
+  "connect-binary": (baseUrl, interceptors) =>
+    createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors }),
 };
 
-/** A StreamService client over the named transport. */
-export function streamClient(server: TestServer, transport = "grpc"): Client<typeof StreamService> {
-  return createClient(StreamService, TRANSPORTS[transport]!(server.baseUrl));
+/**
+ * A StreamService client over the named transport, sending `apiKey` as
+ * x-api-key (the server's {@link TestServer.apiKey} by default; null: no key).
+ */
+export function streamClient(
+  server: TestServer,
+  transport = "grpc",
+  apiKey: string | null = server.apiKey ?? null,
+): Client<typeof StreamService> {
+  return createClient(StreamService, TRANSPORTS[transport]!(server.baseUrl, apiKey === null ? [] : [apiKeyHeader(apiKey)]));
 }
 
 /** Collects a stream's messages until it ends, or throws its error. */

@@ -1,0 +1,58 @@
+/**
+ * Authentication and authorization of every call, on every protocol: a
+ * credential from `x-api-key` or `authorization: Bearer`, checked against the
+ * API keys (or verified as a JWT), and the principal put in the call's context
+ * for the log line (and, later, limits). Services listed as open (health and
+ * reflection by default) need none; admin services need the admin role.
+ */
+import type { Interceptor } from "@connectrpc/connect";
+import type { ApiKeyStore, Principal } from "../auth/api-keys.js";
+import type { JwtVerifier } from "../auth/jwt.js";
+import { invalidCredential, missingCredential, permissionDenied } from "../errors.js";
+import { PRINCIPAL } from "../request-context.js";
+
+/** What the interceptor needs. */
+export interface AuthOptions {
+  keys: ApiKeyStore;
+  /** Present when JWT is configured. */
+  jwt: JwtVerifier | undefined;
+  /** Services callable without a credential. */
+  openServices: ReadonlySet<string>;
+  /** Services only the admin role may call. */
+  adminServices: ReadonlySet<string>;
+}
+
+/** Three base64url parts: a compact JWS. */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
+/** The credential sent in `x-api-key`, else in `authorization: Bearer <credential>`; undefined if neither. */
+export function credentialFrom(header: Headers): { value: string; bearer: boolean } | undefined {
+  const apiKey = header.get("x-api-key");
+  if (apiKey !== null && apiKey.trim() !== "") return { value: apiKey.trim(), bearer: false };
+  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header.get("authorization") ?? "");
+  return bearer ? { value: bearer[1]!, bearer: true } : undefined;
+}
+
+/** Throws PERMISSION_DENIED when `principal` may not call `service`. */
+export function authorize(principal: Principal, service: string, adminServices: ReadonlySet<string>): void {
+  if (adminServices.has(service) && principal.role !== "admin") throw permissionDenied(principal.client, service);
+}
+
+/** Creates the auth interceptor. */
+export function authenticate(options: AuthOptions): Interceptor {
+  const { keys, jwt, openServices, adminServices } = options;
+  /** The principal a credential stands for, or undefined. */
+  const identify = async (credential: { value: string; bearer: boolean }) =>
+    credential.bearer && jwt && JWT_SHAPE.test(credential.value) ? jwt(credential.value) : keys.lookup(credential.value);
+  return (next) => async (request) => {
+    const service = request.service.typeName;
+    if (openServices.has(service)) return next(request);
+    const credential = credentialFrom(request.header);
+    if (!credential) throw missingCredential();
+    const principal = await identify(credential);
+    if (!principal) throw invalidCredential();
+    authorize(principal, service, adminServices);
+    request.contextValues.set(PRINCIPAL, principal);
+    return next(request);
+  };
+}
