@@ -17,6 +17,7 @@ import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
 import { ApiKeyStore, sha256, type ApiKeyEntry } from "./auth/api-keys.js";
 import { createJwtVerifier } from "./auth/jwt.js";
+import { Limits } from "./limits.js";
 import type { Broker } from "./broker/broker.js";
 import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
@@ -155,6 +156,9 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   };
   // Invalid UTF-8 in a binary request reaches validation (INVALID_ARGUMENT), not connect's INTERNAL.
   markInvalidUtf8();
+  const limits = new Limits(config.limits, (result, limit, client) =>
+    metrics.limiter.inc({ result, limit, client: client.label }),
+  );
   const rpc = connectNodeAdapter({
     routes,
     interceptors: createInterceptors({
@@ -167,6 +171,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
         openServices: new Set(auth.openServices),
         adminServices: new Set(auth.adminServices),
       },
+      limits: { limits, openServices: new Set(auth.openServices), keyNames: new Set(keys.map((key) => key.name)) },
     }),
     // The peer and request id, which connect's handler context does not carry.
     contextValues: (request) => callContext(peerAddress(request), requestIds.get(request) ?? requestIdFrom(undefined)),
@@ -220,6 +225,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     await processor.stop();
     await registry.stop();
     await log.close();
+    await limits.close();
   };
   return {
     port: listener.port,

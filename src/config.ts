@@ -68,6 +68,22 @@ export interface AuthConfig {
   adminServices: string[];
 }
 
+/** A token bucket: `burst` tokens at most, refilled at `rps` tokens per second. */
+export interface BucketConfig {
+  rps: number;
+  burst: number;
+}
+
+/** Request limits (see README "Rate limits"); undefined means no limit. */
+export interface LimitsConfig {
+  /** One bucket for the whole instance. */
+  global: BucketConfig | undefined;
+  /** One bucket per client (credential name, else peer address). */
+  client: BucketConfig | undefined;
+  /** Concurrent WatchResults calls per client. */
+  clientMaxWatchers: number | undefined;
+}
+
 /** The whole service configuration. */
 export interface Config {
   /** TCP port of the one listener (0 picks a free port). */
@@ -106,6 +122,8 @@ export interface Config {
   logLevel: string;
   /** Authentication: with no key and no JWT configured, startApp generates one key. */
   auth: AuthConfig;
+  /** Rate limits and the watcher cap. */
+  limits: LimitsConfig;
 }
 
 /** Thrown by {@link loadConfig} with every problem found, one per line. */
@@ -165,9 +183,29 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: read.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
     logLevel,
     auth: readAuth(read, problems),
+    limits: {
+      global: readBucket(read, problems, "RATE_LIMIT"),
+      client: readBucket(read, problems, "CLIENT_RATE_LIMIT"),
+      clientMaxWatchers: read.int("CLIENT_MAX_WATCHERS", 0, 0, 1_000_000) || undefined,
+    },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * `<prefix>_RPS` and `<prefix>_BURST` as a bucket, or undefined when RPS is unset or 0 (no limit).
+ * The burst defaults to one second's worth; a burst without a refill rate would be a
+ * budget that never comes back, so it is refused.
+ */
+function readBucket(read: EnvReader, problems: string[], prefix: string): BucketConfig | undefined {
+  const rps = read.int(`${prefix}_RPS`, 0, 0, 1_000_000);
+  const burst = read.int(`${prefix}_BURST`, 0, 0, 1_000_000_000);
+  if (rps === 0) {
+    if (burst > 0) problems.push(`${prefix}_BURST is set but ${prefix}_RPS is not: set both, or neither for no limit`);
+    return undefined;
+  }
+  return { rps, burst: burst === 0 ? rps : burst };
 }
 
 /** The default of AUTH_OPEN_SERVICES: health and reflection. */

@@ -6,6 +6,8 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { ResumeInfoSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import { isWellFormed, toWellFormed } from "./utf8.js";
 
@@ -117,4 +119,29 @@ export function invalidCredential(): ConnectError {
 /** A valid credential without the role `service` needs. */
 export function permissionDenied(client: string, service: string): ConnectError {
   return new ConnectError(`client ${quote(client)} may not call ${service}: it needs the admin role`, Code.PermissionDenied);
+}
+
+/**
+ * A request over a rate limit ("global": the instance's bucket, "client": the
+ * caller's own), with when a retry can succeed: a `google.rpc.RetryInfo` detail
+ * (`retryMs`) and a `retry-after` header (whole seconds, at least 1). Names the
+ * limit and its variables, never the caller's credential.
+ */
+export function rateLimited(limit: "global" | "client", retryMs: number): ConnectError {
+  const seconds = Math.max(1, Math.ceil(retryMs / 1000));
+  const which = limit === "global" ? "the server's rate limit (RATE_LIMIT_RPS)" : "this client's rate limit (CLIENT_RATE_LIMIT_RPS)";
+  return new ConnectError(
+    `over ${which}; retry in ${seconds} s`,
+    Code.ResourceExhausted,
+    { "retry-after": String(seconds) },
+    [{ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(Math.max(0, Math.ceil(retryMs))) }) }],
+  );
+}
+
+/** A client already holding `max` WatchResults calls opened another. */
+export function tooManyWatchers(max: number): ConnectError {
+  return new ConnectError(
+    `this client already has ${max} open watchers, the most allowed (CLIENT_MAX_WATCHERS); close one first`,
+    Code.ResourceExhausted,
+  );
 }

@@ -82,6 +82,12 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   });
+  readonly limiter = new Counter({
+    name: "streamgate_limiter_requests_total",
+    help: "Rate-limit decisions, by result (allowed, denied), bucket (global, client) and client (a configured API key's name, else anonymous).",
+    labelNames: ["result", "limit", "client"] as const,
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });

@@ -10,6 +10,7 @@ import type { Metrics } from "../metrics.js";
 import { authenticate, type AuthOptions } from "./auth.js";
 import { refuseWhileDraining } from "./draining.js";
 import { errorMapping } from "./errors.js";
+import { limitCalls, type LimitOptions } from "./limits.js";
 import { observeCalls } from "./metrics.js";
 
 /** What the chain needs. */
@@ -18,6 +19,7 @@ export interface ChainOptions {
   metrics: Metrics;
   isDraining: () => boolean;
   auth: AuthOptions;
+  limits: LimitOptions;
 }
 
 /** Returns the interceptors in order, outermost first. */
@@ -26,7 +28,7 @@ export function createInterceptors(options: ChainOptions): Interceptor[] {
     observeCalls({ metrics: options.metrics, logger: options.logger }),
     errorMapping(options.logger),
     authenticate(options.auth),
-    // Rate limits go here.
+    limitCalls(options.limits),
     refuseWhileDraining(options.isDraining),
   ];
 }

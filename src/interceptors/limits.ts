@@ -1,0 +1,81 @@
+/**
+ * Rate limits on every protocol alike, after auth (so the client is known):
+ * a unary call takes one token; a client stream takes one per message, checked
+ * before the message reaches the handler, so a refused message is never
+ * stored (those before it were); a server stream (WatchResults) takes one when
+ * it starts and counts against the client's cap on open watchers. Open
+ * services (health, reflection) are not limited.
+ */
+import type { Interceptor } from "@connectrpc/connect";
+import { rateLimited, tooManyWatchers } from "../errors.js";
+import type { LimitedClient, Limits } from "../limits.js";
+import { PEER, PRINCIPAL } from "../request-context.js";
+
+/** What the interceptor needs. */
+export interface LimitOptions {
+  limits: Limits;
+  /** Services callable without a credential, and not limited either. */
+  openServices: ReadonlySet<string>;
+  /** The configured API key names: the only client names used as metric labels. */
+  keyNames: ReadonlySet<string>;
+}
+
+/** Creates the limits interceptor. */
+export function limitCalls(options: LimitOptions): Interceptor {
+  const { limits, openServices, keyNames } = options;
+  /** Takes a token for `client`, or throws RESOURCE_EXHAUSTED with when to retry. */
+  const take = async (client: LimitedClient) => {
+    const decision = await limits.take(client);
+    if (!decision.allowed) throw rateLimited(decision.limit, decision.retryMs);
+  };
+  return (next) => async (request) => {
+    if (!limits.enabled || openServices.has(request.service.typeName)) return next(request);
+    const principal = request.contextValues.get(PRINCIPAL);
+    const client: LimitedClient = principal
+      ? { key: `client:${principal.client}`, label: keyNames.has(principal.client) ? principal.client : "anonymous" }
+      : { key: `peer:${request.contextValues.get(PEER)}`, label: "anonymous" };
+
+    if (!request.stream) {
+      await take(client);
+      return next(request);
+    }
+    if (request.method.methodKind !== "server_streaming") {
+      // Every message of a client (or bidi) stream counts, as it arrives.
+      const messages = request.message;
+      const limited = async function* () {
+        for await (const message of messages) {
+          await take(client);
+          yield message;
+        }
+      };
+      return next({ ...request, message: limited() });
+    }
+
+    // A watcher: one token when it starts, and one of the client's watcher slots while it is open.
+    await take(client);
+    const release = limits.openWatcher(client.key);
+    if (!release) throw tooManyWatchers(limits.maxWatchers ?? 0);
+    // Released when the stream ends however it ends, or the call is aborted before it is read.
+    request.signal.addEventListener("abort", release, { once: true });
+    let response;
+    try {
+      response = await next(request);
+    } catch (error) {
+      release();
+      throw error;
+    }
+    if (!response.stream) {
+      release();
+      return response;
+    }
+    const results = response.message;
+    const counted = async function* () {
+      try {
+        yield* results;
+      } finally {
+        release();
+      }
+    };
+    return { ...response, message: counted() };
+  };
+}
