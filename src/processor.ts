@@ -37,6 +37,13 @@ export interface ProcessorOptions {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+/** How long a stop waits for results being written. */
+const STOP_WAIT_MS = 5000;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
 /** Results read back at least, after a restart, to rebuild event-id deduplication. */
 const RECOVERY_SCAN_MIN = 10_000;
 
@@ -98,7 +105,9 @@ export class Processor {
     for (const progress of this.progress.values()) progress.release();
     await Promise.all([...this.throttles.values()].map((limiter) => limiter.stop({ dropWaitingJobs: true })));
     await this.subscription?.close();
-    await Promise.allSettled([...this.running]);
+    // Writes wait out a broker outage; a stop waits for them only so long
+    // (what is unfinished stays uncommitted and is recovered on restart).
+    await Promise.race([Promise.allSettled([...this.running]), delay(STOP_WAIT_MS)]);
     // A final commit that fails leaves those records to be recovered on restart.
     await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
   }
@@ -274,11 +283,18 @@ export class Processor {
     return programs;
   }
 
-  /** Writes a result, retrying while the broker is unavailable so per-stream order holds. */
+  /**
+   * Writes a result, waiting for as long as the broker is away (a deadline
+   * could refuse a write that is stored later, and a retry would then repeat
+   * it), and retrying only a write that definitely failed, so per-stream order
+   * holds and no result is written twice.
+   */
   private async write(streamId: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.options.broker.produce(this.options.resultsTopic, [{ key: streamId, value, headers }]);
+        await this.options.broker.produce(this.options.resultsTopic, [{ key: streamId, value, headers }], {
+          timeoutMs: Infinity,
+        });
         return;
       } catch (error) {
         if (this.stopping) throw error;

@@ -20,6 +20,17 @@ export interface ProduceRecord {
   timestamp?: number;
 }
 
+/** How long a produce may take. */
+export interface ProduceOptions {
+  /**
+   * Refuse (UNAVAILABLE) if not stored by then; records still queued are
+   * withdrawn, but a request already sent may still be stored later. The
+   * broker's default when omitted; \`Infinity\` waits until the record is stored,
+   * for a writer that must not repeat a record (the processor).
+   */
+  timeoutMs?: number;
+}
+
 /** Where a record was stored. */
 export interface RecordPosition {
   partition: number;
@@ -105,7 +116,7 @@ export interface Broker {
    * order: records with the same key keep the order of the calls. Rejects with a
    * BrokerError when nothing can be guaranteed stored.
    */
-  produce(topic: string, records: ProduceRecord[]): Promise<RecordPosition[]>;
+  produce(topic: string, records: ProduceRecord[], options?: ProduceOptions): Promise<RecordPosition[]>;
   /** Reads up to `maxRecords` records of a partition from `offset` (catch-up reads). */
   fetch(topic: string, partition: number, offset: number, maxRecords: number): Promise<StoredRecord[]>;
   /** The offsets bounding a partition. */

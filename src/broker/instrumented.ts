@@ -4,7 +4,7 @@
  * passes straight through.
  */
 import type { Metrics, TopicKind } from "../metrics.js";
-import type { Broker, ProduceRecord, RecordPosition, SubscribeOptions, Subscription } from "./broker.js";
+import type { Broker, ProduceRecord, RecordPosition, SubscribeOptions, Subscription, ProduceOptions } from "./broker.js";
 
 /** Wraps `broker`; `kinds` maps each topic name to its kind (other topics are not counted). */
 export function instrumentBroker(broker: Broker, kinds: Map<string, TopicKind>, metrics: Metrics): Broker {
@@ -15,9 +15,9 @@ export function instrumentBroker(broker: Broker, kinds: Map<string, TopicKind>, 
     ensureTopics: (topics) => broker.ensureTopics(topics),
     partitionCount: (topic) => broker.partitionCount(topic),
     partitionFor: (topic, key) => broker.partitionFor(topic, key),
-    async produce(topic: string, records: ProduceRecord[]): Promise<RecordPosition[]> {
+    async produce(topic: string, records: ProduceRecord[], options?: ProduceOptions): Promise<RecordPosition[]> {
       const stop = metrics.produceSeconds.startTimer();
-      const positions = await broker.produce(topic, records);
+      const positions = await broker.produce(topic, records, options);
       // Only produces that stored something: a failed one is seen in the RPC codes instead.
       stop();
       const kind = kinds.get(topic);

@@ -20,6 +20,7 @@ import type { Logger } from "../logger.js";
 import type {
   Broker,
   PartitionOffsets,
+  ProduceOptions,
   ProduceRecord,
   RecordHeaders,
   RecordPosition,
@@ -142,10 +143,11 @@ class KafkaBroker implements Broker {
     return partitionForKey(key, this.partitionCount(topic));
   }
 
-  produce(topic: string, records: ProduceRecord[]): Promise<RecordPosition[]> {
+  produce(topic: string, records: ProduceRecord[], options?: ProduceOptions): Promise<RecordPosition[]> {
     const count = this.partitionCount(topic);
     return this.batcher.add(
       records.map((record) => ({ topic, partition: partitionForKey(record.key, count), record })),
+      options?.timeoutMs,
     );
   }
 

@@ -47,7 +47,10 @@ export class ProduceBatcher {
    * withdrawn, so a refused call stores nothing unless its batch was already
    * on the wire.
    */
-  add(records: Array<{ topic: string; partition: number; record: ProduceRecord }>): Promise<RecordPosition[]> {
+  add(
+    records: Array<{ topic: string; partition: number; record: ProduceRecord }>,
+    timeoutMs = this.options.timeoutMs,
+  ): Promise<RecordPosition[]> {
     const entries: PendingRecord[] = [];
     const positions = records.map(
       ({ topic, partition, record }) =>
@@ -57,15 +60,16 @@ export class ProduceBatcher {
     );
     this.pending.push(...entries);
     const all = Promise.all(positions);
+    this.schedule();
+    if (timeoutMs === Infinity) return all;
     const timer = setTimeout(() => {
       const withdrawn = new Set(entries);
       this.pending = this.pending.filter((entry) => !withdrawn.has(entry));
-      const error = new BrokerError(`not acknowledged by the broker within ${this.options.timeoutMs} ms`, true);
+      const error = new BrokerError(`not acknowledged by the broker within ${timeoutMs} ms`, true);
       for (const entry of entries) entry.reject(error);
-    }, this.options.timeoutMs);
+    }, timeoutMs);
     const clear = () => clearTimeout(timer);
     all.then(clear, clear);
-    this.schedule();
     return all;
   }
 

@@ -27,10 +27,10 @@ export function faultyBroker(
     ensureTopics: (topics) => inner.ensureTopics(topics),
     partitionCount: (topic) => inner.partitionCount(topic),
     partitionFor: (topic, key) => inner.partitionFor(topic, key),
-    async produce(topic, records) {
+    async produce(topic, records, options) {
       const error = faults.produce?.(topic);
       if (error) throw error;
-      return inner.produce(topic, records);
+      return inner.produce(topic, records, options);
     },
     fetch: (topic, partition, offset, maxRecords) => inner.fetch(topic, partition, offset, maxRecords),
     offsets: (topic, partition) => inner.offsets(topic, partition),
