@@ -20,6 +20,7 @@ import { strings } from "@bufbuild/cel/ext";
 import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { isReflectMessage } from "@bufbuild/protobuf/reflect";
 import { invalidArgument } from "./errors.js";
+import type { DecodedRecord } from "./records.js";
 import { checkExpressionLength } from "./validation.js";
 
 /** The variables every expression may use. */
@@ -40,6 +41,8 @@ const TYPE_NAMES = new Set([
 /** A parsed CEL syntax tree (the type comes from cel-spec, a dependency of @bufbuild/cel). */
 type Expr = ReturnType<typeof parse>["expr"];
 
+const decoder = new TextDecoder();
+
 const env = celEnv({ variables: VARIABLES, funcs: strings });
 
 /** What an expression sees of a record. */
@@ -51,6 +54,21 @@ export interface CelRecord {
   headers: ReadonlyMap<string, string>;
   eventId: string;
   streamId: string;
+}
+
+/**
+ * What CEL sees of a decoded record; `data` is the already parsed JSON when
+ * the caller has it (the fanout keeps it per result), else it is parsed here.
+ */
+export function celRecordOf(record: DecodedRecord, data?: JsonValue): CelRecord {
+  const json = record.payload.kind === "json";
+  return {
+    data: data ?? (json ? (JSON.parse(decoder.decode(record.payload.bytes)) as JsonValue) : null),
+    raw: json ? new Uint8Array(0) : record.payload.bytes,
+    headers: new Map(Object.entries(record.headers)),
+    eventId: record.eventId,
+    streamId: record.streamId,
+  };
 }
 
 /** A compiled expression. */

@@ -14,11 +14,11 @@ import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { ResultSchema, StartPosition, StreamState, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
-import { CelEvalError, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
+import { CelEvalError, celRecordOf, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { invalidArgument, streamNotFound, watchInterrupted } from "./errors.js";
 import type { Logger } from "./logger.js";
-import { HEADER, decodeRecord } from "./records.js";
+import { HEADER, decodeRecord, type DecodedRecord } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
 import { requireStreamId } from "./validation.js";
 
@@ -150,7 +150,7 @@ export class Fanout {
           if (record.offset >= boundary) break;
           next = record.offset + 1;
           if (record.key !== streamId) continue;
-          const entry = toEntry(record);
+          const entry = new Entry(record);
           if (entry.end) return;
           watcher.passed(entry);
           if (matches(filter, entry)) yield entry.result;
@@ -190,7 +190,7 @@ export class Fanout {
     for (const record of batch.records) {
       this.consumed[batch.partition] = record.offset;
       const window = this.window(record.key, batch.partition);
-      const entry = toEntry(record);
+      const entry = new Entry(record);
       window.entries.push(entry);
       this.cached++;
       if (window.entries.length > this.options.window) {
@@ -244,6 +244,7 @@ interface StreamWindow {
 /** One result record, decoded lazily (most are never watched). */
 class Entry {
   private cachedResult: Result | undefined;
+  private cachedDecoded: DecodedRecord | undefined;
   private cachedJson: JsonValue | undefined;
   readonly end: boolean;
 
@@ -260,37 +261,29 @@ class Entry {
   }
 
   get result(): Result {
-    return (this.cachedResult ??= toResult(this.record, this.json()));
+    return (this.cachedResult ??= toResult(this.record, this.decoded(), this.json()));
   }
 
-  /** The data as JSON, or null for raw results. */
+  /** The record's metadata, decoded once. */
+  decoded(): DecodedRecord {
+    return (this.cachedDecoded ??= decodeRecord(this.record));
+  }
+
+  /** The data as JSON, or null for raw results, parsed once however many watchers see it. */
   json(): JsonValue {
     if (this.cachedJson === undefined) {
-      const decoded = decodeRecord(this.record);
-      this.cachedJson =
-        decoded.payload.kind === "json" ? (JSON.parse(decoder.decode(decoded.payload.bytes)) as JsonValue) : null;
+      const { payload } = this.decoded();
+      this.cachedJson = payload.kind === "json" ? (JSON.parse(decoder.decode(payload.bytes)) as JsonValue) : null;
     }
     return this.cachedJson;
   }
 
   celRecord(): CelRecord {
-    const decoded = decodeRecord(this.record);
-    return {
-      data: this.json(),
-      raw: decoded.payload.kind === "raw" ? decoded.payload.bytes : new Uint8Array(0),
-      headers: new Map(Object.entries(decoded.headers)),
-      eventId: decoded.eventId,
-      streamId: decoded.streamId,
-    };
+    return celRecordOf(this.decoded(), this.json());
   }
 }
 
-function toEntry(record: StoredRecord): Entry {
-  return new Entry(record);
-}
-
-function toResult(record: StoredRecord, json: JsonValue): Result {
-  const decoded = decodeRecord(record);
+function toResult(record: StoredRecord, decoded: DecodedRecord, json: JsonValue): Result {
   return create(ResultSchema, {
     streamId: decoded.streamId,
     cursor: encodeCursor("results", record.partition, record.offset),

@@ -8,9 +8,8 @@
  * neither loses nor skips a record.
  */
 import Bottleneck from "bottleneck";
-import type { JsonValue } from "@bufbuild/protobuf";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
-import { CelEvalError, celToJson, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
+import { CelEvalError, celRecordOf, celToJson, compileCel, passes, type CelProgram } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
 import { Lru, eventKey } from "./lru.js";
@@ -36,7 +35,6 @@ export interface ProcessorOptions {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 /** How long a stop waits for results being written. */
 const STOP_WAIT_MS = 5000;
 
@@ -263,7 +261,7 @@ export class Processor {
     const processing = this.options.registry.get(streamId)?.stream.processing;
     if (!processing || (processing.filter === "" && processing.transform === "")) return passthrough;
     const programs = this.compiled(streamId, processing);
-    const input = celInput(record);
+    const input = celRecordOf(record);
     if (programs.filter && !passes(programs.filter, input)) return undefined;
     if (!programs.transform) return passthrough;
     const value = celToJson(programs.transform(input));
@@ -308,18 +306,6 @@ export class Processor {
 interface CompiledProcessing {
   filter: CelProgram | undefined;
   transform: CelProgram | undefined;
-}
-
-/** What CEL sees of a record. */
-function celInput(record: DecodedRecord): CelRecord {
-  const json = record.payload.kind === "json";
-  return {
-    data: json ? (JSON.parse(decoder.decode(record.payload.bytes)) as JsonValue) : null,
-    raw: json ? new Uint8Array(0) : record.payload.bytes,
-    headers: new Map(Object.entries(record.headers)),
-    eventId: record.eventId,
-    streamId: record.streamId,
-  };
 }
 
 /**
