@@ -17,7 +17,9 @@ export default defineConfig({
     // One real Kafka broker (KRaft, scripts/kafka.sh) for the whole run, or KAFKA_BROKERS as given:
     // test files reach it with inject("kafkaBrokers"). Only here, on the root project, so every
     // project below shares that one broker (the projects do not extend this config).
-    globalSetup: ["test/support/kafka-global-setup.ts"],
+    // Likewise one real redis-server (Debian's, scripts/tools.sh), or REDIS_URL as given:
+    // inject("redisUrl"), see test/support/redis.ts.
+    globalSetup: ["test/support/kafka-global-setup.ts", "test/support/redis-global-setup.ts"],
     projects: [
       {
         test: {

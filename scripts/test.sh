@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as `npm test` runs it: provisioning, contract checks,
 # type checks, then every vitest test against real servers (and a real Kafka
-# broker, which vitest's globalSetup starts unless KAFKA_BROKERS names one).
+# broker and a real redis-server, which vitest's globalSetup starts unless
+# KAFKA_BROKERS / REDIS_URL name them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/tools.sh

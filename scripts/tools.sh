@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions the command-line tools the tests drive as real clients, into
 # .tools/ (reused when present): grpcurl via `go install` at a pinned version,
-# curl, kcat and promtool (Debian's prometheus) from Debian when missing. A tool that cannot be had is an error.
+# curl, kcat, promtool (Debian's prometheus) and redis-server from Debian when
+# missing. A tool that cannot be had is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GRPCURL_VERSION=v1.9.3
@@ -32,4 +33,6 @@ command -v curl >/dev/null || apt_install curl
 command -v kcat >/dev/null || apt_install kcat
 # promtool: Prometheus's own check of the /metrics exposition.
 command -v promtool >/dev/null || apt_install prometheus
-echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3)"
+# redis-server: the shared limits store (REDIS_URL) that test/support/redis-global-setup.ts starts.
+command -v redis-server >/dev/null || apt_install redis-server
+echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"

@@ -11,13 +11,20 @@ import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
 import { HealthCheckResponse_ServingStatus, file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { AdminService, file_streamgate_v1_admin_service } from "../gen/streamgate/v1/admin_service_pb.js";
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
+import { createAdminService } from "./admin-service.js";
 import { ApiKeyStore, sha256, type ApiKeyEntry } from "./auth/api-keys.js";
 import { createJwtVerifier } from "./auth/jwt.js";
-import { Limits } from "./limits.js";
+import { localLimitSettings, type LimitSettingsStore } from "./limit-settings.js";
+import { Limits, type BucketStore } from "./limits.js";
+import { localBuckets } from "./limits-local.js";
+import { connectRedisLimits } from "./limits-redis.js";
+import { LiveStats } from "./live-stats.js";
 import type { Broker } from "./broker/broker.js";
 import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
@@ -40,9 +47,14 @@ import { createStreamService } from "./stream-service.js";
 import { topicNames, topicSpecs } from "./topics.js";
 import { markInvalidUtf8 } from "./utf8.js";
 
-/** The files whose services this server serves, for reflection. */
+/**
+ * The files whose services this server serves, for reflection, and the error
+ * details it sends, so that reflection clients (grpcurl) can decode RetryInfo.
+ */
 const SERVED_FILES: DescFile[] = [
+  file_google_rpc_error_details,
   file_streamgate_v1_stream_service,
+  file_streamgate_v1_admin_service,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
@@ -64,6 +76,12 @@ async function createBroker(config: Config, logger: Logger): Promise<Broker> {
     produceTimeoutMs: kafka.produceTimeoutMs,
     logger,
   });
+}
+
+/** Where the buckets and limit settings live: Redis with REDIS_URL, else this process. */
+async function createLimitStores(config: Config, logger: Logger): Promise<{ buckets: BucketStore; settings: LimitSettingsStore }> {
+  if (!config.redis) return { buckets: localBuckets, settings: localLimitSettings() };
+  return connectRedisLimits(config.redis.url, config.redis.keyPrefix, logger);
 }
 
 /** Room for a request's fields besides its payload, so an oversized payload gets our message. */
@@ -88,7 +106,16 @@ export interface App {
 
 /** Starts streamgate with `config`; `broker` replaces the configured one (tests). */
 export async function startApp(config: Config, logger: Logger, broker?: Broker): Promise<App> {
-  const given = broker ?? (await createBroker(config, logger));
+  // First: an unreachable REDIS_URL stops the start before anything else is running.
+  const limitStores = await createLimitStores(config, logger);
+  const limitSettings = limitStores.settings;
+  let given: Broker;
+  try {
+    given = broker ?? (await createBroker(config, logger));
+  } catch (error) {
+    await limitSettings.close();
+    throw error;
+  }
   const topics = topicNames(config.topics);
   const metrics = createMetrics();
   // Everything below uses the measured broker, whichever kind it is.
@@ -128,7 +155,11 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     },
   });
   await fanout.start();
-  metrics.observe({ activeStreams: () => registry.openCount, activeWatchers: () => fanout.watcherCount });
+  metrics.observe({
+    activeStreams: () => registry.openCount,
+    activeWatchers: () => fanout.watcherCount,
+    consumerLag: () => processor.lag(),
+  });
   const ingest = new Ingest({
     broker: log,
     ingestTopic: topics.ingest,
@@ -145,20 +176,40 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   const keys: ApiKeyEntry[] =
     generatedApiKey === undefined ? auth.apiKeys : [{ name: "generated", role: "admin", digest: sha256(generatedApiKey) }];
 
+  const initialLimits = await limitSettings.load(config.limits);
+  const limits = new Limits(initialLimits, limitStores.buckets, (result, limit, client) =>
+    metrics.limiter.inc({ result, limit, client: client.label }),
+  );
+  limitSettings.onChange((next) => {
+    if (limits.apply(next)) logger.info({ limits: next }, "request limits changed");
+  });
+  if (limitSettings.shared) logger.info({ limits: initialLimits }, "request limits shared through Redis");
+  const stats = new LiveStats();
+  const shutdown = new AbortController();
+
   const health = createHealthService();
   health.setStatus(StreamService.typeName, HealthCheckResponse_ServingStatus.SERVING);
+  health.setStatus(AdminService.typeName, HealthCheckResponse_ServingStatus.SERVING);
   const reflection = createReflectionRoutes(SERVED_FILES);
   let draining = false;
   const routes = (router: ConnectRouter) => {
     router.service(StreamService, createStreamService({ registry, ingest, fanout, counters }));
+    router.service(
+      AdminService,
+      createAdminService({
+        limits,
+        settings: limitSettings,
+        stats,
+        activeStreams: () => registry.openCount,
+        activeWatchers: () => fanout.watcherCount,
+        shutdown: shutdown.signal,
+      }),
+    );
     health.routes(router);
     reflection(router);
   };
   // Invalid UTF-8 in a binary request reaches validation (INVALID_ARGUMENT), not connect's INTERNAL.
   markInvalidUtf8();
-  const limits = new Limits(config.limits, (result, limit, client) =>
-    metrics.limiter.inc({ result, limit, client: client.label }),
-  );
   const rpc = connectNodeAdapter({
     routes,
     interceptors: createInterceptors({
@@ -171,7 +222,13 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
         openServices: new Set(auth.openServices),
         adminServices: new Set(auth.adminServices),
       },
-      limits: { limits, openServices: new Set(auth.openServices), keyNames: new Set(keys.map((key) => key.name)) },
+      limits: {
+        limits,
+        exemptServices: new Set([...auth.openServices, ...auth.adminServices]),
+        keyNames: new Set(keys.map((key) => key.name)),
+        stats,
+      },
+      stats,
     }),
     // The peer and request id, which connect's handler context does not carry.
     contextValues: (request) => callContext(peerAddress(request), requestIds.get(request) ?? requestIdFrom(undefined)),
@@ -217,6 +274,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     draining = true;
     clearInterval(probe);
     health.setAll(HealthCheckResponse_ServingStatus.NOT_SERVING);
+    shutdown.abort();
     // Watchers first: they would keep connections open; each ends with its resume cursor.
     await fanout.stop();
     await listener.close(config.shutdownTimeoutMs);
@@ -226,6 +284,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     await registry.stop();
     await log.close();
     await limits.close();
+    await limitSettings.close();
   };
   return {
     port: listener.port,

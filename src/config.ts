@@ -122,8 +122,16 @@ export interface Config {
   logLevel: string;
   /** Authentication: with no key and no JWT configured, startApp generates one key. */
   auth: AuthConfig;
-  /** Rate limits and the watcher cap. */
+  /** Rate limits and the watcher cap, as the environment sets them (UpdateLimits may change them later). */
   limits: LimitsConfig;
+  /** Redis sharing the buckets and limits among instances, or undefined for local buckets. */
+  redis: RedisConfig | undefined;
+}
+
+/** REDIS_URL and the prefix of streamgate's keys. */
+export interface RedisConfig {
+  url: string;
+  keyPrefix: string;
 }
 
 /** Thrown by {@link loadConfig} with every problem found, one per line. */
@@ -188,6 +196,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       client: readBucket(read, problems, "CLIENT_RATE_LIMIT"),
       clientMaxWatchers: read.int("CLIENT_MAX_WATCHERS", 0, 0, 1_000_000) || undefined,
     },
+    redis: readRedis(read, problems),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
@@ -206,6 +215,25 @@ function readBucket(read: EnvReader, problems: string[], prefix: string): Bucket
     return undefined;
   }
   return { rps, burst: burst === 0 ? rps : burst };
+}
+
+/** REDIS_URL (redis:// or rediss://) and REDIS_KEY_PREFIX, or undefined when REDIS_URL is unset. */
+function readRedis(read: EnvReader, problems: string[]): RedisConfig | undefined {
+  const url = read.string("REDIS_URL", "");
+  const keyPrefix = read.string("REDIS_KEY_PREFIX", "streamgate:");
+  if (url === "") return undefined;
+  let scheme = "";
+  try {
+    scheme = new URL(url).protocol;
+  } catch {
+    // reported below
+  }
+  if (scheme !== "redis:" && scheme !== "rediss:") {
+    // Not the value itself: a URL may carry a password.
+    problems.push("REDIS_URL must be a redis:// or rediss:// URL, like redis://127.0.0.1:6379");
+    return undefined;
+  }
+  return { url, keyPrefix };
 }
 
 /** The default of AUTH_OPEN_SERVICES: health and reflection. */

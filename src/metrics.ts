@@ -18,6 +18,8 @@ export interface GaugeSources {
   activeStreams(): number;
   /** Open WatchResults calls. */
   activeWatchers(): number;
+  /** Ingest records written to the partitions this instance processes but not yet processed (see Processor.lag). */
+  consumerLag(): number;
 }
 
 const RPC_LABELS = ["grpc_service", "grpc_method", "grpc_type"] as const;
@@ -114,6 +116,18 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sources.activeWatchers());
+      },
+    });
+    // Only the ingest topic: the results and streams subscribers handle a batch
+    // as it arrives, so their lag is the fetch in progress, and how far
+    // watchers trail is streamgate_end_to_end_seconds.
+    new Gauge({
+      name: "streamgate_consumer_lag_records",
+      help: "Records written to the partitions this instance consumes but not yet processed, by topic (ingest: its processor's consumer group).",
+      labelNames: ["topic_kind"] as const,
+      registers: [this.registry],
+      collect() {
+        this.set({ topic_kind: "ingest" }, sources.consumerLag());
       },
     });
   }

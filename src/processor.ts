@@ -89,7 +89,25 @@ export class Processor {
       from: "earliest",
       eachBatch: (batch) => this.handleBatch(batch),
       onError: (error) => this.options.logger.error({ err: error }, "processor batch failed"),
+      onAssignment: (partitions) => this.assign(partitions),
     });
+  }
+
+  /**
+   * Ingest records written to the partitions this processor reads but not yet
+   * processed: per partition, its high watermark as of the newest batch minus
+   * the first offset not yet finished (read is not enough: a throttled
+   * record waits after it is read). A filtered, duplicate or close record is
+   * finished like any other, and once the last record read is finished the
+   * partition's lag is 0 with no further batch. Partitions not assigned here
+   * count 0. The high watermark is the one of the newest batch, asking the
+   * broker nothing: while backpressure holds a partition's reading, records
+   * written meanwhile are not counted yet.
+   */
+  lag(): number {
+    let total = 0;
+    for (const progress of this.progress.values()) total += progress.lag;
+    return total;
   }
 
   /**
@@ -108,6 +126,21 @@ export class Processor {
     await Promise.race([Promise.allSettled([...this.running]), delay(STOP_WAIT_MS)]);
     // A final commit that fails leaves those records to be recovered on restart.
     await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
+    // What is left unprocessed is another instance's to process (or this one's after a restart).
+    for (const progress of this.progress.values()) progress.forgetWatermark();
+  }
+
+  /** Takes a new assignment: partitions no longer assigned are another member's now. */
+  private assign(partitions: number[]): void {
+    const assigned = new Set(partitions);
+    for (const [partition, progress] of this.progress) {
+      if (assigned.has(partition)) continue;
+      progress.forgetWatermark();
+      // Another member may process it meanwhile: if it comes back, its first
+      // batch must recover what that member wrote (and the event ids it saw)
+      // even when it starts past the offset expected here.
+      this.expected.delete(partition);
+    }
   }
 
   private async handleBatch(batch: RecordBatch): Promise<void> {
@@ -120,10 +153,14 @@ export class Processor {
       );
       this.progress.set(partition, progress);
     }
-    // First batch since start, or a redelivery (a restart of the consumer, a
-    // rebalance): find what already has a result before processing anything.
+    progress.arrived(records[0]!.offset, batch.highWatermark);
+    // First batch since start, a redelivery (a restart of the consumer, a
+    // rebalance), or a jump ahead (another member processed the records in
+    // between, e.g. while this one was out of the group after a session
+    // timeout): find what already has a result, and the event ids seen, before
+    // processing anything.
     const expected = this.expected.get(partition);
-    if (expected === undefined || records[0]!.offset < expected) await this.recover(partition);
+    if (expected !== records[0]!.offset) await this.recover(partition);
     this.expected.set(partition, records[records.length - 1]!.offset + 1);
     // A stream started on another instance may not be in this instance's registry yet.
     await Promise.all([...new Set(records.map((record) => record.key))].map((id) => this.options.registry.whenKnown(id)));
@@ -317,6 +354,8 @@ class PartitionProgress {
   private readonly pending = new Set<number>();
   private next = -1;
   private committed = -1;
+  /** The partition's high watermark as of the newest batch; undefined while not assigned here. */
+  private highWatermark: number | undefined;
   private waiters: Array<{ limit: number; resolve: () => void }> = [];
   private commitScheduled = false;
 
@@ -329,6 +368,29 @@ class PartitionProgress {
   get span(): number {
     const first = this.pending.values().next();
     return first.done ? 0 : this.next - first.value;
+  }
+
+  /** Offsets from the first unfinished one up to the high watermark: written, not yet processed here (see {@link Processor.lag}). */
+  get lag(): number {
+    if (this.highWatermark === undefined) return 0;
+    const first = this.pending.values().next();
+    return Math.max(0, this.highWatermark - (first.done ? this.next : first.value));
+  }
+
+  /** A batch from `firstOffset` arrived, read when the partition's high watermark was `highWatermark`. */
+  arrived(firstOffset: number, highWatermark: number): void {
+    // The highest seen: a new leader may briefly report an older one.
+    this.highWatermark = Math.max(this.highWatermark ?? 0, highWatermark);
+    // With nothing unfinished, the batch's first record is the next to process:
+    // this places a partition's first batch (and one after a reassignment or
+    // a redelivery) before its records are begun. Nothing below it is pending,
+    // so committing it (as Kafka would have) is safe.
+    if (this.pending.size === 0) this.next = firstOffset;
+  }
+
+  /** The partition is no longer read here: it counts no lag. */
+  forgetWatermark(): void {
+    this.highWatermark = undefined;
   }
 
   begin(offset: number): void {

@@ -32,6 +32,7 @@ const SETTING: Record<string, (config: Config) => unknown> = {
   JWT_ADMIN_VALUE: () => loadConfig({ JWT_HS256_SECRET: "s".repeat(32) }).auth.jwt!.adminValue,
   AUTH_OPEN_SERVICES: (config) => config.auth.openServices.join(","),
   ADMIN_SERVICES: (config) => config.auth.adminServices.join(","),
+  REDIS_KEY_PREFIX: () => loadConfig({ REDIS_URL: "redis://127.0.0.1:6379" }).redis!.keyPrefix,
 };
 
 /** Where each documented Kafka variable lands in config.kafka, which exists only when KAFKA_BROKERS is set. */

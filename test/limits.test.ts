@@ -16,7 +16,9 @@ import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1
 import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
 import { Limits } from "../src/limits.js";
+import { localBuckets } from "../src/limits-local.js";
 import { startTestServer, streamClient, take, TRANSPORTS, type TestServer } from "./support/server.js";
+import { failureOf } from "./support/refusal.js";
 
 const CLIENT = { key: "client:a", label: "a" };
 
@@ -29,7 +31,10 @@ describe("Limits (fake timers)", () => {
 
   it("allows the burst, refuses with the time until a token, and recovers after the refill", async () => {
     vi.useFakeTimers({ toFake: ["Date", "setInterval", "clearInterval"] });
-    const limits = new Limits({ global: { rps: 2, burst: 3 }, client: undefined, clientMaxWatchers: undefined });
+    const limits = new Limits(
+      { generation: 1, global: { rps: 2, burst: 3 }, client: undefined, clientMaxWatchers: undefined },
+      localBuckets,
+    );
     try {
       for (let i = 0; i < 3; i++) expect(await limits.take(CLIENT)).toEqual({ allowed: true });
       const refused = await limits.take(CLIENT);
@@ -55,7 +60,8 @@ describe("Limits (fake timers)", () => {
     vi.useFakeTimers({ toFake: ["Date", "setInterval", "clearInterval"] });
     const decisions: string[] = [];
     const limits = new Limits(
-      { global: undefined, client: { rps: 1, burst: 1 }, clientMaxWatchers: undefined },
+      { generation: 1, global: undefined, client: { rps: 1, burst: 1 }, clientMaxWatchers: undefined },
+      localBuckets,
       (result, limit, client) => decisions.push(`${client.label}:${limit}:${result}`),
     );
     try {
@@ -76,16 +82,6 @@ describe("limit configuration", () => {
     expect(() => loadConfig({ CLIENT_RATE_LIMIT_BURST: "5" })).toThrow(ConfigError);
   });
 });
-
-/** The error a call failed with, or a failure if it succeeded. */
-async function errorOf(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (error) {
-    return ConnectError.from(error);
-  }
-  throw new Error("expected the call to fail");
-}
 
 /** Expects a rate-limit refusal: resource_exhausted with RetryInfo and retry-after. */
 function expectRateLimited(error: ConnectError, limit: "server's" | "client's"): void {
@@ -134,7 +130,7 @@ describe("rate limits on a real server", () => {
     server = await startTestServer({ API_KEYS: "acc:k1", RATE_LIMIT_RPS: "1", RATE_LIMIT_BURST: "1" });
     const client = streamClient(server, "grpc", "k1");
     await client.startStream({ streamId: "one" });
-    expectRateLimited(await errorOf(client.startStream({ streamId: "two" })), "server's");
+    expectRateLimited(await failureOf(client.startStream({ streamId: "two" })), "server's");
     const health = createClient(Health, TRANSPORTS.grpc!(server.baseUrl));
     for (let i = 0; i < 3; i++) {
       expect((await health.check({})).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
@@ -147,7 +143,7 @@ describe("rate limits on a real server", () => {
     const b = streamClient(server, "grpc", "kb");
     const streamId = "mid-stream";
     await a.startStream({ streamId }); // a: 3 tokens left
-    const error = await errorOf(
+    const error = await failureOf(
       a.sendDataStream(
         (async function* () {
           for (let n = 1; n <= 6; n++) yield { streamId, payload: { case: "data" as const, value: json({ n }) } };
@@ -165,7 +161,7 @@ describe("rate limits on a real server", () => {
       { n: 3 },
       { marker: true },
     ]);
-    expectRateLimited(await errorOf(a.getStream({ streamId })), "client's");
+    expectRateLimited(await failureOf(a.getStream({ streamId })), "client's");
   });
 
   it("caps a client's open watchers at CLIENT_MAX_WATCHERS, per client", async () => {
@@ -181,7 +177,7 @@ describe("rate limits on a real server", () => {
     // Read without take(), which would end the call: open, it has delivered a result.
     expect((await watching[Symbol.asyncIterator]().next()).done).toBe(false);
 
-    const second = await errorOf(take(a.watchResults({ streamId }), 1));
+    const second = await failureOf(take(a.watchResults({ streamId }), 1));
     expect(second.code).toBe(Code.ResourceExhausted);
     expect(second.rawMessage).toContain("CLIENT_MAX_WATCHERS");
     // Another client has its own slots.

@@ -3,8 +3,9 @@
  * one partition each and keep their order; offsets grow per partition; reads
  * start anywhere; retention (by count and by age) and compaction drop old
  * records while offsets stay put; subscribers start at earliest, latest or
- * given offsets; a consumer group resumes from its committed offsets; a batch
- * whose handler fails is delivered again.
+ * given offsets; a batch carries its partition's high watermark; a consumer
+ * group resumes from its committed offsets; a batch whose handler fails is
+ * delivered again.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { Broker, RecordBatch, StoredRecord, SubscribeOptions, Subscription } from "../src/broker/broker.js";
@@ -219,6 +220,27 @@ describe("subscribe", () => {
     expect(batches.every((batch) => batch.records.length <= 4 && batch.partition === 0 && batch.topic === "t")).toBe(
       true,
     );
+  });
+
+  it("tells each batch its partition's high watermark, and assigns a subscriber every partition", async () => {
+    const broker = await brokerWith(2, { maxBatch: 4 });
+    await broker.produce("t", Array.from({ length: 10 }, (_, i) => record("k", `v${i}`)));
+    const assignments: number[][] = [];
+    const { until, batches } = await gather(broker, {
+      from: "earliest",
+      onAssignment: (partitions) => assignments.push(partitions),
+    });
+    await until(10);
+    expect(assignments).toEqual([[0, 1]]);
+    // All ten were written before the first read: each batch, the first one too, counts them.
+    expect(batches.map((batch) => [batch.records.length, batch.highWatermark])).toEqual([
+      [4, 10],
+      [4, 10],
+      [2, 10],
+    ]);
+    await broker.produce("t", [record("k", "v10")]);
+    await until(11);
+    expect(batches.at(-1)!.highWatermark).toBe(11);
   });
 
   it("resumes a consumer group from its committed offsets", async () => {

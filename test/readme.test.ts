@@ -12,6 +12,8 @@ import { startTestServer, type TestServer } from "./support/server.js";
 
 /** The key the README's reader would have exported as STREAMGATE_API_KEY. */
 const README_KEY = "readme-key-0123456789abcdef";
+/** The admin key of the AdminService examples, STREAMGATE_ADMIN_KEY. */
+const README_ADMIN_KEY = "readme-admin-key-0123456789abcdef";
 
 const root = resolve(import.meta.dirname, "..");
 const toolsBin = resolve(root, ".tools/bin");
@@ -21,7 +23,7 @@ beforeAll(async () => {
   if (!existsSync(resolve(toolsBin, "grpcurl"))) {
     throw new Error("grpcurl is missing: run `bash scripts/tools.sh` (npm test does)");
   }
-  server = await startTestServer({ API_KEYS: `reader:${README_KEY}` });
+  server = await startTestServer({ API_KEYS: `reader:${README_KEY}`, ADMIN_API_KEYS: `operator:${README_ADMIN_KEY}` });
 });
 afterAll(() => server?.close());
 
@@ -30,9 +32,9 @@ afterAll(() => server?.close());
  * joined; the `export STREAMGATE_API_KEY=...` line is left out, as the test
  * sets the variable itself (each command runs in its own shell).
  */
-function readmeCommands(): string[] {
+function readmeCommands(from = "## Use it", to = "### The API"): string[] {
   const readme = readFileSync(resolve(root, "README.md"), "utf8");
-  const section = readme.slice(readme.indexOf("## Use it"), readme.indexOf("### The API"));
+  const section = readme.slice(readme.indexOf(from), readme.indexOf(to));
   const blocks = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]!);
   const commands: string[] = [];
   for (const block of blocks) {
@@ -49,16 +51,27 @@ function readmeCommands(): string[] {
   return commands.filter((command) => !command.startsWith("export STREAMGATE_API_KEY="));
 }
 
-/** Runs one command in bash from the project root, with .tools/bin on PATH. */
-function run(command: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+/**
+ * Runs one command in bash from the project root, with .tools/bin on PATH;
+ * `until` ends it (SIGTERM) once its output so far satisfies it.
+ */
+function run(command: string, until?: (stdout: string) => boolean): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
-    const child = spawn("bash", ["-c", command], {
+    const child = spawn("bash", ["-c", `exec ${command}`], {
       cwd: root,
-      env: { ...process.env, PATH: `${toolsBin}:${process.env.PATH}`, STREAMGATE_API_KEY: README_KEY },
+      env: {
+        ...process.env,
+        PATH: `${toolsBin}:${process.env.PATH}`,
+        STREAMGATE_API_KEY: README_KEY,
+        STREAMGATE_ADMIN_KEY: README_ADMIN_KEY,
+      },
     });
     let stdout = "";
     let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stdout.on("data", (chunk) => {
+      stdout += chunk;
+      if (until?.(stdout)) child.kill("SIGTERM");
+    });
     child.stderr.on("data", (chunk) => (stderr += chunk));
     child.on("close", (code) => done({ code, stdout, stderr }));
   });
@@ -91,4 +104,19 @@ it("runs every example of the README against a live server", { timeout: 120_000 
   // Every record the examples sent, in order.
   const temps = [...watched.stdout.matchAll(/"temp": ([\d.]+)/g)].map((match) => Number(match[1]));
   expect(temps).toEqual([21.5, 22, 23, 24.5, 25]);
+});
+
+it("runs the AdminService examples of the README", async () => {
+  const commands = readmeCommands("`streamgate.v1.AdminService`", "Also served:").map((command) =>
+    command.replaceAll(":8080", `:${server.port}`),
+  );
+  expect(commands).toHaveLength(2);
+  const [update, watch] = commands as [string, string];
+  const updated = await run(update);
+  expect(updated, `${update}\n${updated.stderr}`).toMatchObject({ code: 0 });
+  expect(JSON.parse(updated.stdout)).toEqual({ limits: { global: { ratePerSecond: 100, burst: 200 } } });
+
+  // The stats stream runs until stopped: stopped once it has shown the limits just set.
+  const watched = await run(watch, (stdout) => stdout.includes('"burst": 200'));
+  expect(watched.stdout, watched.stderr).toContain('"globalBurst": 200');
 });

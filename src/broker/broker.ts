@@ -67,6 +67,13 @@ export interface RecordBatch {
   topic: string;
   partition: number;
   records: StoredRecord[];
+  /**
+   * The partition's high watermark as of this fetch: the offset its next
+   * record will get. Records from past this batch up to it are already
+   * written (they come in later batches), so a subscriber can tell its lag
+   * without asking the broker.
+   */
+  highWatermark: number;
 }
 
 /** How to read a topic. */
@@ -91,6 +98,12 @@ export interface SubscribeOptions {
   eachBatch(batch: RecordBatch): Promise<void>;
   /** Called when `eachBatch` rejects. */
   onError?(error: unknown): void;
+  /**
+   * Called with the partitions this subscriber reads, before their first batch
+   * and again whenever they change (a consumer-group rebalance): a partition
+   * no longer listed was revoked and gets no further batches here.
+   */
+  onAssignment?(partitions: number[]): void;
 }
 
 /** A running subscription. */

@@ -196,8 +196,9 @@ class KafkaBroker implements Broker {
     // last record delivered instead. A group resumes from its committed offsets,
     // so for one only `startOffsets` apply, at the first join.
     const resume: Array<number | undefined> = [...(options.startOffsets ?? [])];
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
       // Emitted after the join and before the first fetch of the new generation.
+      options.onAssignment?.(payload.memberAssignment[topic] ?? []);
       resume.forEach((offset, partition) => {
         if (offset !== undefined) consumer.seek({ topic, partition, offset: String(offset) });
       });
@@ -212,7 +213,8 @@ class KafkaBroker implements Broker {
         // A batch may wait (backpressure); keep the group membership alive meanwhile.
         const beat = setInterval(() => heartbeat().catch(() => undefined), 3000);
         try {
-          await options.eachBatch({ topic, partition: batch.partition, records });
+          const highWatermark = Number(batch.highWatermark);
+          await options.eachBatch({ topic, partition: batch.partition, records, highWatermark });
           if (!options.groupId) resume[batch.partition] = records[records.length - 1]!.offset + 1;
         } catch (error) {
           options.onError?.(error);

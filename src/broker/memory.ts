@@ -245,6 +245,8 @@ class MemorySubscription implements Subscription {
     private readonly maxBatch: number,
     private readonly onClose: () => void,
   ) {
+    // Every subscriber reads every partition, once and for all.
+    options.onAssignment?.(topic.partitions.map((_, partition) => partition));
     this.loops = topic.partitions.map((log, partition) => {
       const start =
         options.startOffsets?.[partition] ?? committed?.[partition] ?? (options.from === "earliest" ? log.low : log.high);
@@ -275,7 +277,7 @@ class MemorySubscription implements Subscription {
         next = log.high;
         continue;
       }
-      const batch: RecordBatch = { topic: this.topic.spec.name, partition, records };
+      const batch: RecordBatch = { topic: this.topic.spec.name, partition, records, highWatermark: log.high };
       try {
         await this.options.eachBatch(batch);
         next = records[records.length - 1]!.offset + 1;

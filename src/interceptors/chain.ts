@@ -5,6 +5,7 @@
  * draining check closest to the handler.
  */
 import type { Interceptor } from "@connectrpc/connect";
+import type { LiveStats } from "../live-stats.js";
 import type { Logger } from "../logger.js";
 import type { Metrics } from "../metrics.js";
 import { authenticate, type AuthOptions } from "./auth.js";
@@ -20,12 +21,18 @@ export interface ChainOptions {
   isDraining: () => boolean;
   auth: AuthOptions;
   limits: LimitOptions;
+  stats: LiveStats;
 }
 
 /** Returns the interceptors in order, outermost first. */
 export function createInterceptors(options: ChainOptions): Interceptor[] {
   return [
-    observeCalls({ metrics: options.metrics, logger: options.logger }),
+    observeCalls({
+      metrics: options.metrics,
+      logger: options.logger,
+      stats: options.stats,
+      statsExempt: options.limits.exemptServices,
+    }),
     errorMapping(options.logger),
     authenticate(options.auth),
     limitCalls(options.limits),

@@ -4,32 +4,38 @@
  * before the message reaches the handler, so a refused message is never
  * stored (those before it were); a server stream (WatchResults) takes one when
  * it starts and counts against the client's cap on open watchers. Open
- * services (health, reflection) are not limited.
+ * services (health, reflection) are not limited, and neither are admin
+ * services: an operator must be able to act while clients are being refused.
+ * Every request of a limited service is counted in the live stats, allowed or not.
  */
 import type { Interceptor } from "@connectrpc/connect";
 import { rateLimited, tooManyWatchers } from "../errors.js";
 import type { LimitedClient, Limits } from "../limits.js";
+import type { LiveStats } from "../live-stats.js";
 import { PEER, PRINCIPAL } from "../request-context.js";
 
 /** What the interceptor needs. */
 export interface LimitOptions {
   limits: Limits;
-  /** Services callable without a credential, and not limited either. */
-  openServices: ReadonlySet<string>;
+  /** Services not limited: those callable without a credential, and the admin services. */
+  exemptServices: ReadonlySet<string>;
   /** The configured API key names: the only client names used as metric labels. */
   keyNames: ReadonlySet<string>;
+  /** Told of every request of a limited service. */
+  stats: LiveStats;
 }
 
 /** Creates the limits interceptor. */
 export function limitCalls(options: LimitOptions): Interceptor {
-  const { limits, openServices, keyNames } = options;
+  const { limits, exemptServices, keyNames, stats } = options;
   /** Takes a token for `client`, or throws RESOURCE_EXHAUSTED with when to retry. */
   const take = async (client: LimitedClient) => {
-    const decision = await limits.take(client);
+    const decision = limits.enabled ? await limits.take(client) : { allowed: true as const };
+    stats.request(client.key, decision.allowed);
     if (!decision.allowed) throw rateLimited(decision.limit, decision.retryMs);
   };
   return (next) => async (request) => {
-    if (!limits.enabled || openServices.has(request.service.typeName)) return next(request);
+    if (exemptServices.has(request.service.typeName)) return next(request);
     const principal = request.contextValues.get(PRINCIPAL);
     const client: LimitedClient = principal
       ? { key: `client:${principal.client}`, label: keyNames.has(principal.client) ? principal.client : "anonymous" }
@@ -51,10 +57,18 @@ export function limitCalls(options: LimitOptions): Interceptor {
       return next({ ...request, message: limited() });
     }
 
-    // A watcher: one token when it starts, and one of the client's watcher slots while it is open.
-    await take(client);
+    // A watcher: one of the client's watcher slots while it is open, and one token when it starts.
     const release = limits.openWatcher(client.key);
-    if (!release) throw tooManyWatchers(limits.maxWatchers ?? 0);
+    if (!release) {
+      stats.request(client.key, false);
+      throw tooManyWatchers(limits.maxWatchers ?? 0);
+    }
+    try {
+      await take(client);
+    } catch (error) {
+      release();
+      throw error;
+    }
     // Released when the stream ends however it ends, or the call is aborted before it is read.
     request.signal.addEventListener("abort", release, { once: true });
     let response;

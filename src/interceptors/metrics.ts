@@ -7,6 +7,7 @@
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../logger.js";
+import type { LiveStats } from "../live-stats.js";
 import type { GrpcType, Metrics } from "../metrics.js";
 import { PEER, PRINCIPAL, REQUEST_ID } from "../request-context.js";
 
@@ -14,6 +15,10 @@ import { PEER, PRINCIPAL, REQUEST_ID } from "../request-context.js";
 export interface ObserveOptions {
   metrics: Metrics;
   logger: Logger;
+  /** Told how long each unary and client-streaming call of a service not in `statsExempt` took. */
+  stats: LiveStats;
+  /** Services left out of the live stats' latencies (health checks, admin calls). */
+  statsExempt: ReadonlySet<string>;
 }
 
 const GRPC_TYPE: Record<string, GrpcType> = {
@@ -35,7 +40,7 @@ function connectCodeName(code: Code | undefined): string {
 
 /** Creates the metrics-and-logging interceptor. */
 export function observeCalls(options: ObserveOptions): Interceptor {
-  const { metrics, logger } = options;
+  const { metrics, logger, stats, statsExempt } = options;
   return (next) => async (request) => {
     const labels = {
       grpc_service: request.service.typeName,
@@ -44,6 +49,9 @@ export function observeCalls(options: ObserveOptions): Interceptor {
     };
     const started = performance.now();
     metrics.started.inc(labels);
+    // A server stream's duration is how long it was watched, not a handling time.
+    const kind = request.method.methodKind;
+    const timed = (kind === "unary" || kind === "client_streaming") && !statsExempt.has(labels.grpc_service);
     let finished = false;
     /** Records the end of the call once, with `code` undefined for OK. */
     const finish = (code: Code | undefined) => {
@@ -52,6 +60,7 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       const seconds = (performance.now() - started) / 1000;
       metrics.handled.inc({ ...labels, grpc_code: grpcCodeName(code) });
       metrics.handling.observe(labels, seconds);
+      if (timed) stats.handled(seconds * 1000);
       // Only these fields: never a request body, and no header but the request id.
       logger.info(
         {

@@ -9,3 +9,13 @@ export function refusal(run: () => unknown): ConnectError {
   }
   throw new Error("expected a refusal");
 }
+
+/** The error `call` fails with, as a ConnectError; fails the test when it succeeds. */
+export async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await call;
+  } catch (error) {
+    return ConnectError.from(error);
+  }
+  throw new Error("expected the call to fail");
+}

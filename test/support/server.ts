@@ -12,6 +12,7 @@ import {
 } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
+import { AdminService } from "../../gen/streamgate/v1/admin_service_pb.js";
 import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { startApp, type App } from "../../src/app.js";
 import type { Broker } from "../../src/broker/broker.js";
@@ -149,6 +150,15 @@ export function streamClient(
   apiKey: string | null = server.apiKey ?? null,
 ): Client<typeof StreamService> {
   return createClient(StreamService, TRANSPORTS[transport]!(server.baseUrl, apiKey === null ? [] : [apiKeyHeader(apiKey)]));
+}
+
+/** An AdminService client over the named transport, sending `apiKey` as x-api-key (the server's key by default). */
+export function adminClient(
+  server: TestServer,
+  transport = "grpc",
+  apiKey: string | null = server.apiKey ?? null,
+): Client<typeof AdminService> {
+  return createClient(AdminService, TRANSPORTS[transport]!(server.baseUrl, apiKey === null ? [] : [apiKeyHeader(apiKey)]));
 }
 
 /** Collects a stream's messages until it ends, or throws its error. */
