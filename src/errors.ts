@@ -98,6 +98,10 @@ export function toConnectError(error: unknown): ConnectError {
     return new ConnectError(toWellFormed(error.rawMessage), error.code, error.metadata, undefined, error);
   }
   if (error instanceof BrokerError) return brokerUnavailable();
+  // The client went away in the middle of its request stream: nothing is wrong here.
+  if ((error as { code?: unknown } | undefined)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
+    return new ConnectError("the client closed the request stream before its end", Code.Canceled);
+  }
   return new ConnectError("internal error", Code.Internal);
 }
 

@@ -127,3 +127,38 @@ describe("credentials in requests", () => {
     expect(rpcLines("StartStream")).toMatchObject([{ client: "log-client" }]);
   });
 });
+
+describe("a client that goes away mid-stream", () => {
+  it("is logged as canceled, not as an internal error", async () => {
+    const client = createClient(StreamService, TRANSPORTS.grpc!(baseUrl, [apiKeyHeader(TEST_API_KEY)]));
+    const streamId = "abandoned";
+    await client.startStream({ streamId });
+    const abandon = new AbortController();
+    let sent!: () => void;
+    const firstSent = new Promise<void>((resolve) => (sent = resolve));
+    const call = client.sendDataStream(
+      (async function* () {
+        yield { streamId, payload: { case: "raw" as const, value: new Uint8Array([1]) } };
+        sent();
+        // Never ends on its own: the client goes away instead.
+        await new Promise(() => undefined);
+      })(),
+      { signal: abandon.signal },
+    );
+    await firstSent;
+    // The record reached the server (it is counted) before the client leaves.
+    for (;;) {
+      const { counts } = await client.getStream({ streamId });
+      if (counts && counts.accepted > 0n) break;
+    }
+    abandon.abort();
+    await call.catch(() => undefined);
+    // The server's line for the call, once it has seen the stream end.
+    for (;;) {
+      if (rpcLines("SendDataStream").length > 0) break;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(rpcLines("SendDataStream")[0]).toMatchObject({ code: "canceled" });
+    expect(lines().filter((line) => line.level === 50)).toEqual([]);
+  });
+});
