@@ -60,6 +60,14 @@ export class Fanout {
   private readonly windows = new Map<string, StreamWindow>();
   /** Per partition, the next offset this fanout will read. */
   private readonly consumed: number[] = [];
+  /**
+   * Per partition, the offset from which every result of a stream that has no
+   * window has passed through this fanout: where it started reading, raised
+   * past the entries of each window it dropped. A new window is complete from
+   * there, so a new watcher of a young stream reads nothing back from the
+   * broker (only other streams' results lie between).
+   */
+  private readonly unwindowedFrom: number[] = [];
   private readonly watchers = new Set<Watcher>();
   private cached = 0;
   private subscription: Subscription | undefined;
@@ -73,6 +81,7 @@ export class Fanout {
     const partitions = broker.partitionCount(resultsTopic);
     for (let partition = 0; partition < partitions; partition++) {
       this.consumed[partition] = (await broker.offsets(resultsTopic, partition)).high;
+      this.unwindowedFrom[partition] = this.consumed[partition];
     }
     this.subscription = await broker.subscribe({
       topic: resultsTopic,
@@ -210,7 +219,7 @@ export class Fanout {
       // Re-inserting keeps the map in least-recently-used order.
       this.windows.delete(streamId);
     } else {
-      window = { entries: [], completeFrom: this.consumed[partition]!, watchers: new Set() };
+      window = { partition, entries: [], completeFrom: this.unwindowedFrom[partition]!, watchers: new Set() };
     }
     this.windows.set(streamId, window);
     return window;
@@ -228,6 +237,9 @@ export class Fanout {
         window.entries = [];
       } else {
         this.windows.delete(streamId);
+        // Its results up to here are no longer in memory: a later window starts after them.
+        const through = last ? last.offset + 1 : window.completeFrom;
+        this.unwindowedFrom[window.partition] = Math.max(this.unwindowedFrom[window.partition]!, through);
       }
     }
   }
@@ -235,6 +247,7 @@ export class Fanout {
 
 /** A stream's recent results and its live watchers. */
 interface StreamWindow {
+  partition: number;
   entries: Entry[];
   /** Every result of the stream at or past this offset (and read so far) is in `entries`. */
   completeFrom: number;

@@ -2,8 +2,9 @@
  * The fanout, on the memory broker with result records written by hand (the
  * headers the processor writes): a slow watcher is ended with
  * RESOURCE_EXHAUSTED and a ResumeInfo cursor that resumes with no gap and no
- * duplicate; a watch older than the window catches up from the broker; evicted
- * windows are read back from the broker; bad requests are INVALID_ARGUMENT; a
+ * duplicate; a watch older than the window catches up from the broker; a
+ * young stream's watchers are served from memory; evicted windows are read
+ * back from the broker; bad requests are INVALID_ARGUMENT; a
  * watcher's own filter skips results; stop() ends watchers with UNAVAILABLE and
  * their resume cursor; the end marker ends a watch cleanly.
  */
@@ -179,6 +180,22 @@ describe("fanout", () => {
     expect(cursorsOf(results)).toEqual(await h.storedCursors("s"));
     // Only the last 3 were in memory: the rest were read back from the broker.
     expect(fetch).toHaveBeenCalledWith(h.topics.results, 0, 0, expect.any(Number));
+  });
+
+  it("serves a new watcher of a young stream from memory, without reading back other streams' results", async () => {
+    const h = await startFanout({ partitions: 1, window: 4 });
+    await h.startStream("young");
+    await h.startStream("busy");
+    const witness = h.watch("young", { startPosition: StartPosition.LATEST });
+    // Between the young stream's start and its first result: only the busy stream's.
+    for (let n = 0; n < 20; n++) await h.publish("busy", { n });
+    const first = await h.publish("young", { n: 0 });
+    expect((await next(witness)).cursor).toBe(first);
+    const fetch = vi.spyOn(h.broker, "fetch");
+
+    const results = await take(h.watch("young", { startPosition: StartPosition.EARLIEST }), 1);
+    expect(cursorsOf(results)).toEqual([first]);
+    expect(fetch).not.toHaveBeenCalled();
   });
 
   it("evicts windows beyond cacheResults and serves their streams from the broker", async () => {
