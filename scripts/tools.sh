@@ -16,6 +16,9 @@ if [[ ! -x "$TOOLS_BIN/grpcurl" || "$(cat .tools/grpcurl.version 2>/dev/null)" !
   echo "$GRPCURL_VERSION" > .tools/grpcurl.version
 fi
 
+# ghz, for the bench (its smoke run is part of the tests): the version pinned in bench/lib/ghz.ts.
+node --import tsx bench/install-ghz.ts >/dev/null
+
 # Debian packages, installed as root; `apt-get update` runs once, before the first install.
 APT_UPDATED=0
 apt_install() { # package
@@ -35,4 +38,4 @@ command -v kcat >/dev/null || apt_install kcat
 command -v promtool >/dev/null || apt_install prometheus
 # redis-server: the shared limits store (REDIS_URL) that test/support/redis-global-setup.ts starts.
 command -v redis-server >/dev/null || apt_install redis-server
-echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')"
+echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), ghz $(.tools/bin/ghz --version)"

@@ -1,0 +1,24 @@
+/**
+ * Every scenario, in the order `npm run bench` runs them: baselines first, so
+ * the scenarios after them can state their ratios.
+ */
+import type { Scenario } from "../lib/context.js";
+import { baselinesKafkajs } from "./baselines-kafkajs.js";
+import { baselinesRpc } from "./baselines-rpc.js";
+import { e2e } from "./e2e.js";
+import { fanout } from "./fanout.js";
+import { sendData } from "./senddata.js";
+import { sendDataStream } from "./senddatastream.js";
+import { startStream } from "./startstream.js";
+import { watchers } from "./watchers.js";
+
+export const SCENARIOS: Scenario[] = [
+  baselinesRpc,
+  baselinesKafkajs,
+  startStream,
+  sendData,
+  sendDataStream,
+  fanout,
+  e2e,
+  watchers,
+];

@@ -1,0 +1,67 @@
+/**
+ * Scenario 2: SendData unary, 128 B and 4 KiB raw payloads over 16 streams, 64
+ * concurrent callers (ghz), on each broker. Compared with the bare connect-node
+ * server (embedded broker: target ≥ 0.75×) and with kafkajs producing
+ * directly, one send per message at the same concurrency (Kafka: target ≥ 1.0×).
+ */
+import { resultKey, type Scenario } from "../lib/context.js";
+import { runGhz } from "../lib/ghz.js";
+import { AUTH, sendRequests, startStreams } from "../lib/load.js";
+import type { BenchResult } from "../lib/result.js";
+import { SEND_CONCURRENCY, SEND_PAYLOADS } from "./baselines-rpc.js";
+
+/** The baseline each broker's SendData is held to, and the ratio it must reach. */
+const BASELINE = {
+  memory: { scenario: "baseline-connect-node", broker: "-", target: 0.75 },
+  kafka: { scenario: "baseline-kafkajs-naive", broker: "kafka", target: 1.0 },
+};
+
+export const sendData: Scenario = {
+  name: "senddata",
+  description: "SendData unary, 128 B and 4 KiB, 64 callers (ghz)",
+  async run(context) {
+    const rows: BenchResult[] = [];
+    for (const broker of context.brokers) {
+      const server = await context.startServer(broker);
+      try {
+        await startStreams(server);
+        for (const payloadBytes of SEND_PAYLOADS) {
+          const concurrency = context.quick ? 4 : SEND_CONCURRENCY;
+          const report = await runGhz({
+            port: server.port,
+            call: "streamgate.v1.StreamService.SendData",
+            data: sendRequests(payloadBytes),
+            metadata: AUTH,
+            concurrency,
+            durationSec: context.durationSec,
+          });
+          const row: BenchResult = {
+            scenario: "senddata",
+            broker,
+            concurrency,
+            payloadBytes,
+            throughput: report.rps,
+            unit: "req/s",
+            latencyMs: report.latencyMs,
+            errors: report.errors,
+          };
+          const baseline = BASELINE[broker];
+          const compared = context.results.get(resultKey(baseline.scenario, baseline.broker, payloadBytes));
+          if (compared) {
+            row.baseline = baseline.scenario;
+            row.ratio = report.rps / compared.throughput;
+            row.target = {
+              goal: `≥ ${baseline.target.toFixed(2)} × ${baseline.scenario}`,
+              met: row.ratio >= baseline.target,
+              measured: `${row.ratio.toFixed(2)}× (${Math.round(report.rps)} vs ${Math.round(compared.throughput)} req/s)`,
+            };
+          }
+          rows.push(row);
+        }
+      } finally {
+        await server.stop();
+      }
+    }
+    return rows;
+  },
+};

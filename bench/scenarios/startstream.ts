@@ -1,0 +1,45 @@
+/**
+ * Scenario 1: StartStream, unary, each call a new stream (ghz), on each broker.
+ */
+import type { Scenario } from "../lib/context.js";
+import { runGhz } from "../lib/ghz.js";
+import { AUTH } from "../lib/load.js";
+import type { BenchResult } from "../lib/result.js";
+
+const CONCURRENCY = 64;
+
+export const startStream: Scenario = {
+  name: "startstream",
+  description: "StartStream unary, a new stream per call (ghz)",
+  async run(context) {
+    const rows: BenchResult[] = [];
+    for (const broker of context.brokers) {
+      const server = await context.startServer(broker);
+      try {
+        const concurrency = context.quick ? 4 : CONCURRENCY;
+        const report = await runGhz({
+          port: server.port,
+          call: "streamgate.v1.StreamService.StartStream",
+          data: { stream_id: "bench-{{newUUID}}" },
+          metadata: AUTH,
+          concurrency,
+          durationSec: context.durationSec,
+        });
+        rows.push({
+          scenario: "startstream",
+          broker,
+          concurrency,
+          payloadBytes: 0,
+          throughput: report.rps,
+          unit: "req/s",
+          latencyMs: report.latencyMs,
+          errors: report.errors,
+          extra: report.errors ? { errors: JSON.stringify(report.errorDistribution).slice(0, 200) } : undefined,
+        });
+      } finally {
+        await server.stop();
+      }
+    }
+    return rows;
+  },
+};

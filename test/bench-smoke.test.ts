@@ -1,0 +1,59 @@
+/**
+ * The bench's smoke run (`npm run bench -- --quick`): every scenario and
+ * baseline runs end to end, on the embedded broker and on the run's Kafka, and
+ * writes RESULTS.md and results.json with a row for each, so the bench cannot
+ * rot. Figures are not asserted: speed is measured by `npm run bench`, never
+ * in the tests.
+ */
+import { spawn } from "node:child_process";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { expect, inject, it } from "vitest";
+import { PROJECT_DIR } from "./support/clients-cli.js";
+
+interface Row {
+  scenario: string;
+  broker: string;
+  throughput: number;
+  errors: number;
+}
+
+it("runs every scenario in quick mode and reports a row for each", { timeout: 240_000 }, async () => {
+  const out = await mkdtemp(join(tmpdir(), "streamgate-bench-smoke-"));
+  try {
+    const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", "--quick", "--out", out], {
+      cwd: PROJECT_DIR,
+      env: { ...process.env, KAFKA_BROKERS: inject("kafkaBrokers") },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    child.stderr.setEncoding("utf8").on("data", (chunk: string) => (log += chunk));
+    const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
+    expect(code, log).toBe(0);
+
+    const report = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { results: Row[]; scenarios: string[] };
+    const seen = new Set(report.results.map((row) => `${row.scenario}@${row.broker}`));
+    for (const expected of [
+      "baseline-connect-node@-",
+      "baseline-grpc-js@-",
+      "baseline-kafkajs-naive@kafka",
+      "baseline-kafkajs-batched@kafka",
+      ...["startstream", "senddata", "senddatastream", "fanout", "e2e-1000", "e2e-half-max", "watchers"].flatMap((scenario) => [
+        `${scenario}@memory`,
+        `${scenario}@kafka`,
+      ]),
+    ]) {
+      expect(seen, log).toContain(expected);
+    }
+    for (const row of report.results) {
+      expect(row.throughput, `${row.scenario}@${row.broker}`).toBeGreaterThan(0);
+      expect(row.errors, `${row.scenario}@${row.broker}`).toBe(0);
+    }
+    const markdown = await readFile(join(out, "RESULTS.md"), "utf8");
+    expect(markdown).toContain("| senddata | memory |");
+    expect(markdown).toContain("quick smoke mode");
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
+});
