@@ -1,5 +1,6 @@
 /**
  * `npm run bench [-- [--quick] [--broker memory|kafka] [--duration S] [--out DIR] [scenario...]]`
+ * `npm run bench -- --report`: rewrites RESULTS.md from results.json (after editing ANALYSIS.md), measuring nothing.
  *
  * Runs the chosen scenarios (all by default), baselines first, on the embedded
  * broker and on Kafka (the bench's own broker from scripts/kafka.sh, or
@@ -7,12 +8,13 @@
  * --out). --quick is the smoke mode the test command runs: every scenario,
  * tiny and fast, so the bench cannot rot; its figures mean nothing.
  */
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { BenchContext, BrokerKind, Scenario } from "./lib/context.js";
 import { resultKey } from "./lib/context.js";
 import { ROOT, buildServers, startKafka, startStreamgate, type KafkaBroker } from "./lib/processes.js";
-import { runInfo, writeReport } from "./lib/report.js";
+import { runInfo, writeReport, type RunInfo } from "./lib/report.js";
 import type { BenchResult } from "./lib/result.js";
 import { SCENARIOS } from "./scenarios/index.js";
 
@@ -23,8 +25,16 @@ const { values, positionals } = parseArgs({
     broker: { type: "string", multiple: true },
     duration: { type: "string" },
     out: { type: "string" },
+    report: { type: "boolean", default: false },
   },
 });
+
+if (values.report) {
+  const dir = resolve(values.out ?? resolve(ROOT, "bench"));
+  const { results: saved, ...info } = JSON.parse(readFileSync(resolve(dir, "results.json"), "utf8")) as RunInfo & { results: BenchResult[] };
+  writeReport(dir, info, saved);
+  process.exit(0);
+}
 
 const chosen: Scenario[] =
   positionals.length === 0

@@ -39,7 +39,7 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
       "baseline-grpc-js@-",
       "baseline-kafkajs-naive@kafka",
       "baseline-kafkajs-batched@kafka",
-      ...["startstream", "senddata", "senddatastream", "fanout", "e2e-1000", "e2e-half-max", "watchers"].flatMap((scenario) => [
+      ...["startstream", "senddata", "senddatastream", "fanout", "e2e-1000", "e2e-half-max", "e2e-1000-stream", "watchers"].flatMap((scenario) => [
         `${scenario}@memory`,
         `${scenario}@kafka`,
       ]),

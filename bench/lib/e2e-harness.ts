@@ -1,8 +1,10 @@
 /**
  * The end-to-end latency harness (scenarios/e2e.ts): a few streams, a
  * WatchResults call on each from LATEST (connect-node's gRPC transport), and
- * SendData sent open loop at a fixed rate over a few HTTP/2 connections (the
- * lean gRPC caller of lean-unary.ts).
+ * records sent open loop at a fixed rate over a few HTTP/2 connections (the
+ * lean gRPC caller of lean-unary.ts): each as a SendData call, or ("stream"
+ * ingestion) each written at its due time to one SendDataStream call per
+ * connection that lasts the whole phase.
  *
  * Each record's raw payload carries its phase and sequence number; its latency
  * is the time from its due time (phase start + seq / rate, in this process's
@@ -14,8 +16,15 @@ import { performance } from "node:perf_hooks";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { SendDataRequestSchema, StartPosition, StreamService, type Result } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { leanUnary } from "./lean-unary.js";
+import {
+  SendDataRequestSchema,
+  SendDataStreamRequestSchema,
+  SendDataStreamResponseSchema,
+  StartPosition,
+  StreamService,
+  type Result,
+} from "../../gen/streamgate/v1/stream_service_pb.js";
+import { leanCaller } from "./lean-unary.js";
 import { BENCH_API_KEY, type StreamgateServer } from "./processes.js";
 import { percentiles, type Latency } from "./result.js";
 
@@ -43,13 +52,13 @@ export interface PhaseReport {
   delivered: number;
   /** Records sent without error but not delivered within the grace period. */
   lost: number;
-  /** SendData calls that failed. */
+  /** Records whose send failed: a failed SendData call, or a record a SendDataStream call rejected or did not deliver when it failed. */
   sendErrors: number;
   firstError?: string;
   /** Due time to delivery, of the delivered records. */
   latencyMs: Latency;
-  /** p99 of due time to SendData's answer. */
-  ackP99: number;
+  /** p99 of due time to SendData's answer; undefined for stream ingestion (a client stream is answered once, at its end). */
+  ackP99: number | undefined;
   /** p99 of how late the generator issued a call after its due time (its own lag, included in the latencies). */
   lateP99: number;
   /** p99 of Result.send_time − the due time (wall clocks, ms resolution): the client, the connection and the server until SendData's handler. */
@@ -65,13 +74,16 @@ export interface PhaseReport {
   connections: string;
 }
 
+/** How a phase's records are sent: one SendData call each, or written to a SendDataStream call per connection. */
+export type Ingestion = "unary" | "stream";
+
 /** The harness once its streams are started and watched; see the module comment. */
 export interface Harness {
   /**
    * Runs one phase of `seconds` at `rate` msg/s, once every watch has shown it
    * is live and the previous phase's records are all delivered.
    */
-  run(rate: number, seconds: number): Promise<PhaseReport>;
+  run(rate: number, seconds: number, ingestion?: Ingestion): Promise<PhaseReport>;
   /** Ends the watches. */
   close(): Promise<void>;
 }
@@ -80,6 +92,8 @@ export interface Harness {
 class Phase {
   /** Latency of each record (NaN until delivered). */
   readonly latency: Float64Array;
+  /** 1 once a record is delivered or failed: each counts once, as the first of the two. */
+  private readonly finished: Uint8Array;
   readonly late: number[] = [];
   readonly acks: number[] = [];
   readonly dueToAccept: number[] = [];
@@ -99,6 +113,7 @@ class Phase {
     readonly interval: number,
   ) {
     this.latency = new Float64Array(count).fill(Number.NaN);
+    this.finished = new Uint8Array(count);
   }
 
   due(seq: number): number {
@@ -106,7 +121,8 @@ class Phase {
   }
 
   deliver(seq: number, at: number, result: Result): void {
-    if (seq >= this.count || !Number.isNaN(this.latency[seq]!)) return;
+    if (seq >= this.count || this.finished[seq]) return;
+    this.finished[seq] = 1;
     this.latency[seq] = at - this.due(seq);
     this.delivered++;
     if (result.sendTime && result.processTime) {
@@ -120,7 +136,14 @@ class Phase {
     this.check();
   }
 
-  fail(error: unknown): void {
+  /** Whether record `seq` is neither delivered nor failed yet. */
+  pending(seq: number): boolean {
+    return !this.finished[seq];
+  }
+
+  fail(seq: number, error: unknown): void {
+    if (seq >= this.count || this.finished[seq]) return;
+    this.finished[seq] = 1;
     this.failed++;
     this.firstError ??= (error as Error).message;
     this.check();
@@ -166,7 +189,11 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
   // call, see lean-unary.ts), one HTTP/2 connection each; the watches and
   // StartStream use connect-node's gRPC transport, on a connection of their own.
   const senders = Array.from({ length: SEND_CONNECTIONS }, () =>
-    leanUnary(baseUrl, "/streamgate.v1.StreamService/SendData", SendDataRequestSchema, { "x-api-key": BENCH_API_KEY }),
+    leanCaller(baseUrl, "/streamgate.v1.StreamService/SendData", SendDataRequestSchema, { "x-api-key": BENCH_API_KEY }),
+  );
+  // SendDataStream's calls, one per phase of stream ingestion, go over connections of their own.
+  const streamSenders = Array.from({ length: SEND_CONNECTIONS }, () =>
+    leanCaller(baseUrl, "/streamgate.v1.StreamService/SendDataStream", SendDataStreamRequestSchema, { "x-api-key": BENCH_API_KEY }),
   );
   const watcher = createClient(StreamService, createGrpcTransport({ baseUrl, interceptors: [apiKey()] }));
   const streams = Array.from({ length: STREAMS }, (_, i) => `e2e-${i}`);
@@ -238,34 +265,63 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
   };
 
   return {
-    async run(rate, seconds) {
+    async run(rate, seconds, ingestion = "unary") {
       await sync();
       const count = Math.max(1, Math.round(rate * seconds));
       const cpuBefore = { generator: process.cpuUsage(), server: await cpuSeconds(server.pid), wall: performance.now() };
+      // Stream ingestion: the calls are open before the first record is due.
+      const calls = ingestion === "stream" ? streamSenders.map((sender) => sender.clientStream(SendDataStreamResponseSchema)) : [];
       const current = new Phase(nextPhaseId++, count, performance.now() + 5, 1000 / rate);
       if (current.id > 255) throw new Error("e2e: at most 255 phases per harness");
       phase = current;
+      const send = (seq: number, due: number) => {
+        const request = { streamId: streams[seq % STREAMS]!, payload: { case: "raw" as const, value: payload(current.id, seq) } };
+        if (ingestion === "stream") {
+          calls[seq % SEND_CONNECTIONS]!.write(request);
+        } else {
+          senders[seq % SEND_CONNECTIONS]!.call(request).then(
+            () => current.acks.push(performance.now() - due),
+            (error: unknown) => current.fail(seq, error),
+          );
+        }
+      };
       // Open loop: each record goes out at its due time (or as soon after as this
       // process gets to it), whatever the earlier calls are doing.
       for (let seq = 0; seq < count; ) {
         const now = performance.now();
         for (; seq < count && current.due(seq) <= now; seq++) {
-          const due = current.due(seq);
-          current.late.push(now - due);
-          senders[seq % SEND_CONNECTIONS]!.call({ streamId: streams[seq % STREAMS]!, payload: { case: "raw", value: payload(current.id, seq) } }).then(
-            () => current.acks.push(performance.now() - due),
-            (error: unknown) => current.fail(error),
-          );
+          current.late.push(now - current.due(seq));
+          send(seq, current.due(seq));
         }
         if (seq < count) await sleep(current.due(seq) - performance.now());
       }
+      // Call c of stream ingestion carried records c, c + SEND_CONNECTIONS, ...:
+      // its k-th is record c + k × SEND_CONNECTIONS. A rejected record is a send
+      // error; so are the undelivered records of a call that failed, did not
+      // answer within the grace period, or rejected more than it listed.
+      const unaccounted = new Map<number, unknown>(calls.map((_, c) => [c, new Error("e2e: SendDataStream did not answer within the grace period")]));
+      const ended = Promise.all(
+        calls.map(async (call, c) => {
+          try {
+            const response = await call.end();
+            for (const rejection of response.rejections) {
+              current.fail(c + Number(rejection.index) * SEND_CONNECTIONS, new Error(`SendDataStream rejected: ${rejection.code} ${rejection.reason}`));
+            }
+            if (response.rejected > BigInt(response.rejections.length)) unaccounted.set(c, new Error(`SendDataStream rejected ${response.rejected} records`));
+            else unaccounted.delete(c);
+          } catch (error) {
+            unaccounted.set(c, error);
+          }
+        }),
+      );
       let timer: NodeJS.Timeout | undefined;
       const lastDue = current.due(count - 1);
-      await Promise.race([
-        current.settled,
-        new Promise((resolve) => (timer = setTimeout(resolve, lastDue + GRACE_MS - performance.now()))),
-      ]);
+      const graceOver = new Promise((resolve) => (timer = setTimeout(resolve, lastDue + GRACE_MS - performance.now())));
+      await Promise.all([Promise.race([current.settled, graceOver]), Promise.race([ended, graceOver])]);
       clearTimeout(timer);
+      for (const [c, error] of unaccounted) {
+        for (let seq = c; seq < count; seq += SEND_CONNECTIONS) if (current.pending(seq)) current.fail(seq, error);
+      }
       phase = undefined;
       const wall = (performance.now() - cpuBefore.wall) / 1000;
       const generator = process.cpuUsage(cpuBefore.generator);
@@ -281,7 +337,7 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
         sendErrors: current.failed,
         firstError: current.firstError,
         latencyMs: percentiles(latencies),
-        ackP99: p99(current.acks),
+        ackP99: ingestion === "stream" ? undefined : p99(current.acks),
         lateP99: p99(current.late),
         dueToAcceptP99: Math.round(p99(current.dueToAccept)),
         acceptToProcessP99: p99(current.acceptToProcess),
@@ -289,14 +345,17 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
         generatorCores: (generator.user + generator.system) / 1e6 / wall,
         serverCores: serverCpu / wall,
         streams: STREAMS,
-        connections: `${SEND_CONNECTIONS} for sends, 1 for watches`,
+        connections:
+          ingestion === "stream"
+            ? `${SEND_CONNECTIONS} for sends (one SendDataStream call each for the phase), 1 for watches`
+            : `${SEND_CONNECTIONS} for sends, 1 for watches`,
       };
     },
 
     async close() {
       abort.abort();
       await Promise.all(watches);
-      for (const sender of senders) sender.close();
+      for (const sender of [...senders, ...streamSenders]) sender.close();
     },
   };
 }
