@@ -57,6 +57,8 @@ export class StreamRegistry {
   private subscription: Subscription | undefined;
   /** Callers waiting for a stream this instance has not seen yet. */
   private readonly waiting = new Map<string, Array<() => void>>();
+  /** Results partitions' high watermarks being read, shared by the StartStream calls made meanwhile. */
+  private readonly resultsHigh = new Map<number, Promise<number>>();
 
   constructor(private readonly options: RegistryOptions) {}
 
@@ -158,7 +160,18 @@ export class StreamRegistry {
   private async write(spec: StreamSpec): Promise<{ entry: StreamEntry; created: boolean }> {
     const { broker, resultsTopic } = this.options;
     const partition = broker.partitionFor(resultsTopic, spec.streamId);
-    const { high } = await broker.offsets(resultsTopic, partition);
+    // Where the stream's results begin needs only a lower bound: a new stream has
+    // no result before it exists, so any high watermark read before it is written
+    // will do, and concurrent StartStream calls share one read (on Kafka an admin
+    // request each, which limited StartStream to about half the embedded rate).
+    let reading = this.resultsHigh.get(partition);
+    if (!reading) {
+      reading = broker.offsets(resultsTopic, partition).then(({ high }) => high);
+      this.resultsHigh.set(partition, reading);
+      const forget = () => this.resultsHigh.delete(partition);
+      reading.then(forget, forget);
+    }
+    const high = await reading;
     const stream = create(StreamSchema, {
       streamId: spec.streamId,
       state: StreamState.OPEN,
