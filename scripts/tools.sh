@@ -40,4 +40,4 @@ command -v promtool >/dev/null || apt_install prometheus
 command -v redis-server >/dev/null || apt_install redis-server
 bash scripts/python-client.sh >/dev/null # the Python example client's virtualenv, .tools/python-venv (examples/python)
 bash scripts/go-client.sh >/dev/null # the Go example client: its buf plugins and .tools/bin/streamgate-go-client (examples/go)
-echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), ghz $(.tools/bin/ghz --version)"
+echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), ghz $(cat .tools/ghz.version)"
