@@ -14,7 +14,7 @@ import {
   type Stats,
   type TokenBucket,
 } from "../gen/streamgate/v1/admin_service_pb.js";
-import type { BucketConfig, LimitsConfig } from "./config.js";
+import { LIMIT_BOUNDS, type BucketConfig, type LimitsConfig } from "./config.js";
 import { invalidArgument, shuttingDown } from "./errors.js";
 import type { LimitSettingsStore } from "./limit-settings.js";
 import type { Limits } from "./limits.js";
@@ -31,10 +31,7 @@ export interface AdminServiceDeps {
   shutdown: AbortSignal;
 }
 
-/** The same bounds as the environment's variables (src/config.ts). */
-const MAX_RPS = 1_000_000;
-const MAX_BURST = 1_000_000_000;
-const MAX_WATCHERS = 1_000_000;
+const { rps: MAX_RPS, burst: MAX_BURST, clientMaxWatchers: MAX_WATCHERS } = LIMIT_BOUNDS;
 const MASK_PATHS = ["global", "per_client", "client_max_watchers"] as const;
 const DEFAULT_INTERVAL_MS = 1000;
 const MIN_INTERVAL_MS = 100;

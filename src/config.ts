@@ -134,6 +134,9 @@ export interface RedisConfig {
   keyPrefix: string;
 }
 
+/** The largest request limits, from the environment or AdminService.UpdateLimits alike. */
+export const LIMIT_BOUNDS = { rps: 1_000_000, burst: 1_000_000_000, clientMaxWatchers: 1_000_000 } as const;
+
 /** Thrown by {@link loadConfig} with every problem found, one per line. */
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {
@@ -194,7 +197,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     limits: {
       global: readBucket(read, problems, "RATE_LIMIT"),
       client: readBucket(read, problems, "CLIENT_RATE_LIMIT"),
-      clientMaxWatchers: read.int("CLIENT_MAX_WATCHERS", 0, 0, 1_000_000) || undefined,
+      clientMaxWatchers: read.int("CLIENT_MAX_WATCHERS", 0, 0, LIMIT_BOUNDS.clientMaxWatchers) || undefined,
     },
     redis: readRedis(read, problems),
   };
@@ -208,8 +211,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
  * budget that never comes back, so it is refused.
  */
 function readBucket(read: EnvReader, problems: string[], prefix: string): BucketConfig | undefined {
-  const rps = read.int(`${prefix}_RPS`, 0, 0, 1_000_000);
-  const burst = read.int(`${prefix}_BURST`, 0, 0, 1_000_000_000);
+  const rps = read.int(`${prefix}_RPS`, 0, 0, LIMIT_BOUNDS.rps);
+  const burst = read.int(`${prefix}_BURST`, 0, 0, LIMIT_BOUNDS.burst);
   if (rps === 0) {
     if (burst > 0) problems.push(`${prefix}_BURST is set but ${prefix}_RPS is not: set both, or neither for no limit`);
     return undefined;

@@ -90,12 +90,15 @@ interface StoredLimits {
   clientMaxWatchers: number | null;
 }
 
-function encode(limits: LimitsConfig): string {
-  return JSON.stringify({
+/** The stored form of `limits`; the generation is added by the update script, or given for the first seed. */
+function encode(limits: LimitsConfig, generation?: number): string {
+  const stored: Omit<StoredLimits, "generation"> & { generation?: number } = {
     global: limits.global ?? null,
     client: limits.client ?? null,
     clientMaxWatchers: limits.clientMaxWatchers ?? null,
-  });
+    generation,
+  };
+  return JSON.stringify(stored);
 }
 
 function decodeBucket(value: unknown): BucketConfig | undefined {
@@ -210,7 +213,7 @@ export async function connectRedisLimits(url: string, prefix: string, logger: Lo
   const settings: LimitSettingsStore = {
     shared: true,
     async load(initial) {
-      await client.set(settingsKey, JSON.stringify({ ...JSON.parse(encode(initial)), generation: 1 }), "NX");
+      await client.set(settingsKey, encode(initial, 1), "NX");
       const stored = await client.get(settingsKey);
       return decode(stored!);
     },

@@ -137,8 +137,9 @@ export class Processor {
       if (assigned.has(partition)) continue;
       progress.forgetWatermark();
       // Another member may process it meanwhile: if it comes back, its first
-      // batch must recover what that member wrote (and the event ids it saw)
-      // even when it starts past the offset expected here.
+      // batch must recover what that member wrote (and the event ids it saw),
+      // even when it starts at the very offset expected here (that member
+      // wrote results but committed nothing).
       this.expected.delete(partition);
     }
   }

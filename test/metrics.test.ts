@@ -7,12 +7,12 @@
  * serves the same text on a port of its own.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { startTestServer, streamClient, type TestServer } from "./support/server.js";
+import { freePort } from "./support/ports.js";
 
 const SERVICE = "streamgate.v1.StreamService";
 
@@ -185,15 +185,6 @@ describe("GET /metrics", () => {
     execFileSync("promtool", ["check", "metrics"], { input: after.text, encoding: "utf8" });
   });
 });
-
-/** A port nothing listens on right now. */
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const port = (probe.address() as { port: number }).port;
-  await new Promise((resolve) => probe.close(resolve));
-  return port;
-}
 
 describe("METRICS_PORT", () => {
   it("serves /metrics on a port of its own as well, and nothing else there", async () => {

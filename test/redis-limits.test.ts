@@ -7,7 +7,6 @@
  * calls through (with a warning) until it is back.
  */
 import { rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { ConfigError, loadConfig } from "../src/config.js";
@@ -15,7 +14,8 @@ import { startApp } from "../src/app.js";
 import { pino } from "pino";
 import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
 import { redisUrl, uniquePrefix } from "./support/redis.js";
-import { freePort, startRedis, stopRedis, type Started } from "./support/redis-global-setup.js";
+import { freePort } from "./support/ports.js";
+import { startRedis, stopRedis, type Started } from "./support/redis-global-setup.js";
 import { adminClient, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 /** A streamgate process as the clients of test/support/server.ts reach it. */
@@ -125,13 +125,7 @@ describe("two processes on one Redis", () => {
 
 describe("REDIS_URL", () => {
   it("that does not answer stops the start with a clear message", async () => {
-    // A port with nothing listening: taken, then released.
-    const port = await new Promise<number>((resolve) => {
-      const probe = createServer().listen(0, "127.0.0.1", () => {
-        const address = probe.address() as { port: number };
-        probe.close(() => resolve(address.port));
-      });
-    });
+    const port = await freePort(); // nothing listens there
     const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", API_KEYS: "acc:k1", REDIS_URL: `redis://127.0.0.1:${port}` });
     await expect(startApp(config, pino({ level: "silent" }))).rejects.toThrow(/cannot reach Redis at REDIS_URL/);
   });

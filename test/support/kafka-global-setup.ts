@@ -12,11 +12,11 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
+import { freePorts } from "./ports.js";
 
 /** The environment `scripts/kafka.sh` was started with, to stop and restart the same broker. */
 export interface KafkaEnv {
@@ -59,28 +59,6 @@ export function runKafkaScript(command: "start" | "stop" | "status", env: Partia
       },
     );
   });
-}
-
-/** Free loopback ports, distinct: all are held open until each is known. */
-async function freePorts(count: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < count; i++) {
-      const server = createServer();
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", resolve);
-      });
-    }
-    return servers.map((server) => {
-      const address = server.address();
-      if (address === null || typeof address === "string") throw new Error("no port");
-      return address.port;
-    });
-  } finally {
-    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
-  }
 }
 
 export default async function setup({ provide }: TestProject): Promise<() => Promise<void>> {

@@ -19,10 +19,10 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestProject } from "vitest/node";
+import { freePort } from "./ports.js";
 
 declare module "vitest" {
   export interface ProvidedContext {
@@ -56,19 +56,6 @@ export interface Started {
   dir: string;
   /** The tail of its log so far. */
   log: () => string;
-}
-
-/** A free loopback port (free when asked: redis may still lose it to another process, hence the retries). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === "string") throw new Error("no port");
-  return address.port;
 }
 
 /** Starts redis-server on `port`; resolves once it is ready to accept connections, rejects with its log if it exits first. */
