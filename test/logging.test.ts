@@ -5,11 +5,14 @@
  * trailer), a missing or malformed one is replaced by a generated UUID; and
  * credentials sent as headers never reach the log.
  */
+import { randomUUID } from "node:crypto";
+import * as http2 from "node:http2";
 import { Writable } from "node:stream";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { pino } from "pino";
-import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { SendDataStreamRequestSchema, StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { startApp, type App } from "../src/app.js";
 import { loadConfig } from "../src/config.js";
 import { TEST_API_KEY, TRANSPORTS, apiKeyHeader } from "./support/server.js";
@@ -129,35 +132,47 @@ describe("credentials in requests", () => {
 });
 
 describe("a client that goes away mid-stream", () => {
-  it("is logged as canceled, not as an internal error", async () => {
+  // Raw HTTP/2, so the client leaves exactly as described: its request stream
+  // is never ended (no END_STREAM) before it resets the stream (RST_STREAM
+  // CANCEL, which Node's client sends without END_STREAM only when aborted
+  // through a signal) or drops the connection.
+  it.each([
+    ["resets the stream", (stream: http2.ClientHttp2Stream, abort: AbortController) => abort.abort()],
+    ["drops the connection", (stream: http2.ClientHttp2Stream) => stream.session?.destroy()],
+  ])("%s: the call is logged as canceled, not as OK or an internal error", async (_, leave) => {
+    const streamId = `abandoned-${randomUUID()}`;
     const client = createClient(StreamService, TRANSPORTS.grpc!(baseUrl, [apiKeyHeader(TEST_API_KEY)]));
-    const streamId = "abandoned";
     await client.startStream({ streamId });
-    const abandon = new AbortController();
-    let sent!: () => void;
-    const firstSent = new Promise<void>((resolve) => (sent = resolve));
-    const call = client.sendDataStream(
-      (async function* () {
-        yield { streamId, payload: { case: "raw" as const, value: new Uint8Array([1]) } };
-        sent();
-        // Never ends on its own: the client goes away instead.
-        await new Promise(() => undefined);
-      })(),
-      { signal: abandon.signal },
-    );
-    await firstSent;
+    const session = http2.connect(baseUrl);
+    const abort = new AbortController();
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/streamgate.v1.StreamService/SendDataStream",
+      "content-type": "application/grpc",
+      te: "trailers",
+      "x-api-key": TEST_API_KEY,
+    }, { signal: abort.signal });
+    stream.on("error", () => undefined);
+    const message = toBinary(SendDataStreamRequestSchema, create(SendDataStreamRequestSchema, {
+      streamId,
+      payload: { case: "raw", value: new Uint8Array([1]) },
+    }));
+    const envelope = Buffer.alloc(5 + message.length);
+    envelope.writeUInt32BE(message.length, 1);
+    envelope.set(message, 5);
+    stream.write(envelope);
     // The record reached the server (it is counted) before the client leaves.
     for (;;) {
       const { counts } = await client.getStream({ streamId });
       if (counts && counts.accepted > 0n) break;
     }
-    abandon.abort();
-    await call.catch(() => undefined);
+    leave(stream, abort);
     // The server's line for the call, once it has seen the stream end.
     for (;;) {
       if (rpcLines("SendDataStream").length > 0) break;
       await new Promise((resolve) => setImmediate(resolve));
     }
+    session.destroy();
     expect(rpcLines("SendDataStream")[0]).toMatchObject({ code: "canceled" });
     expect(lines().filter((line) => line.level === 50)).toEqual([]);
   });
