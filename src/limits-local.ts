@@ -1,108 +1,92 @@
 /**
- * Token buckets in this process, made of bottleneck limiters: a bucket is a
- * limiter whose `reservoir` is the tokens left (at most the burst), refilled by
- * `reservoirIncrease*`.
+ * Token buckets in this process. A bucket is its level and the moment that
+ * level was computed; it refills continuously (rps tokens a second, up to the
+ * burst) and is brought up to date whenever it is read, so no timer runs per
+ * bucket. Checking for a token and taking it happen in one synchronous step,
+ * which JavaScript's single thread makes atomic: concurrent calls can never
+ * both take the last token.
  *
- * A token is taken by scheduling an empty job with `highWater: 0` and the
- * OVERFLOW strategy: bottleneck checks the reservoir and takes the token in one
- * step (its submit lock serialises submissions, and the job is registered,
- * decrementing the reservoir, before the next is looked at), and a job that
- * cannot run at once is dropped rather than queued, so a refusal is immediate
- * and nothing waits. check() followed by incrementReservoir(-1) would be two
- * steps: concurrent calls could both see the last token and both take it.
+ * bottleneck was used here first, as a limiter whose reservoir was the bucket.
+ * It is a job scheduler: each token cost a scheduled job behind its submit
+ * lock, 3.7-6.8 ms apiece on this project's 2-core machine, so any configured
+ * limit capped an instance at a few hundred calls per second. It still
+ * throttles the processor (src/processor.ts), which is scheduling.
  */
-import Bottleneck from "bottleneck";
 import type { BucketConfig } from "./config.js";
 import type { BucketRef, BucketStore, Buckets } from "./limits.js";
 
-/** bottleneck's local refill heartbeat: a bucket gains tokens on its ticks only. */
-const HEARTBEAT_MS = 250;
-
-/** How much earlier than a whole heartbeat a tick may see the clock and still refill. */
-const TICK_SLACK_MS = 25;
-
-/** The least time an idle bucket is kept (bottleneck's Group default). */
+/** The least time an idle bucket is kept, so a client's bucket is not re-made on every call. */
 const MIN_IDLE_MS = 5 * 60_000;
 
-/**
- * The limiter options of a bucket. The refill is spread over the heartbeat's
- * ticks (rps/4 tokens every 250 ms), because bottleneck adds the increase at
- * most once per tick: an interval shorter than a tick would refill too slowly,
- * and one that is not a multiple of it would refill unevenly. The interval is
- * set a little under the tick so that a tick seeing Date.now a millisecond
- * short of 250 ms after the last (timers and Date.now round differently)
- * still refills instead of skipping a tick.
- */
-function bucketOptions(bucket: BucketConfig): Bottleneck.ConstructorOptions {
-  return {
-    reservoir: bucket.burst,
-    reservoirIncreaseInterval: HEARTBEAT_MS - TICK_SLACK_MS,
-    reservoirIncreaseAmount: (bucket.rps * HEARTBEAT_MS) / 1000,
-    reservoirIncreaseMaximum: bucket.burst,
-    highWater: 0,
-    strategy: Bottleneck.strategy.OVERFLOW,
-  };
+/** How often buckets that are full again and idle are forgotten. */
+const SWEEP_INTERVAL_MS = 60_000;
+
+/** A monotonic clock in milliseconds: refills must not follow wall-clock jumps. */
+const now = () => performance.now();
+
+/** One bucket: `tokens` as of `at` (ms on {@link now}'s clock). */
+interface Bucket {
+  tokens: number;
+  at: number;
+  rule: BucketConfig;
 }
 
-/** Takes one token from `limiter`; false when the bucket is empty. */
-async function takeToken(limiter: Bottleneck): Promise<boolean> {
-  try {
-    await limiter.schedule(() => Promise.resolve());
-    return true;
-  } catch (error) {
-    // A dropped job: the bucket had no token.
-    if (error instanceof Bottleneck.BottleneckError) return false;
-    throw error;
-  }
+/** Refills `bucket` up to `time` and returns its level. */
+function refill(bucket: Bucket, time: number): number {
+  const { rps, burst } = bucket.rule;
+  bucket.tokens = Math.min(burst, bucket.tokens + ((time - bucket.at) * rps) / 1000);
+  bucket.at = time;
+  return bucket.tokens;
 }
 
-/**
- * How long until a bucket holding `level` tokens holds one whole token again:
- * the ticks needed for the missing fraction, each at most a heartbeat away. An
- * upper bound, since the next tick may come sooner.
- */
-function msUntilToken(level: number, bucket: BucketConfig): number {
-  const perTick = (bucket.rps * HEARTBEAT_MS) / 1000;
-  return Math.max(1, Math.ceil((1 - level) / perTick)) * HEARTBEAT_MS;
+/** Milliseconds until a bucket at `level` holds one whole token. */
+function msUntilToken(level: number, rule: BucketConfig): number {
+  return Math.max(1, Math.ceil(((1 - level) * 1000) / rule.rps));
 }
 
-/**
- * The buckets of one generation. Every bucket of a generation with the same
- * rule shares a bottleneck Group, which drops a bucket idle for longer than it
- * takes to refill completely: forgetting it then changes nothing but memory.
- */
+/** The buckets of one generation, created full on first use. */
 class LocalBuckets implements Buckets {
-  private readonly groups = new Map<string, Bottleneck.Group>();
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
 
-  private limiter(ref: BucketRef): Bottleneck {
-    const rule = `${ref.bucket.rps}/${ref.bucket.burst}`;
-    let group = this.groups.get(rule);
-    if (!group) {
-      const refillMs = (ref.bucket.burst / ref.bucket.rps) * 1000;
-      group = new Bottleneck.Group({ ...bucketOptions(ref.bucket), timeout: Math.max(MIN_IDLE_MS, 2 * refillMs) });
-      this.groups.set(rule, group);
+  private bucket(ref: BucketRef, time: number): Bucket {
+    let bucket = this.buckets.get(ref.key);
+    if (!bucket) {
+      bucket = { tokens: ref.bucket.burst, at: time, rule: ref.bucket };
+      this.buckets.set(ref.key, bucket);
     }
-    return group.key(ref.key);
+    return bucket;
   }
 
   async take(refs: readonly BucketRef[]): Promise<{ refusedAt: number; retryMs: number }> {
+    const time = now();
     for (const [index, ref] of refs.entries()) {
-      const limiter = this.limiter(ref);
-      if (!(await takeToken(limiter))) {
-        return { refusedAt: index, retryMs: msUntilToken((await limiter.currentReservoir()) ?? 0, ref.bucket) };
-      }
+      const bucket = this.bucket(ref, time);
+      const level = refill(bucket, time);
+      if (level < 1) return { refusedAt: index, retryMs: msUntilToken(level, ref.bucket) };
+      bucket.tokens = level - 1;
     }
     return { refusedAt: -1, retryMs: 0 };
   }
 
   async level(ref: BucketRef): Promise<number> {
-    return (await this.limiter(ref).currentReservoir()) ?? 0;
+    const time = now();
+    return refill(this.bucket(ref, time), time);
+  }
+
+  /** Forgets buckets idle long enough to be full again: a new one would start the same. */
+  private sweep(): void {
+    const time = now();
+    for (const [key, bucket] of this.buckets) {
+      const idle = time - bucket.at;
+      const full = bucket.tokens + (idle * bucket.rule.rps) / 1000 >= bucket.rule.burst;
+      if (idle >= MIN_IDLE_MS && full) this.buckets.delete(key);
+    }
   }
 
   async close(): Promise<void> {
-    // deleteKey stops each limiter's refill timer.
-    for (const group of this.groups.values()) await Promise.all(group.keys().map((key) => group.deleteKey(key)));
-    this.groups.clear();
+    clearInterval(this.sweeper);
+    this.buckets.clear();
   }
 }
 

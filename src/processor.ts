@@ -3,16 +3,16 @@
  * record into at most one result on the results topic. Per stream, records are
  * processed in order; an event id seen before yields no second result; the
  * stream's CEL filter and transform apply; a stream with `ratePerSecond` is
- * throttled (bottleneck) without holding up other streams. Offsets are committed
+ * throttled (src/pacer.ts) without holding up other streams. Offsets are committed
  * only below the oldest record whose result is not yet written, so a restart
  * neither loses nor skips a record.
  */
-import Bottleneck from "bottleneck";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
 import { CelEvalError, celRecordOf, celToJson, compileCel, passes, type CelProgram } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
 import { Lru, eventKey } from "./lru.js";
+import { Pacer } from "./pacer.js";
 import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
@@ -62,7 +62,7 @@ export function createProcessor(options: ProcessorOptions): Processor {
 export class Processor {
   private subscription: Subscription | undefined;
   private readonly progress = new Map<number, PartitionProgress>();
-  private readonly throttles = new Map<string, Bottleneck>();
+  private readonly throttles = new Map<string, Pacer>();
   private readonly seen: Lru<string, true>;
   private readonly programs = new Lru<string, CompiledProcessing>(10_000);
   /**
@@ -119,7 +119,7 @@ export class Processor {
     this.stopping = true;
     // A batch waiting for room behind a throttle must not hold up the stop.
     for (const progress of this.progress.values()) progress.release();
-    await Promise.all([...this.throttles.values()].map((limiter) => limiter.stop({ dropWaitingJobs: true })));
+    for (const pacer of this.throttles.values()) pacer.stop();
     await this.subscription?.close();
     // Writes wait out a broker outage; a stop waits for them only so long
     // (what is unfinished stays uncommitted and is recovered on restart).
@@ -220,13 +220,12 @@ export class Processor {
     const entry = this.options.registry.get(record.key);
     const rate = entry?.stream.processing?.ratePerSecond ?? 0;
     if (rate <= 0) return this.run(record);
-    let limiter = this.throttles.get(record.key);
-    if (!limiter) {
-      // One at a time, spaced evenly: bottleneck runs jobs in submission order.
-      limiter = new Bottleneck({ maxConcurrent: 1, minTime: 1000 / rate });
-      this.throttles.set(record.key, limiter);
+    let pacer = this.throttles.get(record.key);
+    if (!pacer) {
+      pacer = new Pacer(rate);
+      this.throttles.set(record.key, pacer);
     }
-    return limiter.schedule(() => this.run(record));
+    return pacer.run(() => this.run(record));
   }
 
   private run(record: StoredRecord): Promise<void> {
