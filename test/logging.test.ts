@@ -137,7 +137,7 @@ describe("a client that goes away mid-stream", () => {
   // CANCEL, which Node's client sends without END_STREAM only when aborted
   // through a signal) or drops the connection.
   it.each([
-    ["resets the stream", (stream: http2.ClientHttp2Stream, abort: AbortController) => abort.abort()],
+    ["resets the stream", (_stream: http2.ClientHttp2Stream, abort: AbortController) => abort.abort()],
     ["drops the connection", (stream: http2.ClientHttp2Stream) => stream.session?.destroy()],
   ])("%s: the call is logged as canceled, not as OK or an internal error", async (_, leave) => {
     const streamId = `abandoned-${randomUUID()}`;
