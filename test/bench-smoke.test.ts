@@ -37,6 +37,9 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
     for (const expected of [
       "baseline-connect-node@-",
       "baseline-grpc-js@-",
+      "baseline-connect-node-stream@-",
+      "baseline-grpc-js-stream@-",
+      "senddata-limited@memory",
       "baseline-kafkajs-naive@kafka",
       "baseline-kafkajs-batched@kafka",
       ...["startstream", "senddata", "senddatastream", "fanout", "e2e-1000", "e2e-half-max", "e2e-1000-stream", "watchers"].flatMap((scenario) => [

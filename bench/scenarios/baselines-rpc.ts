@@ -1,22 +1,35 @@
 /**
- * Baselines of the RPC layer: ghz SendData (128 B and 4 KiB, 64 callers)
- * against a bare connect-node server on streamgate's one-port listener, and
- * against a bare @grpc/grpc-js server, both with empty handlers.
+ * Baselines of the RPC layer: ghz SendData (128 B and 4 KiB, 64 callers) and
+ * SendDataStream (128 B, 8 callers of 1,000 messages) against a bare
+ * connect-node server on streamgate's one-port listener, and against a bare
+ * @grpc/grpc-js server, both with empty handlers. Each row also gives the
+ * server's CPU time per call (or message), steadier than a rate on a machine
+ * whose cores the load generator and broker share.
  */
 import type { Scenario } from "../lib/context.js";
 import { runGhz } from "../lib/ghz.js";
 import { sendRequests } from "../lib/load.js";
 import { startNodeServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
+import { cpuMeter } from "../lib/watch.js";
 
 /** The payload sizes and concurrency of SendData, shared with scenarios/senddata.ts. */
 export const SEND_PAYLOADS = [128, 4096];
 export const SEND_CONCURRENCY = 64;
+/** Concurrent client streams and messages per stream of SendDataStream, shared with scenarios/senddatastream.ts. */
+export const STREAM_CONCURRENCY = 8;
+export const STREAM_MESSAGES_PER_CALL = 1000;
 
 const SERVERS = [
   { scenario: "baseline-connect-node", file: "dist/bench/baselines/connect-empty.js" },
   { scenario: "baseline-grpc-js", file: "dist/bench/baselines/grpcjs-empty.js" },
 ];
+
+/** The 128 B messages of one SendDataStream call. */
+export function streamMessages(perCall: number): unknown[] {
+  const messages = sendRequests(128);
+  return Array.from({ length: perCall }, (_, i) => messages[i % messages.length]);
+}
 
 export const baselinesRpc: Scenario = {
   name: "baselines-rpc",
@@ -27,6 +40,7 @@ export const baselinesRpc: Scenario = {
       const server = await startNodeServer([file], {});
       try {
         for (const payloadBytes of SEND_PAYLOADS) {
+          const cpu = await cpuMeter(server);
           const report = await runGhz({
             port: server.port,
             call: "streamgate.v1.StreamService.SendData",
@@ -43,8 +57,37 @@ export const baselinesRpc: Scenario = {
             unit: "req/s",
             latencyMs: report.latencyMs,
             errors: report.errors,
+            extra: { "server CPU µs/call": Math.round(((await cpu.read()).server / report.count) * 1e6) },
           });
         }
+        // An empty handler answers every stream only once all its messages are read, so
+        // completed calls × messages per call is what the server received.
+        const perCall = context.quick ? 32 : STREAM_MESSAGES_PER_CALL;
+        const concurrency = context.quick ? 2 : STREAM_CONCURRENCY;
+        const cpu = await cpuMeter(server);
+        const report = await runGhz({
+          port: server.port,
+          call: "streamgate.v1.StreamService.SendDataStream",
+          data: streamMessages(perCall),
+          concurrency,
+          durationSec: context.durationSec,
+        });
+        const messages = report.count * perCall;
+        rows.push({
+          scenario: `${scenario}-stream`,
+          broker: "-",
+          concurrency,
+          payloadBytes: 128,
+          throughput: messages / report.seconds,
+          unit: "msg/s",
+          latencyMs: report.latencyMs,
+          errors: report.errors,
+          extra: {
+            "messages per call": perCall,
+            "call latency": "ms per whole stream",
+            "server CPU µs/msg": Math.round(((await cpu.read()).server / messages) * 1e6 * 10) / 10,
+          },
+        });
       } finally {
         await server.stop();
       }

@@ -1,17 +1,18 @@
 /**
  * Scenario 3: SendDataStream, client streaming, 128 B raw payloads, messages
  * per second counted on the server (its grpc_server_msg_received_total: ghz
- * counts calls, not messages). Targets: ≥ 50,000 msg/s embedded, ≥ 25,000 on Kafka.
+ * counts calls, not messages). Targets: ≥ 50,000 msg/s embedded, ≥ 25,000 on
+ * Kafka. Compared with the bare connect-node server's client streams.
  */
-import type { Scenario } from "../lib/context.js";
+import { resultKey, type Scenario } from "../lib/context.js";
 import { runGhz } from "../lib/ghz.js";
-import { AUTH, metricSum, sendRequests, startStreams } from "../lib/load.js";
+import { AUTH, metricSum, startStreams } from "../lib/load.js";
 import type { BenchResult } from "../lib/result.js";
+import { cpuMeter } from "../lib/watch.js";
+import { STREAM_CONCURRENCY, STREAM_MESSAGES_PER_CALL, streamMessages } from "./baselines-rpc.js";
 
-const CONCURRENCY = 8;
-/** Messages per call: ghz sends the data array on each stream, then closes it. */
-const MESSAGES_PER_CALL = 1000;
 const TARGET = { memory: 50_000, kafka: 25_000 };
+const BASELINE = "baseline-connect-node-stream";
 
 export const sendDataStream: Scenario = {
   name: "senddatastream",
@@ -22,12 +23,13 @@ export const sendDataStream: Scenario = {
       const server = await context.startServer(broker);
       try {
         await startStreams(server);
-        const messages = sendRequests(128);
-        const perCall = context.quick ? 32 : MESSAGES_PER_CALL;
-        const data = Array.from({ length: perCall }, (_, i) => messages[i % messages.length]);
+        // ghz sends the data array on each stream, then closes it.
+        const perCall = context.quick ? 32 : STREAM_MESSAGES_PER_CALL;
+        const data = streamMessages(perCall);
         const counted = () => metricSum(server, "grpc_server_msg_received_total", 'grpc_method="SendDataStream"');
         const before = await counted();
-        const concurrency = context.quick ? 2 : CONCURRENCY;
+        const concurrency = context.quick ? 2 : STREAM_CONCURRENCY;
+        const cpu = await cpuMeter(server);
         const report = await runGhz({
           port: server.port,
           call: "streamgate.v1.StreamService.SendDataStream",
@@ -38,6 +40,8 @@ export const sendDataStream: Scenario = {
         });
         const received = (await counted()) - before;
         const rate = received / report.seconds;
+        const serverCpu = (await cpu.read()).server;
+        const compared = context.results.get(resultKey(BASELINE, "-", 128));
         rows.push({
           scenario: "senddatastream",
           broker,
@@ -47,12 +51,17 @@ export const sendDataStream: Scenario = {
           unit: "msg/s",
           latencyMs: report.latencyMs,
           errors: report.errors,
+          ...(compared ? { baseline: BASELINE, ratio: rate / compared.throughput } : {}),
           target: {
             goal: `≥ ${TARGET[broker].toLocaleString("en-US")} msg/s`,
             met: rate >= TARGET[broker],
             measured: `${Math.round(rate).toLocaleString("en-US")} msg/s`,
           },
-          extra: { "messages per call": perCall, "call latency": "ms per whole stream" },
+          extra: {
+            "messages per call": perCall,
+            "call latency": "ms per whole stream",
+            "server CPU µs/msg": Math.round((serverCpu / received) * 1e6 * 10) / 10,
+          },
         });
       } finally {
         await server.stop();
