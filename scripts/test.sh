@@ -9,7 +9,9 @@ bash scripts/tools.sh
 # The Kafka jars up front (a first-time Maven download shows here, not inside vitest's globalSetup).
 if [[ -z "${KAFKA_BROKERS:-}" ]]; then bash scripts/kafka.sh fetch; fi
 bash scripts/check-generated.sh
-npx --no-install tsc -p tsconfig.json --noEmit
+npm run --silent typecheck
+# The dashboard as `npm install` builds it (its browser test and file-serving test load dist/dashboard).
+npm run --silent build:dashboard
 mkdir -p test-artifacts
 status=0
 npx --no-install vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@" || status=$?

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Provisions the command-line tools the tests drive as real clients, into
 # .tools/ (reused when present): grpcurl via `go install` at a pinned version,
-# curl, kcat, promtool (Debian's prometheus) and redis-server from Debian when
+# curl, kcat, promtool (Debian's prometheus), redis-server and chromium (for the
+# dashboard's browser test, driven by playwright-core) from Debian when
 # missing. A tool that cannot be had is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,8 @@ command -v kcat >/dev/null || apt_install kcat
 command -v promtool >/dev/null || apt_install prometheus
 # redis-server: the shared limits store (REDIS_URL) that test/support/redis-global-setup.ts starts.
 command -v redis-server >/dev/null || apt_install redis-server
+# chromium: the browser the dashboard test drives (playwright-core never downloads one).
+[[ -x /usr/bin/chromium ]] || apt_install chromium
 bash scripts/python-client.sh >/dev/null # the Python example client's virtualenv, .tools/python-venv (examples/python)
 bash scripts/go-client.sh >/dev/null # the Go example client: its buf plugins and .tools/bin/streamgate-go-client (examples/go)
-echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), ghz $(cat .tools/ghz.version)"
+echo "tools: grpcurl $GRPCURL_VERSION, $(curl --version | head -1 | cut -d' ' -f1-2), kcat $(kcat -V 2>&1 | sed -n 's/^Version \([^ ]*\).*/\1/p'), $(promtool --version 2>&1 | head -1 | cut -d' ' -f1-3), redis-server $(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p'), ghz $(cat .tools/ghz.version), $(/usr/bin/chromium --version 2>/dev/null | cut -d' ' -f1-2)"

@@ -31,6 +31,7 @@ import { createKafkaBroker } from "./broker/kafka.js";
 import { createMemoryBroker } from "./broker/memory.js";
 import type { Config } from "./config.js";
 import { createCors } from "./cors.js";
+import { serveDashboard } from "./dashboard.js";
 import { createFanout } from "./fanout.js";
 import { createHealthService } from "./health.js";
 import { Ingest } from "./ingest.js";
@@ -245,6 +246,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     tls: config.tls,
     handler: (request, response) => {
       if (serveMetrics(metrics, request, response)) return;
+      if (serveDashboard(request, response)) return;
       const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);
       requestIds.set(request, requestId);
       // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
