@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { Duplex } from "node:stream";
 import type { TlsConfig } from "./config.js";
 
 /** A request handler for both HTTP versions. */
@@ -127,12 +128,7 @@ function trackSession(sessions: Set<http2.Http2Session>, session: http2.Http2Ses
 /**
  * Hands a cleartext connection to the HTTP/2 server when it opens with the
  * HTTP/2 connection preface, else to the HTTP/1.1 server. The bytes read to
- * decide are put back first, so each server sees the whole stream: the
- * HTTP/1.1 server reads through the socket's stream, and the HTTP/2 session
- * takes a socket's buffered bytes before reading its handle natively (Node
- * does this since nodejs/node#35475). Handing over the socket itself, not a
- * duplex wrapped around it, keeps HTTP/2 I/O native: a wrapper would make Node
- * put a JavaScript stream socket between nghttp2 and the handle.
+ * decide are put back first, so each server sees the whole stream.
  */
 function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
   let received = Buffer.alloc(0);
@@ -143,10 +139,11 @@ function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
     if (isH2 && received.length < PREFACE.length) return; // a prefix of the preface: read more
     socket.off("data", onData);
     socket.pause();
-    socket.unshift(received);
     if (isH2) {
-      h2.emit("connection", socket);
+      h2.emit("connection", replaying(socket, received));
     } else {
+      // The HTTP/1.1 server reads through the socket's stream, so putting the bytes back suffices.
+      socket.unshift(received);
       h1.emit("connection", socket);
       socket.resume();
     }
@@ -155,7 +152,52 @@ function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
   socket.on("error", () => socket.destroy());
 }
 
-/** The remote address of a request's connection ("" when unknown). */
+/**
+ * A duplex over `socket` that first yields `head`. Node's HTTP/2 session reads
+ * a plain socket's handle directly and would miss bytes already read from it;
+ * given a duplex, it reads through the stream instead. Nagle is disabled, as the
+ * HTTP/2 server does for the sockets it reads directly, or small frames wait.
+ */
+function replaying(socket: net.Socket, head: Buffer): Duplex {
+  socket.setNoDelay(true);
+  const duplex = new Duplex({
+    read: () => socket.resume(),
+    write: (chunk, encoding, callback) => socket.write(chunk, encoding, callback),
+    // The session ends its side only after GOAWAY and its last stream: nothing
+    // more is to be read, so close rather than wait for the peer to hang up.
+    final: (callback) => {
+      socket.destroySoon();
+      callback();
+    },
+    destroy: (error, callback) => {
+      socket.destroy(error ?? undefined);
+      callback(error);
+    },
+  });
+  const push = (chunk: Buffer) => {
+    if (!duplex.push(chunk)) socket.pause();
+  };
+  push(head);
+  socket.on("data", push);
+  socket.on("end", () => duplex.push(null));
+  socket.on("close", () => duplex.destroy());
+  socket.on("error", (error) => duplex.destroy(error));
+  // Peer details for logs and metrics, as on a socket.
+  Object.defineProperties(duplex, {
+    remoteAddress: { get: () => socket.remoteAddress },
+    remotePort: { get: () => socket.remotePort },
+    remoteFamily: { get: () => socket.remoteFamily },
+  });
+  return duplex;
+}
+
+/**
+ * The remote address of a request's connection ("" when unknown). A cleartext
+ * HTTP/2 connection reaches the session as the replaying duplex, which Node
+ * wraps in a socket of its own (JSStreamSocket) with no address; the duplex,
+ * which carries the real socket's, is that wrapper's `stream`.
+ */
 export function peerAddress(request: http.IncomingMessage | http2.Http2ServerRequest): string {
-  return request.socket.remoteAddress ?? "";
+  const socket = request.socket as net.Socket & { stream?: { remoteAddress?: string } };
+  return socket.remoteAddress ?? socket.stream?.remoteAddress ?? "";
 }
