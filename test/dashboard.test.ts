@@ -5,7 +5,9 @@
  * runs, the figures, the leaderboard (one row per API key, with the
  * simulator's own counts) and the requests chart move; a per-client limit
  * lowered in the form is saved on the server and takes effect: the same
- * burst that was let through whole is then refused beyond the new bucket; a
+ * burst that was let through whole is then refused beyond the new bucket; the
+ * results viewer shows a stream's results, newest first, gets new ones pushed
+ * and closes its watch on Stop; a
  * screenshot of the page under that burst is saved as
  * test-artifacts/dashboard.png; and the page logged no console error or
  * warning, threw nothing and had no request fail throughout.
@@ -14,13 +16,17 @@
 import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { fromJson } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Summary } from "../simulator/summary.js";
 import { DASHBOARD_DIR } from "../src/dashboard.js";
 import { launchChromium, recordPageProblems } from "./support/browser.js";
 import { finished, PROJECT_DIR, spawnTool, type RunResult } from "./support/clients-cli.js";
-import { adminClient, startTestServer, type TestServer } from "./support/server.js";
+import { adminClient, apiKeyHeader, startTestServer, TRANSPORTS, type TestServer } from "./support/server.js";
 
 /** Three client keys, by name: the simulator's client i uses the i-th. */
 const KEYS = { "sim-a": "dash-key-a-0123456789abcdef", "sim-b": "dash-key-b-0123456789abcdef", "sim-c": "dash-key-c-0123456789abcdef" };
@@ -227,6 +233,31 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
         "0",
       ]);
     }
+  });
+
+  it("follows one stream's results in the viewer, live, and closes the watch on Stop", async () => {
+    const streamId = "viewer-1";
+    const client = createClient(StreamService, TRANSPORTS.grpc!(server.baseUrl, [apiKeyHeader(KEYS["sim-a"])]));
+    await client.startStream({ streamId });
+    const send = (n: number) => client.sendData({ streamId, payload: { case: "data", value: fromJson(ValueSchema, { n }) } });
+    for (const n of [1, 2]) await send(n);
+
+    await page.locator("#results-stream-id").fill(streamId);
+    await page.locator("#results-from").selectOption("earliest");
+    await page.locator("#results-start").click();
+    const payloads = () => page.locator("#results-list li .payload").allTextContents();
+    // The two results so far, newest first.
+    await expect.poll(payloads, POLL).toEqual(['{"n":2}', '{"n":1}']);
+    // One sent now is pushed to the open watch.
+    await send(3);
+    await expect.poll(payloads, POLL).toEqual(['{"n":3}', '{"n":2}', '{"n":1}']);
+    const cursors = await page.locator("#results-list li").evaluateAll((items) => items.map((item) => item.getAttribute("data-cursor")));
+    expect(new Set(cursors).size).toBe(3);
+    // The figures come once a second: the open watch shows in the next one.
+    await expect.poll(() => figure("active-watchers"), POLL).toBe(1);
+
+    await page.locator("#results-stop").click();
+    await expect.poll(() => figure("active-watchers"), POLL).toBe(0);
   });
 
   it("applies a per-client limit changed in the form: the same burst is then refused sooner", async () => {

@@ -38,8 +38,8 @@ export async function launchChromium(): Promise<Browser> {
 /**
  * Records, from now on, what a healthy page never produces: console messages
  * of type error or warning, uncaught errors (pageerror) and requests that
- * failed (network errors and aborts; HTTP error statuses are answers, not
- * failures). Returns the list, one line each, which grows as they happen.
+ * failed (network errors; HTTP error statuses are answers, not failures, and
+ * a call the page aborts itself, net::ERR_ABORTED, is not one either). Returns the list, one line each, which grows as they happen.
  */
 export function recordPageProblems(page: Page): string[] {
   const problems: string[] = [];
@@ -50,8 +50,11 @@ export function recordPageProblems(page: Page): string[] {
     problems.push(`console ${type}: ${message.text()}${url ? ` (${url}:${lineNumber})` : ""}`);
   });
   page.on("pageerror", (error) => problems.push(`page error: ${error.stack ?? error.message}`));
-  page.on("requestfailed", (request) =>
-    problems.push(`request failed: ${request.method()} ${request.url()}: ${request.failure()?.errorText ?? "unknown"}`),
-  );
+  page.on("requestfailed", (request) => {
+    const reason = request.failure()?.errorText ?? "unknown";
+    // The page cancelling its own call (a watch stopped) is not a failure.
+    if (reason === "net::ERR_ABORTED") return;
+    problems.push(`request failed: ${request.method()} ${request.url()}: ${reason}`);
+  });
   return problems;
 }
