@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   }
   logger.info(
     { port: app.port, broker: app.broker.kind, tls: config.tls !== undefined },
-    `streamgate listening on port ${app.port} (gRPC, gRPC-Web, Connect)`,
+    `streamgate listening on port ${app.port} (gRPC, gRPC-Web, Connect; dashboard at /dashboard/)`,
   );
 
   let signalled = false;
