@@ -7,21 +7,16 @@
  * checked against the server's own view of the stream; a wrong or missing key
  * makes it exit non-zero with the server's code. On the embedded broker and on Kafka.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { StartPosition, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
-import { finished, PROJECT_DIR, type RunResult } from "./support/clients-cli.js";
+import { PROJECT_DIR } from "./support/clients-cli.js";
+import { runExampleClient, stepOf, type ClientRun } from "./support/example-client.js";
 import { BROKERS, collect, startTestServer, streamClient, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 const CLIENT = join(PROJECT_DIR, ".tools/bin/streamgate-go-client");
-
-/** One line the client printed: a step and what it saw. */
-interface Step {
-  step: string;
-  [field: string]: unknown;
-}
 
 /** A result as the client prints it. */
 interface SeenResult {
@@ -31,27 +26,9 @@ interface SeenResult {
   data: { seq: number; from: string };
 }
 
-/** A finished client run, with its output parsed into steps. */
-type ClientRun = RunResult & { steps: Step[] };
-
 /** Runs the Go client with `args` and `env` added to this process's environment. */
-async function runClient(args: string[], env: Record<string, string> = {}): Promise<ClientRun> {
-  const child = spawn(CLIENT, args, { cwd: PROJECT_DIR, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  child.stdout.setEncoding("utf8");
-  child.stderr.setEncoding("utf8");
-  const result = await finished(child, 45_000);
-  const steps = result.stdout
-    .split("\n")
-    .filter((line) => line.trim() !== "")
-    .map((line) => JSON.parse(line) as Step);
-  return { ...result, steps };
-}
-
-/** The step named `name`, failing with everything the client printed when it is missing. */
-function stepOf(run: ClientRun, name: string): Step {
-  const found = run.steps.find((step) => step.step === name);
-  expect(found, `no "${name}" step (exit ${run.code})\n${run.stdout}\n${run.stderr}`).toBeDefined();
-  return found!;
+function runClient(args: string[], env: Record<string, string> = {}): Promise<ClientRun> {
+  return runExampleClient(CLIENT, args, env, 45_000);
 }
 
 // The provisioning that scripts/tools.sh also runs: quick once done (the plugins are kept in .tools/bin

@@ -6,23 +6,17 @@
  * checked against the server's own view of the stream; a wrong key fails it
  * with the server's code. On the embedded broker and on Kafka.
  */
-import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
 import { StartPosition, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
-import { finished, PROJECT_DIR, type RunResult } from "./support/clients-cli.js";
+import { PROJECT_DIR } from "./support/clients-cli.js";
+import { runExampleClient, stepOf, type ClientRun } from "./support/example-client.js";
 import { BROKERS, collect, startTestServer, streamClient, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 const PYTHON = join(PROJECT_DIR, ".tools/python-venv/bin/python");
 const CLIENT = join(PROJECT_DIR, "examples/python/streamgate_client.py");
-
-/** One line the client printed: a step and what it saw. */
-interface Step {
-  step: string;
-  [field: string]: unknown;
-}
 
 /** A result as the client prints it. */
 interface SeenResult {
@@ -33,27 +27,8 @@ interface SeenResult {
 }
 
 /** Runs the Python client with `args` and `env` added to this process's environment; no bytecode is written into the tree. */
-async function runClient(args: string[], env: Record<string, string> = {}): Promise<RunResult & { steps: Step[] }> {
-  const child = spawn(PYTHON, [CLIENT, ...args], {
-    cwd: PROJECT_DIR,
-    env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  child.stdout.setEncoding("utf8");
-  child.stderr.setEncoding("utf8");
-  const result = await finished(child, 25_000);
-  const steps = result.stdout
-    .split("\n")
-    .filter((line) => line.trim() !== "")
-    .map((line) => JSON.parse(line) as Step);
-  return { ...result, steps };
-}
-
-/** The step named `name`, failing with everything the client printed when it is missing. */
-function stepOf(run: RunResult & { steps: Step[] }, name: string): Step {
-  const found = run.steps.find((step) => step.step === name);
-  expect(found, `no "${name}" step (exit ${run.code})\n${run.stdout}\n${run.stderr}`).toBeDefined();
-  return found!;
+function runClient(args: string[], env: Record<string, string> = {}): Promise<ClientRun> {
+  return runExampleClient(PYTHON, [CLIENT, ...args], { PYTHONDONTWRITEBYTECODE: "1", ...env }, 25_000);
 }
 
 beforeAll(() => {

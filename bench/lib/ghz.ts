@@ -8,8 +8,9 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { ROOT } from "./processes.js";
+import { ROOT, type StreamgateServer } from "./processes.js";
 import { ms, type Latency } from "./result.js";
+import { cpuMeter } from "./watch.js";
 
 const GHZ_VERSION = "v0.120.0";
 const TOOLS_BIN = join(ROOT, ".tools/bin");
@@ -116,4 +117,14 @@ export async function runGhz(run: GhzRun): Promise<GhzReport> {
     errors: report.count - ok,
     errorDistribution: report.errorDistribution ?? {},
   };
+}
+
+/** {@link runGhz} against `server`, with the server's CPU time over the run. */
+export async function runGhzOn(
+  server: StreamgateServer,
+  run: Omit<GhzRun, "port">,
+): Promise<GhzReport & { serverCpuSeconds: number }> {
+  const cpu = await cpuMeter(server);
+  const report = await runGhz({ ...run, port: server.port });
+  return { ...report, serverCpuSeconds: (await cpu.read()).server };
 }

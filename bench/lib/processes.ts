@@ -29,6 +29,19 @@ export interface StreamgateServer {
   stop(): Promise<void>;
 }
 
+/** Runs `use` on the server `starting` resolves to, and stops the server afterwards, whatever happens. */
+export async function withServer<T>(
+  starting: Promise<StreamgateServer>,
+  use: (server: StreamgateServer) => Promise<T>,
+): Promise<T> {
+  const server = await starting;
+  try {
+    return await use(server);
+  } finally {
+    await server.stop();
+  }
+}
+
 /** A free loopback port. */
 export async function freePort(): Promise<number> {
   const server = createServer();

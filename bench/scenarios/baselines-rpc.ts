@@ -7,11 +7,10 @@
  * whose cores the load generator and broker share.
  */
 import type { Scenario } from "../lib/context.js";
-import { runGhz } from "../lib/ghz.js";
+import { runGhzOn } from "../lib/ghz.js";
 import { sendRequests } from "../lib/load.js";
-import { startNodeServer } from "../lib/processes.js";
+import { startNodeServer, withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
-import { cpuMeter } from "../lib/watch.js";
 
 /** The payload sizes and concurrency of SendData, shared with scenarios/senddata.ts. */
 export const SEND_PAYLOADS = [128, 4096];
@@ -37,12 +36,9 @@ export const baselinesRpc: Scenario = {
   async run(context) {
     const rows: BenchResult[] = [];
     for (const { scenario, file } of SERVERS) {
-      const server = await startNodeServer([file], {});
-      try {
+      await withServer(startNodeServer([file], {}), async (server) => {
         for (const payloadBytes of SEND_PAYLOADS) {
-          const cpu = await cpuMeter(server);
-          const report = await runGhz({
-            port: server.port,
+          const report = await runGhzOn(server, {
             call: "streamgate.v1.StreamService.SendData",
             data: sendRequests(payloadBytes),
             concurrency: context.quick ? 4 : SEND_CONCURRENCY,
@@ -57,16 +53,14 @@ export const baselinesRpc: Scenario = {
             unit: "req/s",
             latencyMs: report.latencyMs,
             errors: report.errors,
-            extra: { "server CPU µs/call": Math.round(((await cpu.read()).server / report.count) * 1e6) },
+            extra: { "server CPU µs/call": Math.round((report.serverCpuSeconds / report.count) * 1e6) },
           });
         }
         // An empty handler answers every stream only once all its messages are read, so
         // completed calls × messages per call is what the server received.
         const perCall = context.quick ? 32 : STREAM_MESSAGES_PER_CALL;
         const concurrency = context.quick ? 2 : STREAM_CONCURRENCY;
-        const cpu = await cpuMeter(server);
-        const report = await runGhz({
-          port: server.port,
+        const report = await runGhzOn(server, {
           call: "streamgate.v1.StreamService.SendDataStream",
           data: streamMessages(perCall),
           concurrency,
@@ -85,12 +79,10 @@ export const baselinesRpc: Scenario = {
           extra: {
             "messages per call": perCall,
             "call latency": "ms per whole stream",
-            "server CPU µs/msg": Math.round(((await cpu.read()).server / messages) * 1e6 * 10) / 10,
+            "server CPU µs/msg": Math.round((report.serverCpuSeconds / messages) * 1e6 * 10) / 10,
           },
         });
-      } finally {
-        await server.stop();
-      }
+      });
     }
     return rows;
   },

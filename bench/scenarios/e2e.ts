@@ -20,7 +20,7 @@ import { resultKey, type BenchContext, type BrokerKind, type Scenario } from "..
 import { openHarness, type PhaseReport } from "../lib/e2e-harness.js";
 import { runGhz } from "../lib/ghz.js";
 import { AUTH, metricSum, sendRequests, startStreams } from "../lib/load.js";
-import type { StreamgateServer } from "../lib/processes.js";
+import { withServer, type StreamgateServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
 import { SEND_CONCURRENCY } from "./baselines-rpc.js";
 
@@ -37,8 +37,7 @@ export const e2e: Scenario = {
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
-      const server = await context.startServer(broker);
-      try {
+      await withServer(context.startServer(broker), async (server) => {
         const half = await halfOfMax(context, broker, server);
         const harness = await openHarness(server);
         try {
@@ -56,9 +55,7 @@ export const e2e: Scenario = {
         } finally {
           await harness.close();
         }
-      } finally {
-        await server.stop();
-      }
+      });
     }
     return rows;
   },

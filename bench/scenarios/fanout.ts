@@ -15,7 +15,7 @@
 import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
 import type { BenchResult } from "../lib/result.js";
 import { percentiles } from "../lib/result.js";
-import type { StreamgateServer } from "../lib/processes.js";
+import { withServer, type StreamgateServer } from "../lib/processes.js";
 import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import {
   CALLS_PER_CONNECTION,
@@ -53,12 +53,7 @@ export const fanout: Scenario = {
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
-      const server = await context.startServer(broker);
-      try {
-        rows.push(await measure(context, broker, server));
-      } finally {
-        await server.stop();
-      }
+      rows.push(await withServer(context.startServer(broker), (server) => measure(context, broker, server)));
     }
     return rows;
   },

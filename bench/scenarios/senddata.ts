@@ -7,10 +7,10 @@
  * set too high to refuse anything: what checking the limits costs.
  */
 import { resultKey, type BenchContext, type Scenario } from "../lib/context.js";
-import { runGhz } from "../lib/ghz.js";
+import { runGhzOn } from "../lib/ghz.js";
+import { withServer } from "../lib/processes.js";
 import { AUTH, sendRequests, startStreams } from "../lib/load.js";
 import type { BenchResult } from "../lib/result.js";
-import { cpuMeter } from "../lib/watch.js";
 import { SEND_CONCURRENCY, SEND_PAYLOADS } from "./baselines-rpc.js";
 
 /** The baseline each broker's SendData is held to, and the ratio it must reach. */
@@ -33,14 +33,11 @@ export const sendData: Scenario = {
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
-      const server = await context.startServer(broker);
-      try {
+      await withServer(context.startServer(broker), async (server) => {
         await startStreams(server);
         for (const payloadBytes of SEND_PAYLOADS) {
           const concurrency = context.quick ? 4 : SEND_CONCURRENCY;
-          const cpu = await cpuMeter(server);
-          const report = await runGhz({
-            port: server.port,
+          const report = await runGhzOn(server, {
             call: "streamgate.v1.StreamService.SendData",
             data: sendRequests(payloadBytes),
             metadata: AUTH,
@@ -56,7 +53,7 @@ export const sendData: Scenario = {
             unit: "req/s",
             latencyMs: report.latencyMs,
             errors: report.errors,
-            extra: { "server CPU µs/call": Math.round(((await cpu.read()).server / report.count) * 1e6) },
+            extra: { "server CPU µs/call": Math.round((report.serverCpuSeconds / report.count) * 1e6) },
           };
           const baseline = BASELINE[broker];
           const compared = context.results.get(resultKey(baseline.scenario, baseline.broker, payloadBytes));
@@ -71,9 +68,7 @@ export const sendData: Scenario = {
           }
           rows.push(row);
         }
-      } finally {
-        await server.stop();
-      }
+      });
     }
     const unlimited = rows.find((row) => row.broker === "memory" && row.payloadBytes === 128);
     if (unlimited) rows.push(await limitedRow(context, unlimited));
@@ -83,12 +78,9 @@ export const sendData: Scenario = {
 
 /** SendData 128 B on the embedded broker with {@link LIMITS_ON}, compared with `unlimited`. */
 async function limitedRow(context: BenchContext, unlimited: BenchResult): Promise<BenchResult> {
-  const server = await context.startServer("memory", LIMITS_ON);
-  try {
+  return withServer(context.startServer("memory", LIMITS_ON), async (server) => {
     await startStreams(server);
-    const cpu = await cpuMeter(server);
-    const report = await runGhz({
-      port: server.port,
+    const report = await runGhzOn(server, {
       call: "streamgate.v1.StreamService.SendData",
       data: sendRequests(128),
       metadata: AUTH,
@@ -108,10 +100,8 @@ async function limitedRow(context: BenchContext, unlimited: BenchResult): Promis
       ratio: report.rps / unlimited.throughput,
       extra: {
         limits: "global and per-client 1,000,000/s, none refused",
-        "server CPU µs/call": Math.round(((await cpu.read()).server / report.count) * 1e6),
+        "server CPU µs/call": Math.round((report.serverCpuSeconds / report.count) * 1e6),
       },
     };
-  } finally {
-    await server.stop();
-  }
+  });
 }

@@ -5,10 +5,10 @@
  * Kafka. Compared with the bare connect-node server's client streams.
  */
 import { resultKey, type Scenario } from "../lib/context.js";
-import { runGhz } from "../lib/ghz.js";
+import { runGhzOn } from "../lib/ghz.js";
 import { AUTH, metricSum, startStreams } from "../lib/load.js";
 import type { BenchResult } from "../lib/result.js";
-import { cpuMeter } from "../lib/watch.js";
+import { withServer } from "../lib/processes.js";
 import { STREAM_CONCURRENCY, STREAM_MESSAGES_PER_CALL, streamMessages } from "./baselines-rpc.js";
 
 const TARGET = { memory: 50_000, kafka: 25_000 };
@@ -20,8 +20,7 @@ export const sendDataStream: Scenario = {
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
-      const server = await context.startServer(broker);
-      try {
+      await withServer(context.startServer(broker), async (server) => {
         await startStreams(server);
         // ghz sends the data array on each stream, then closes it.
         const perCall = context.quick ? 32 : STREAM_MESSAGES_PER_CALL;
@@ -29,9 +28,7 @@ export const sendDataStream: Scenario = {
         const counted = () => metricSum(server, "grpc_server_msg_received_total", 'grpc_method="SendDataStream"');
         const before = await counted();
         const concurrency = context.quick ? 2 : STREAM_CONCURRENCY;
-        const cpu = await cpuMeter(server);
-        const report = await runGhz({
-          port: server.port,
+        const report = await runGhzOn(server, {
           call: "streamgate.v1.StreamService.SendDataStream",
           data,
           metadata: AUTH,
@@ -40,7 +37,6 @@ export const sendDataStream: Scenario = {
         });
         const received = (await counted()) - before;
         const rate = received / report.seconds;
-        const serverCpu = (await cpu.read()).server;
         const compared = context.results.get(resultKey(BASELINE, "-", 128));
         rows.push({
           scenario: "senddatastream",
@@ -60,12 +56,10 @@ export const sendDataStream: Scenario = {
           extra: {
             "messages per call": perCall,
             "call latency": "ms per whole stream",
-            "server CPU µs/msg": Math.round((serverCpu / received) * 1e6 * 10) / 10,
+            "server CPU µs/msg": Math.round((report.serverCpuSeconds / received) * 1e6 * 10) / 10,
           },
         });
-      } finally {
-        await server.stop();
-      }
+      });
     }
     return rows;
   },

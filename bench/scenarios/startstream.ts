@@ -3,6 +3,7 @@
  */
 import type { Scenario } from "../lib/context.js";
 import { runGhz } from "../lib/ghz.js";
+import { withServer } from "../lib/processes.js";
 import { AUTH } from "../lib/load.js";
 import type { BenchResult } from "../lib/result.js";
 
@@ -14,8 +15,7 @@ export const startStream: Scenario = {
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
-      const server = await context.startServer(broker);
-      try {
+      await withServer(context.startServer(broker), async (server) => {
         const concurrency = context.quick ? 4 : CONCURRENCY;
         const report = await runGhz({
           port: server.port,
@@ -36,9 +36,7 @@ export const startStream: Scenario = {
           errors: report.errors,
           extra: report.errors ? { errors: JSON.stringify(report.errorDistribution).slice(0, 200) } : undefined,
         });
-      } finally {
-        await server.stop();
-      }
+      });
     }
     return rows;
   },

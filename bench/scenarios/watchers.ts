@@ -21,7 +21,7 @@
  * Targets: all served, RSS ≤ 1 GiB, event-loop delay p99 ≤ 50 ms in both phases.
  */
 import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
-import { rssBytes, type StreamgateServer } from "../lib/processes.js";
+import { rssBytes, withServer, type StreamgateServer } from "../lib/processes.js";
 import { percentiles, type BenchResult } from "../lib/result.js";
 import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import {
@@ -66,12 +66,7 @@ export const watchers: Scenario = {
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
-      const server = await context.startServer(broker);
-      try {
-        rows.push(await measure(context, broker, server));
-      } finally {
-        await server.stop();
-      }
+      rows.push(await withServer(context.startServer(broker), (server) => measure(context, broker, server)));
     }
     return rows;
   },

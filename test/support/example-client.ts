@@ -1,0 +1,42 @@
+/**
+ * Runs an example client (examples/go, examples/python), which prints one
+ * JSON line per step it takes ({"step": "start_stream", ...}), and reads
+ * those steps back.
+ */
+import { spawn } from "node:child_process";
+import { expect } from "vitest";
+import { finished, PROJECT_DIR, type RunResult } from "./clients-cli.js";
+
+/** One line the client printed: a step and what it saw. */
+export interface Step {
+  step: string;
+  [field: string]: unknown;
+}
+
+/** A finished client run, with its output parsed into steps. */
+export type ClientRun = RunResult & { steps: Step[] };
+
+/** Runs `command` with `args`, from the project directory, with `env` added to this process's environment. */
+export async function runExampleClient(
+  command: string,
+  args: string[],
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<ClientRun> {
+  const child = spawn(command, args, { cwd: PROJECT_DIR, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  child.stdout.setEncoding("utf8");
+  child.stderr.setEncoding("utf8");
+  const result = await finished(child, timeoutMs);
+  const steps = result.stdout
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as Step);
+  return { ...result, steps };
+}
+
+/** The step named `name`, failing with everything the client printed when it is missing. */
+export function stepOf(run: ClientRun, name: string): Step {
+  const found = run.steps.find((step) => step.step === name);
+  expect(found, `no "${name}" step (exit ${run.code})\n${run.stdout}\n${run.stderr}`).toBeDefined();
+  return found!;
+}
