@@ -61,6 +61,8 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       metrics.handled.inc({ ...labels, grpc_code: grpcCodeName(code) });
       metrics.handling.observe(labels, seconds);
       if (timed) stats.handled(seconds * 1000);
+      // Built only when it will be written: at LOG_LEVEL=warn a call costs no log line at all.
+      if (!logger.isLevelEnabled("info")) return;
       // Only these fields: never a request body, and no header but the request id.
       logger.info(
         {
