@@ -6,7 +6,8 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
-import type { Broker } from "./broker/broker.js";
+import type { Broker, ProduceRecord } from "./broker/broker.js";
+import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { encodeCursor } from "./cursor.js";
 import { streamClosed, streamNotFound } from "./errors.js";
 import { Lru, eventKey } from "./lru.js";
@@ -47,15 +48,23 @@ export class Ingest {
   /** Sends being stored, per stream, so CloseStream can wait for them. */
   private readonly inFlight = new Map<string, Set<Promise<unknown>>>();
 
+  /** Coalesced writes to the ingest topic (see {@link send}). */
+  private readonly produceCoalesced: CoalescedProduce;
+
   constructor(private readonly options: IngestOptions) {
     this.seen = new Lru(options.dedupWindow);
+    this.produceCoalesced = coalesceProduces(options.broker, options.ingestTopic);
   }
 
   /**
    * Stores one record. Everything up to the broker call runs synchronously, so
    * calls made one after another are stored in call order.
+   *
+   * With `coalesce` (a client stream's messages), the record goes to the
+   * broker in one call with the other coalesced records sent in the same run
+   * of code (broker/coalescer.ts), still in order.
    */
-  send(request: SendRequest): Promise<SendResult> {
+  send(request: SendRequest, coalesce = false): Promise<SendResult> {
     const { registry, counters } = this.options;
     const streamId = requireStreamId(request.streamId);
     const entry = registry.get(streamId);
@@ -77,17 +86,17 @@ export class Ingest {
       counters.add(streamId, "duplicates");
       return first.then((cursor) => ({ cursor, duplicate: true }));
     }
+    const record: ProduceRecord = {
+      key: streamId,
+      value: payload.bytes,
+      headers: dataHeaders(payload.kind, request.headers, request.eventId, Date.now()),
+    };
+    const position = coalesce
+      ? this.produceCoalesced(record)
+      : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => position!);
     const stored = this.track(
       streamId,
-      this.options.broker
-        .produce(this.options.ingestTopic, [
-          {
-            key: streamId,
-            value: payload.bytes,
-            headers: dataHeaders(payload.kind, request.headers, request.eventId, Date.now()),
-          },
-        ])
-        .then(([position]) => encodeCursor("ingest", position!.partition, position!.offset)),
+      position.then(({ partition, offset }) => encodeCursor("ingest", partition, offset)),
     );
     if (key !== undefined) {
       this.seen.set(key, stored);

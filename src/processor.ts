@@ -8,6 +8,7 @@
  * neither loses nor skips a record.
  */
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
+import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { CelEvalError, celRecordOf, celToJson, compileCel, passes, type CelProgram } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
@@ -77,8 +78,12 @@ export class Processor {
   private readonly running = new Set<Promise<void>>();
   private stopping = false;
 
+  /** Results of the records processed in one run go to the broker in one call. */
+  private readonly produceResult: CoalescedProduce;
+
   constructor(private readonly options: ProcessorOptions) {
     this.seen = new Lru(options.dedupWindow);
+    this.produceResult = coalesceProduces(options.broker, options.resultsTopic, { timeoutMs: Infinity });
   }
 
   /** Joins the consumer group and starts processing. */
@@ -327,9 +332,7 @@ export class Processor {
   private async write(streamId: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.options.broker.produce(this.options.resultsTopic, [{ key: streamId, value, headers }], {
-          timeoutMs: Infinity,
-        });
+        await this.produceResult({ key: streamId, value, headers });
         return;
       } catch (error) {
         if (this.stopping) throw error;
