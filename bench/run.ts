@@ -56,6 +56,8 @@ for (const broker of brokers) {
 }
 const quick = values.quick ?? false;
 const durationSec = Number(values.duration ?? (quick ? 1 : 8));
+/** Unmeasured load before each ghz phase on a fresh server. */
+const WARMUP_SEC = 2;
 const outDir = resolve(values.out ?? resolve(ROOT, "bench"));
 
 const started = Date.now();
@@ -78,6 +80,7 @@ const results = new Map<string, BenchResult>();
 const context: BenchContext = {
   quick,
   durationSec,
+  warmupSec: quick ? 0 : WARMUP_SEC,
   kafkaBrokers: brokers.includes("kafka") ? await kafkaBrokers() : "",
   brokers,
   results,

@@ -15,8 +15,12 @@ import { PROJECT_DIR } from "./support/clients-cli.js";
 interface Row {
   scenario: string;
   broker: string;
+  payloadBytes: number;
   throughput: number;
   errors: number;
+  baseline?: string;
+  ratio?: number;
+  extra?: Record<string, number | string>;
 }
 
 it("runs every scenario in quick mode and reports a row for each", { timeout: 240_000 }, async () => {
@@ -52,6 +56,12 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
     for (const row of report.results) {
       expect(row.throughput, `${row.scenario}@${row.broker}`).toBeGreaterThan(0);
       expect(row.errors, `${row.scenario}@${row.broker}`).toBe(0);
+    }
+    // The embedded SendData rows are measured in rounds beside the bare server, their ratio taken within them.
+    for (const row of report.results.filter((row) => row.scenario === "senddata" && row.broker === "memory")) {
+      expect(row.baseline, `senddata@memory/${row.payloadBytes}`).toBe("baseline-connect-node");
+      expect(row.extra?.["rounds (ratio each)"], `senddata@memory/${row.payloadBytes}`).toBe(`${row.ratio!.toFixed(2)}×`);
+      expect(row.extra?.["baseline in the same rounds req/s"], `senddata@memory/${row.payloadBytes}`).toBeGreaterThan(0);
     }
     const markdown = await readFile(join(out, "RESULTS.md"), "utf8");
     expect(markdown).toContain("| senddata | memory |");

@@ -9,7 +9,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ROOT, type StreamgateServer } from "./processes.js";
-import { ms, type Latency } from "./result.js";
+import { ms, type BenchResult, type Latency } from "./result.js";
 import { cpuMeter } from "./watch.js";
 
 const GHZ_VERSION = "v0.120.0";
@@ -63,6 +63,12 @@ export interface GhzRun {
   concurrency: number;
   /** Seconds to run (ghz -z). */
   durationSec: number;
+  /**
+   * Seconds of the same load first, not measured ({@link runGhzOn}): a fresh
+   * server runs its first seconds in the interpreter, before the JIT has
+   * compiled its hot paths, and more of its code is cold the more it does.
+   */
+  warmupSec?: number;
   /** Connections to spread the workers over (ghz --connections). */
   connections?: number;
   /** Proto file (under proto/) declaring the call. */
@@ -119,12 +125,34 @@ export async function runGhz(run: GhzRun): Promise<GhzReport> {
   };
 }
 
-/** {@link runGhz} against `server`, with the server's CPU time over the run. */
+/** {@link runGhz} against `server`, after its warm-up, with the server's CPU time over the measured run. */
 export async function runGhzOn(
   server: StreamgateServer,
   run: Omit<GhzRun, "port">,
 ): Promise<GhzReport & { serverCpuSeconds: number }> {
+  if (run.warmupSec) await runGhz({ ...run, durationSec: run.warmupSec, port: server.port });
   const cpu = await cpuMeter(server);
   const report = await runGhz({ ...run, port: server.port });
   return { ...report, serverCpuSeconds: (await cpu.read()).server };
+}
+
+/** The row of a unary ghz run: its rate, latency, errors and the server's CPU time per call. */
+export function unaryRow(
+  scenario: string,
+  broker: string,
+  concurrency: number,
+  payloadBytes: number,
+  report: GhzReport & { serverCpuSeconds: number },
+): BenchResult {
+  return {
+    scenario,
+    broker,
+    concurrency,
+    payloadBytes,
+    throughput: report.rps,
+    unit: "req/s",
+    latencyMs: report.latencyMs,
+    errors: report.errors,
+    extra: { "server CPU µs/call": Math.round((report.serverCpuSeconds / report.count) * 1e6) },
+  };
 }

@@ -7,7 +7,7 @@
  * whose cores the load generator and broker share.
  */
 import type { Scenario } from "../lib/context.js";
-import { runGhzOn } from "../lib/ghz.js";
+import { runGhzOn, unaryRow } from "../lib/ghz.js";
 import { sendRequests } from "../lib/load.js";
 import { startNodeServer, withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
@@ -19,10 +19,10 @@ export const SEND_CONCURRENCY = 64;
 export const STREAM_CONCURRENCY = 8;
 export const STREAM_MESSAGES_PER_CALL = 1000;
 
-const SERVERS = [
-  { scenario: "baseline-connect-node", file: "dist/bench/baselines/connect-empty.js" },
-  { scenario: "baseline-grpc-js", file: "dist/bench/baselines/grpcjs-empty.js" },
-];
+/** The bare connect-node server, also run beside streamgate by scenarios/senddata.ts. */
+export const CONNECT_BASELINE = { scenario: "baseline-connect-node", file: "dist/bench/baselines/connect-empty.js" };
+
+const SERVERS = [CONNECT_BASELINE, { scenario: "baseline-grpc-js", file: "dist/bench/baselines/grpcjs-empty.js" }];
 
 /** The 128 B messages of one SendDataStream call. */
 export function streamMessages(perCall: number): unknown[] {
@@ -43,18 +43,9 @@ export const baselinesRpc: Scenario = {
             data: sendRequests(payloadBytes),
             concurrency: context.quick ? 4 : SEND_CONCURRENCY,
             durationSec: context.durationSec,
+            warmupSec: context.warmupSec,
           });
-          rows.push({
-            scenario,
-            broker: "-",
-            concurrency: context.quick ? 4 : SEND_CONCURRENCY,
-            payloadBytes,
-            throughput: report.rps,
-            unit: "req/s",
-            latencyMs: report.latencyMs,
-            errors: report.errors,
-            extra: { "server CPU µs/call": Math.round((report.serverCpuSeconds / report.count) * 1e6) },
-          });
+          rows.push(unaryRow(scenario, "-", context.quick ? 4 : SEND_CONCURRENCY, payloadBytes, report));
         }
         // An empty handler answers every stream only once all its messages are read, so
         // completed calls × messages per call is what the server received.
@@ -65,6 +56,7 @@ export const baselinesRpc: Scenario = {
           data: streamMessages(perCall),
           concurrency,
           durationSec: context.durationSec,
+          warmupSec: context.warmupSec,
         });
         const messages = report.count * perCall;
         rows.push({

@@ -26,15 +26,12 @@ export const sendDataStream: Scenario = {
         const perCall = context.quick ? 32 : STREAM_MESSAGES_PER_CALL;
         const data = streamMessages(perCall);
         const counted = () => metricSum(server, "grpc_server_msg_received_total", 'grpc_method="SendDataStream"');
-        const before = await counted();
         const concurrency = context.quick ? 2 : STREAM_CONCURRENCY;
-        const report = await runGhzOn(server, {
-          call: "streamgate.v1.StreamService.SendDataStream",
-          data,
-          metadata: AUTH,
-          concurrency,
-          durationSec: context.durationSec,
-        });
+        const run = { call: "streamgate.v1.StreamService.SendDataStream", data, metadata: AUTH, concurrency };
+        // Warmed up here rather than by runGhzOn, so that its messages are not counted.
+        if (context.warmupSec > 0) await runGhzOn(server, { ...run, durationSec: context.warmupSec });
+        const before = await counted();
+        const report = await runGhzOn(server, { ...run, durationSec: context.durationSec });
         const received = (await counted()) - before;
         const rate = received / report.seconds;
         const compared = context.results.get(resultKey(BASELINE, "-", 128));
