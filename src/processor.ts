@@ -125,12 +125,16 @@ export class Processor {
     // A batch waiting for room behind a throttle must not hold up the stop.
     for (const progress of this.progress.values()) progress.release();
     for (const pacer of this.throttles.values()) pacer.stop();
-    await this.subscription?.close();
-    // Writes wait out a broker outage; a stop waits for them only so long
-    // (what is unfinished stays uncommitted and is recovered on restart).
-    await Promise.race([Promise.allSettled([...this.running]), delay(STOP_WAIT_MS)]);
-    // A final commit that fails leaves those records to be recovered on restart.
-    await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
+    const finish = async () => {
+      // Writes wait out a broker outage; a stop waits for them only so long
+      // (what is unfinished stays uncommitted and is recovered on restart).
+      await Promise.race([Promise.allSettled([...this.running]), delay(STOP_WAIT_MS)]);
+      // A final commit that fails leaves those records to be recovered on restart.
+      await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
+    };
+    // The last commit is made before leaving the group: a member that has left cannot commit.
+    if (this.subscription) await this.subscription.close(finish);
+    else await finish();
     // What is left unprocessed is another instance's to process (or this one's after a restart).
     for (const progress of this.progress.values()) progress.forgetWatermark();
   }

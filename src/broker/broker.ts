@@ -110,8 +110,13 @@ export interface SubscribeOptions {
 export interface Subscription {
   /** Records, for a group, that every offset below `nextOffset` of the partition is done. */
   commit(partition: number, nextOffset: number): Promise<void>;
-  /** Stops delivery; a batch being handled is awaited. */
-  close(): Promise<void>;
+  /**
+   * Stops delivery; a batch being handled is awaited. Then `beforeLeaving`,
+   * if given, runs while this is still a member of its group, so that it can
+   * make a last {@link commit}; a Kafka group's member cannot commit once it
+   * has left. Then the subscription leaves.
+   */
+  close(beforeLeaving?: () => Promise<void>): Promise<void>;
 }
 
 /** The log streamgate runs on. */

@@ -204,22 +204,27 @@ class KafkaBroker implements Broker {
       });
       if (options.groupId) resume.length = 0;
     });
+    /** Batches being handled, which a close waits for. */
+    const handling = new Set<Promise<void>>();
+    let closing = false;
     await consumer.run({
       autoCommit: false,
       partitionsConsumedConcurrently: this.partitionCount(topic),
       eachBatch: async ({ batch, heartbeat }) => {
         const records = batch.messages.map((message) => toStored(topic, batch.partition, message));
-        if (records.length === 0) return;
+        if (records.length === 0 || closing) return;
         // A batch may wait (backpressure); keep the group membership alive meanwhile.
         const beat = setInterval(() => heartbeat().catch(() => undefined), 3000);
+        const handled = options.eachBatch({ topic, partition: batch.partition, records, highWatermark: Number(batch.highWatermark) });
+        handling.add(handled);
         try {
-          const highWatermark = Number(batch.highWatermark);
-          await options.eachBatch({ topic, partition: batch.partition, records, highWatermark });
+          await handled;
           if (!options.groupId) resume[batch.partition] = records[records.length - 1]!.offset + 1;
         } catch (error) {
           options.onError?.(error);
           throw error;
         } finally {
+          handling.delete(handled);
           clearInterval(beat);
         }
       },
@@ -235,9 +240,21 @@ class KafkaBroker implements Broker {
           throw new BrokerError("committing offsets to the broker failed", true, { cause: error });
         }
       },
-      close: async () => {
+      close: async (beforeLeaving) => {
         this.consumers.delete(consumer);
-        await consumer.disconnect();
+        // Stop fetching and handling, but stay in the group until `beforeLeaving` has run.
+        closing = true;
+        try {
+          consumer.pause([{ topic }]);
+        } catch {
+          // Between a crash and kafkajs's restart of the consumer there is no group to pause.
+        }
+        await Promise.allSettled([...handling]);
+        try {
+          await beforeLeaving?.();
+        } finally {
+          await consumer.disconnect();
+        }
       },
     };
   }

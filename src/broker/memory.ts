@@ -259,10 +259,14 @@ class MemorySubscription implements Subscription {
     this.committed[partition] = Math.max(this.committed[partition] ?? 0, nextOffset);
   }
 
-  async close(): Promise<void> {
+  async close(beforeLeaving?: () => Promise<void>): Promise<void> {
     this.abort.abort();
     await Promise.all(this.loops);
-    this.onClose();
+    try {
+      await beforeLeaving?.();
+    } finally {
+      this.onClose();
+    }
   }
 
   private async deliver(log: PartitionLog, partition: number, start: number): Promise<void> {
