@@ -171,6 +171,28 @@ export function gcSeconds(text: string): number {
   return sum;
 }
 
+/**
+ * The upper bound, in milliseconds, of the bucket of histogram `name` that
+ * holds its `quantile` among the observations made between two /metrics
+ * scrapes: what the server itself measured over that window, at its buckets'
+ * resolution. NaN when nothing was observed.
+ */
+export function bucketQuantileMs(before: string, after: string, name: string, quantile: number): number {
+  const buckets = (text: string) =>
+    new Map(
+      text
+        .split("\n")
+        .filter((line) => line.startsWith(`${name}_bucket{`))
+        .map((line) => [/le="([^"]+)"/.exec(line)![1]!, Number(line.slice(line.lastIndexOf(" ") + 1))] as const),
+    );
+  const start = buckets(before);
+  const counts = [...buckets(after)].map(([le, count]) => [le, count - (start.get(le) ?? 0)] as const);
+  const total = counts[counts.length - 1]?.[1] ?? 0;
+  if (total === 0) return Number.NaN;
+  const [le] = counts.find(([, count]) => count >= quantile * total)!;
+  return le === "+Inf" ? Number.POSITIVE_INFINITY : Number(le) * 1000;
+}
+
 /** The server's event-loop delay since its previous scrape, in milliseconds. */
 export interface EventLoopDelay {
   p99Ms: number;

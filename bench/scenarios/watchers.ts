@@ -18,13 +18,20 @@
  * misrouted a result; plus refused sends. The server's peak RSS is sampled
  * over open and serve; its event-loop delay p99 is read for each phase from
  * /metrics (see eventLoopDelay in lib/watch.ts: each scrape resets it).
+ * Each measured delivery is also split by stage (sent → accepted by the
+ * server → processed → read here), beside the server's own end-to-end p99
+ * and this process's event-loop delay, to tell the pipeline's time from
+ * pauses (GC) on either side.
  * Targets: all served, RSS ≤ 1 GiB, event-loop delay p99 ≤ 50 ms in both phases.
  */
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
 import { rssBytes, withServer, type StreamgateServer } from "../lib/processes.js";
 import { percentiles, type BenchResult } from "../lib/result.js";
 import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import {
+  bucketQuantileMs,
   CALLS_PER_CONNECTION,
   UNARY,
   connect,
@@ -119,6 +126,8 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   let delivered = 0;
   let measuring = false;
   const latencies: number[] = [];
+  /** Where each measured delivery's time went (wall-clock ms, the server's stamps on the result). */
+  const stages = { sentToAccepted: [] as number[], acceptedToProcessed: [] as number[], processedToRead: [] as number[] };
   let closing = false;
   let opened = 0;
   const firstResult: (() => void)[] = [];
@@ -142,7 +151,16 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
         firstResult[w]?.();
       } else {
         delivered++;
-        if (measuring) latencies.push(performance.now() - stamp.sentAt);
+        if (measuring) {
+          latencies.push(performance.now() - stamp.sentAt);
+          if (result.sendTime && result.processTime) {
+            const accepted = timestampMs(result.sendTime);
+            const processed = timestampMs(result.processTime);
+            stages.sentToAccepted.push(accepted - (performance.timeOrigin + stamp.sentAt));
+            stages.acceptedToProcessed.push(processed - accepted);
+            stages.processedToRead.push(Date.now() - processed);
+          }
+        }
       }
       state.next++;
     };
@@ -172,6 +190,9 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   const serveMs = context.durationSec * 1000;
   const rate = total / context.durationSec;
   const cpuServe = await cpuMeter(server);
+  // This process's own lateness: a result read late here was not necessarily sent late.
+  const benchDelay = monitorEventLoopDelay({ resolution: 10 });
+  benchDelay.enable();
   const serveStarted = performance.now();
   const delivered0 = delivered;
   measuring = true;
@@ -190,6 +211,7 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   const results = delivered - delivered0;
   const serveCpu = await cpuServe.read();
   const serveDelay = await eventLoopDelay(server);
+  benchDelay.disable();
   const peakRss = await rss.stop();
   closing = true;
   close();
@@ -250,6 +272,11 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
       "offered records/s": rate,
       "server CPU s/s serve": serveCpu.server / serveSeconds,
       "bench CPU s/s serve": serveCpu.bench / serveSeconds,
+      // Where a slow delivery's time went: by stage, the server's own SendData-to-watcher time, and this process's lateness.
+      "p99 ms by stage": `sent→accepted ${percentiles(stages.sentToAccepted).p99}, accepted→processed ${percentiles(stages.acceptedToProcessed).p99}, processed→read ${percentiles(stages.processedToRead).p99}`,
+      "server e2e p99 serve ms (bucket ≤)": bucketQuantileMs(openDelay.metrics, serveDelay.metrics, "streamgate_end_to_end_seconds", 0.99),
+      "bench ELD p99 serve ms": Math.round(benchDelay.percentile(99) / 1e4) / 100,
+      "bench ELD max serve ms": Math.round(benchDelay.max / 1e4) / 100,
       "send errors": sendErrors,
     },
   };
