@@ -215,16 +215,17 @@ class KafkaBroker implements Broker {
         if (records.length === 0 || closing) return;
         // A batch may wait (backpressure); keep the group membership alive meanwhile.
         const beat = setInterval(() => heartbeat().catch(() => undefined), 3000);
-        const handled = options.eachBatch({ topic, partition: batch.partition, records, highWatermark: Number(batch.highWatermark) });
-        handling.add(handled);
+        let handled: Promise<void> | undefined;
         try {
+          handled = options.eachBatch({ topic, partition: batch.partition, records, highWatermark: Number(batch.highWatermark) });
+          handling.add(handled);
           await handled;
           if (!options.groupId) resume[batch.partition] = records[records.length - 1]!.offset + 1;
         } catch (error) {
           options.onError?.(error);
           throw error;
         } finally {
-          handling.delete(handled);
+          if (handled) handling.delete(handled);
           clearInterval(beat);
         }
       },
