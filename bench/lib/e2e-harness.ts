@@ -13,7 +13,6 @@
  */
 import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
@@ -27,6 +26,7 @@ import {
 import { leanCaller } from "./lean-unary.js";
 import { BENCH_API_KEY, type StreamgateServer } from "./processes.js";
 import { percentiles, type Latency } from "./result.js";
+import { DeliveryStages } from "./watch.js";
 
 /** Streams (each with one watcher) the records are spread over, round robin. */
 const STREAMS = 8;
@@ -102,9 +102,8 @@ class Phase {
   private readonly finished: Uint8Array;
   readonly late: number[] = [];
   readonly acks: number[] = [];
-  readonly dueToAccept: number[] = [];
-  readonly acceptToProcess: number[] = [];
-  readonly processToWatcher: number[] = [];
+  /** From each record's due time. */
+  readonly stages = new DeliveryStages();
   delivered = 0;
   failed = 0;
   firstError: string | undefined;
@@ -131,14 +130,7 @@ class Phase {
     this.finished[seq] = 1;
     this.latency[seq] = at - this.due(seq);
     this.delivered++;
-    if (result.sendTime && result.processTime) {
-      // The server's times are wall-clock milliseconds; the due time is put on the same clock.
-      const accepted = timestampMs(result.sendTime);
-      const processed = timestampMs(result.processTime);
-      this.dueToAccept.push(accepted - (performance.timeOrigin + this.due(seq)));
-      this.acceptToProcess.push(processed - accepted);
-      this.processToWatcher.push(Date.now() - processed);
-    }
+    this.stages.add(result, this.due(seq));
     this.check();
   }
 
@@ -345,9 +337,9 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
         latencyMs: percentiles(latencies),
         ackP99: ingestion === "stream" ? undefined : p99(current.acks),
         lateP99: p99(current.late),
-        dueToAcceptP99: Math.round(p99(current.dueToAccept)),
-        acceptToProcessP99: p99(current.acceptToProcess),
-        processToWatcherP99: p99(current.processToWatcher),
+        dueToAcceptP99: Math.round(p99(current.stages.toAccepted)),
+        acceptToProcessP99: p99(current.stages.acceptedToProcessed),
+        processToWatcherP99: p99(current.stages.processedToRead),
         generatorCores: (generator.user + generator.system) / 1e6 / wall,
         serverCores: serverCpu / wall,
         streams: STREAMS,

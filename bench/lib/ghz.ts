@@ -125,12 +125,17 @@ export async function runGhz(run: GhzRun): Promise<GhzReport> {
   };
 }
 
+/** Runs `run` against `server` for `seconds`, measuring nothing (see {@link GhzRun.warmupSec}). */
+export async function warmUp(server: StreamgateServer, run: Omit<GhzRun, "port" | "durationSec">, seconds: number): Promise<void> {
+  if (seconds > 0) await runGhz({ ...run, durationSec: seconds, port: server.port });
+}
+
 /** {@link runGhz} against `server`, after its warm-up, with the server's CPU time over the measured run. */
 export async function runGhzOn(
   server: StreamgateServer,
   run: Omit<GhzRun, "port">,
 ): Promise<GhzReport & { serverCpuSeconds: number }> {
-  if (run.warmupSec) await runGhz({ ...run, durationSec: run.warmupSec, port: server.port });
+  await warmUp(server, run, run.warmupSec ?? 0);
   const cpu = await cpuMeter(server);
   const report = await runGhz({ ...run, port: server.port });
   return { ...report, serverCpuSeconds: (await cpu.read()).server };

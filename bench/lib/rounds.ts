@@ -7,7 +7,7 @@
  * the JIT), then they run in turn, round after round (A, B, A, B, ...), each
  * ratio is taken within its own round, and the median of those is the figure.
  */
-import { runGhzOn, type GhzReport, type GhzRun } from "./ghz.js";
+import { runGhzOn, warmUp, type GhzReport, type GhzRun } from "./ghz.js";
 import type { StreamgateServer } from "./processes.js";
 import type { Latency } from "./result.js";
 
@@ -43,7 +43,7 @@ export interface RoundsReport {
 /** Runs `subjects` in turn for `options.rounds` rounds; returns one report per subject, in the same order. */
 export async function runGhzRounds(subjects: RoundSubject[], options: RoundsOptions): Promise<RoundsReport[]> {
   for (const { server, run } of subjects) {
-    if (options.warmupSec > 0) await runGhzOn(server, { ...run, durationSec: options.warmupSec });
+    await warmUp(server, run, options.warmupSec);
   }
   const runs = subjects.map(() => [] as RoundsReport["rounds"]);
   for (let round = 0; round < options.rounds; round++) {
@@ -81,7 +81,7 @@ function summarize(rounds: RoundsReport["rounds"]): RoundsReport {
 }
 
 /** The median (the mean of the middle two for an even count). */
-export function median(values: number[]): number {
+function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
   return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;

@@ -6,6 +6,7 @@
  * report (CPU time, peak RSS, event-loop delay from /metrics).
  */
 import { readFile } from "node:fs/promises";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type CallOptions, type Client } from "@connectrpc/connect";
 import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
 import { StreamService, type Result } from "../../gen/streamgate/v1/stream_service_pb.js";
@@ -154,6 +155,28 @@ export function sampleRss(pid: number, intervalMs = 100): { stop(): Promise<numb
       return peak;
     },
   };
+}
+
+/**
+ * Where deliveries' time went, by stage, from the server's wall-clock stamps
+ * on each result: from when the record was sent (or due) here to the server
+ * accepting it, from acceptance to processing, and from processing to its
+ * reading here.
+ */
+export class DeliveryStages {
+  readonly toAccepted: number[] = [];
+  readonly acceptedToProcessed: number[] = [];
+  readonly processedToRead: number[] = [];
+
+  /** Records `result`, read now, whose record was sent or due at `fromMs` (this process's performance.now()). */
+  add(result: Result, fromMs: number): void {
+    if (!result.sendTime || !result.processTime) return;
+    const accepted = timestampMs(result.sendTime);
+    const processed = timestampMs(result.processTime);
+    this.toAccepted.push(accepted - (performance.timeOrigin + fromMs));
+    this.acceptedToProcessed.push(processed - accepted);
+    this.processedToRead.push(Date.now() - processed);
+  }
 }
 
 /** A metric's value in a /metrics text (the first sample of that name), or NaN. */

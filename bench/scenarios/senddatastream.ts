@@ -5,7 +5,7 @@
  * Kafka. Compared with the bare connect-node server's client streams.
  */
 import { resultKey, type Scenario } from "../lib/context.js";
-import { runGhzOn } from "../lib/ghz.js";
+import { runGhzOn, warmUp } from "../lib/ghz.js";
 import { AUTH, metricSum, startStreams } from "../lib/load.js";
 import type { BenchResult } from "../lib/result.js";
 import { withServer } from "../lib/processes.js";
@@ -29,7 +29,7 @@ export const sendDataStream: Scenario = {
         const concurrency = context.quick ? 2 : STREAM_CONCURRENCY;
         const run = { call: "streamgate.v1.StreamService.SendDataStream", data, metadata: AUTH, concurrency };
         // Warmed up here rather than by runGhzOn, so that its messages are not counted.
-        if (context.warmupSec > 0) await runGhzOn(server, { ...run, durationSec: context.warmupSec });
+        await warmUp(server, run, context.warmupSec);
         const before = await counted();
         const report = await runGhzOn(server, { ...run, durationSec: context.durationSec });
         const received = (await counted()) - before;

@@ -25,7 +25,6 @@
  * Targets: all served, RSS ≤ 1 GiB, event-loop delay p99 ≤ 50 ms in both phases.
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
 import { rssBytes, withServer, type StreamgateServer } from "../lib/processes.js";
 import { percentiles, type BenchResult } from "../lib/result.js";
@@ -33,6 +32,7 @@ import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import {
   bucketQuantileMs,
   CALLS_PER_CONNECTION,
+  DeliveryStages,
   UNARY,
   connect,
   cpuMeter,
@@ -126,8 +126,8 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   let delivered = 0;
   let measuring = false;
   const latencies: number[] = [];
-  /** Where each measured delivery's time went (wall-clock ms, the server's stamps on the result). */
-  const stages = { sentToAccepted: [] as number[], acceptedToProcessed: [] as number[], processedToRead: [] as number[] };
+  /** Where each measured delivery's time went. */
+  const stages = new DeliveryStages();
   let closing = false;
   let opened = 0;
   const firstResult: (() => void)[] = [];
@@ -153,13 +153,7 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
         delivered++;
         if (measuring) {
           latencies.push(performance.now() - stamp.sentAt);
-          if (result.sendTime && result.processTime) {
-            const accepted = timestampMs(result.sendTime);
-            const processed = timestampMs(result.processTime);
-            stages.sentToAccepted.push(accepted - (performance.timeOrigin + stamp.sentAt));
-            stages.acceptedToProcessed.push(processed - accepted);
-            stages.processedToRead.push(Date.now() - processed);
-          }
+          stages.add(result, stamp.sentAt);
         }
       }
       state.next++;
@@ -273,7 +267,7 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
       "server CPU s/s serve": serveCpu.server / serveSeconds,
       "bench CPU s/s serve": serveCpu.bench / serveSeconds,
       // Where a slow delivery's time went: by stage, the server's own SendData-to-watcher time, and this process's lateness.
-      "p99 ms by stage": `sent→accepted ${percentiles(stages.sentToAccepted).p99}, accepted→processed ${percentiles(stages.acceptedToProcessed).p99}, processed→read ${percentiles(stages.processedToRead).p99}`,
+      "p99 ms by stage": `sent→accepted ${percentiles(stages.toAccepted).p99}, accepted→processed ${percentiles(stages.acceptedToProcessed).p99}, processed→read ${percentiles(stages.processedToRead).p99}`,
       "server e2e p99 serve ms (bucket ≤)": bucketQuantileMs(openDelay.metrics, serveDelay.metrics, "streamgate_end_to_end_seconds", 0.99),
       "bench ELD p99 serve ms": Math.round(benchDelay.percentile(99) / 1e4) / 100,
       "bench ELD max serve ms": Math.round(benchDelay.max / 1e4) / 100,
