@@ -5,7 +5,7 @@
  * ends with a code ("ok", "resource_exhausted", ...) and a latency.
  */
 import { fromJson } from "@bufbuild/protobuf";
-import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { ValueSchema, durationMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -23,7 +23,7 @@ export const CALL_TIMEOUT_MS = 10_000;
 const SETUP_PATIENCE_MS = 15_000;
 
 /** How one call ended. */
-export interface CallResult {
+interface CallResult {
   code: CallCode;
   /** From the call's start to its end, in milliseconds. */
   ms: number;
@@ -110,6 +110,5 @@ export class SimClient {
 /** The RetryInfo delay of a rate-limited call, in milliseconds (a second when it has none). */
 function retryDelayMs(error: ConnectError): number {
   const delay = error.findDetails(RetryInfoSchema)[0]?.retryDelay;
-  if (delay === undefined) return 1000;
-  return Math.max(50, Number(delay.seconds) * 1000 + Math.ceil(delay.nanos / 1e6));
+  return delay === undefined ? 1000 : Math.max(50, Math.ceil(durationMs(delay)));
 }

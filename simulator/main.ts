@@ -9,7 +9,7 @@
  * 130 when stopped with Ctrl-C (the summary is still printed; a second Ctrl-C
  * cancels the calls still in flight).
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { setMaxListeners } from "node:events";
 import { SimClient } from "./client.js";
@@ -107,7 +107,7 @@ async function setUp(clients: SimClient[], options: SimOptions, signal: AbortSig
   const error = ConnectError.from((results[index] as PromiseRejectedResult).reason);
   const code = codeToString(error.code);
   const who = `client ${client.index}, ${client.credential.identity}`;
-  if (error.code === Code.Unauthenticated || error.code === Code.PermissionDenied) {
+  if (REFUSED.has(code)) {
     return `the server refused the ${client.credential.kind}: ${code} (${who}: ${error.rawMessage})`;
   }
   if (UNREACHABLE.has(code)) return `could not reach the server at ${options.url}: ${code} (${error.rawMessage})`;

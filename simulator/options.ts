@@ -4,10 +4,11 @@
  * and what was expected, as the server's configuration does (exit code 2).
  */
 import { parseArgs } from "node:util";
+import { MIN_HS256_SECRET_BYTES } from "../src/config.js";
 import { BURST_SECONDS, PATTERNS, type PatternName } from "./patterns.js";
 
 /** The calls a run makes: SendData to a stream per client, or StartStream. */
-export const METHODS = ["send", "start"] as const;
+const METHODS = ["send", "start"] as const;
 
 /** One of {@link METHODS}. */
 export type MethodName = (typeof METHODS)[number];
@@ -50,10 +51,7 @@ export class UsageError extends Error {
 }
 
 /** The defaults, as --help states them. */
-export const DEFAULTS = { url: "http://127.0.0.1:8080", pattern: "steady", rps: 20, duration: 30, clients: 3, method: "send", maxInFlight: 2000 } as const;
-
-/** The smallest HS256 secret the server accepts, in bytes. */
-const MIN_SECRET_BYTES = 32;
+const DEFAULTS = { url: "http://127.0.0.1:8080", pattern: "steady", rps: 20, duration: 30, clients: 3, method: "send", maxInFlight: 2000 } as const;
 
 /** The text of --help. */
 export const HELP = `Usage: npm run simulate -- [options]
@@ -242,9 +240,9 @@ function credentials(
     return none;
   }
   const bytes = Buffer.byteLength(secret, "utf8");
-  if (bytes < MIN_SECRET_BYTES) {
+  if (bytes < MIN_HS256_SECRET_BYTES) {
     // Never echo a secret: name it and say what is wrong.
-    problems.push(`${secretName}: the secret is ${bytes} bytes; HS256 needs at least ${MIN_SECRET_BYTES} (as the server)`);
+    problems.push(`${secretName}: the secret is ${bytes} bytes; HS256 needs at least ${MIN_HS256_SECRET_BYTES} (as the server)`);
     return none;
   }
   return { kind: "jwt", secret, issuer: env.JWT_ISSUER || undefined, audience: env.JWT_AUDIENCE || undefined };

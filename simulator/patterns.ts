@@ -18,7 +18,7 @@ export type PatternName = (typeof PATTERNS)[number];
 export const BURST_SECONDS = 1;
 
 /** Between bursts, the burst pattern offers this share of its rate. */
-export const BURST_QUIET_SHARE = 0.1;
+const BURST_QUIET_SHARE = 0.1;
 
 /** The period, in seconds, of the patterns that have one when none is given. */
 export const DEFAULT_PERIOD: Record<Exclude<PatternName, "steady">, number> = { burst: 5, wave: 20 };

@@ -41,7 +41,7 @@ export function progressLine(figures: WindowFigures): string {
 }
 
 /** Where progress goes: stderr, or anything with `write` (and `isTTY` when it is a terminal). */
-export interface ProgressOutput {
+interface ProgressOutput {
   isTTY?: boolean;
   write(text: string): unknown;
 }
@@ -71,7 +71,7 @@ export class ProgressPrinter {
 }
 
 /** A rate for people: one decimal below 100, whole above. */
-export function formatRate(perSecond: number): string {
+function formatRate(perSecond: number): string {
   return perSecond >= 100 ? Math.round(perSecond).toString() : perSecond.toFixed(1);
 }
 

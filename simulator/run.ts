@@ -75,7 +75,6 @@ export async function runLoad(settings: RunSettings): Promise<RunOutcome> {
     for (let i = 0; i < count; i++) {
       const client = clients[next++ % clients.length]!;
       client.stats.sent++;
-      window.ended.sent++;
       inFlight++;
       void client.call(calls.signal).then(({ code, ms }) => {
         client.stats.record(code, ms);

@@ -10,7 +10,7 @@ import { LatencyHistogram } from "./histogram.js";
 export type CallCode = string;
 
 /** The code of a call refused by a rate limit. */
-export const BLOCKED_CODE: CallCode = "resource_exhausted";
+const BLOCKED_CODE: CallCode = "resource_exhausted";
 
 /** Counts of calls and their latencies; see the module comment. */
 export class CallStats {

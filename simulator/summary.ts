@@ -13,7 +13,7 @@ import type { RunOutcome } from "./run.js";
 import { totalOf, type CallStats } from "./stats.js";
 
 /** Latency percentiles in milliseconds (0 when no call). */
-export interface Percentiles {
+interface Percentiles {
   count: number;
   p50: number;
   p95: number;

@@ -247,7 +247,7 @@ const OPEN_SERVICES = [
 ];
 
 /** Smallest HS256 secret accepted (RFC 7518 3.2: at least the hash's size). */
-const MIN_HS256_SECRET_BYTES = 32;
+export const MIN_HS256_SECRET_BYTES = 32;
 
 /** The auth settings; files are read here, so a missing one stops the start. Never puts a key or secret in a problem. */
 function readAuth(read: EnvReader, problems: string[]): AuthConfig {

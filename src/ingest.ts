@@ -5,6 +5,7 @@
  * record's cursor and store nothing.
  */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, ProduceRecord } from "./broker/broker.js";
 import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
@@ -141,6 +142,5 @@ export class Ingest {
 
 /** The gRPC code name of an error, for SendDataStream's per-record rejections. */
 export function codeName(error: unknown): string {
-  const code = error instanceof ConnectError ? error.code : Code.Internal;
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+  return codeToString(error instanceof ConnectError ? error.code : Code.Internal);
 }

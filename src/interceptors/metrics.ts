@@ -6,6 +6,7 @@
  * returns it.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { Logger } from "../logger.js";
 import type { LiveStats } from "../live-stats.js";
 import type { GrpcType, Metrics } from "../metrics.js";
@@ -35,7 +36,7 @@ function grpcCodeName(code: Code | undefined): string {
 
 /** A code as Connect and the README name it ("ok", "invalid_argument", ...). */
 function connectCodeName(code: Code | undefined): string {
-  return code === undefined ? "ok" : Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+  return code === undefined ? "ok" : codeToString(code);
 }
 
 /** Creates the metrics-and-logging interceptor. */

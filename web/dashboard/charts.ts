@@ -6,7 +6,7 @@ import uPlot from "uplot";
 import { formatNumber } from "./format.js";
 
 /** Points kept per chart: two minutes at one snapshot a second. */
-export const POINTS = 120;
+const POINTS = 120;
 const HEIGHT = 200;
 
 /** One line of a chart. */

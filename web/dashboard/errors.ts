@@ -1,5 +1,6 @@
 /** RPC errors as the page shows them: the code as the protocols spell it, and the server's message. */
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 
 /** An error's code ("permission_denied"), message, and both as one line. */
 export interface ShownError {
@@ -12,8 +13,7 @@ export interface ShownError {
 /** `error` (anything thrown by a call) for display. */
 export function describeError(error: unknown): ShownError {
   const connect = ConnectError.from(error);
-  // Code[Code.PermissionDenied] is "PermissionDenied"; the wire and the README say "permission_denied".
-  const name = Code[connect.code].replace(/[A-Z]/g, (letter, at: number) => (at === 0 ? "" : "_") + letter.toLowerCase());
+  const name = codeToString(connect.code);
   const message = connect.rawMessage;
   return { code: connect.code, name, message, text: message ? `${name}: ${message}` : name };
 }

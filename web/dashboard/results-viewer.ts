@@ -13,7 +13,7 @@ import { describeError, isAbort, type ShownError } from "./errors.js";
 import { formatTime } from "./format.js";
 
 /** Results kept on the page. */
-export const KEPT_RESULTS = 200;
+const KEPT_RESULTS = 200;
 /** Bytes of a raw payload shown, base64-encoded. */
 const RAW_PREVIEW_BYTES = 48;
 
