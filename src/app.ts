@@ -42,7 +42,7 @@ import { createProcessor } from "./processor.js";
 import { createReflectionRoutes } from "./reflection.js";
 import { createRegistry } from "./registry.js";
 import { REQUEST_ID_HEADER, callContext, requestIdFrom } from "./request-context.js";
-import { listen, peerAddress } from "./server.js";
+import { listen, peerAddress, type Listener } from "./server.js";
 import { StreamCounters } from "./stream-counters.js";
 import { createStreamService } from "./stream-service.js";
 import { topicNames, topicSpecs } from "./topics.js";
@@ -156,10 +156,13 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     },
   });
   await fanout.start();
+  /** The listener, once listening (the calls-waiting gauge reads it). */
+  let listening: Listener | undefined;
   metrics.observe({
     activeStreams: () => registry.openCount,
     activeWatchers: () => fanout.watcherCount,
     consumerLag: () => processor.lag(),
+    callsWaiting: () => listening?.callsWaiting ?? 0,
   });
   const ingest = new Ingest({
     broker: log,
@@ -240,10 +243,11 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   /** Each request's id, chosen before connect sees the request. */
   const requestIds = new WeakMap<http.IncomingMessage | Http2ServerRequest, string>();
   const cors = createCors(config.corsOrigins);
-  const listener = await listen({
+  const listener = (listening = await listen({
     port: config.port,
     host: config.host,
     tls: config.tls,
+    turnBudgetMs: config.callTurnBudgetMs,
     handler: (request, response) => {
       if (serveMetrics(metrics, request, response)) return;
       if (serveDashboard(request, response)) return;
@@ -253,7 +257,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       response.setHeader(REQUEST_ID_HEADER, requestId);
       if (!cors(request, response)) rpc(request, response);
     },
-  });
+  }));
   const metricsListener = config.metricsPort === undefined ? undefined : await listenMetrics(metrics, config);
 
   // NOT_SERVING while the broker does not answer, so load balancers go elsewhere.

@@ -118,6 +118,8 @@ export interface Config {
   healthProbeIntervalMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
+  /** Time one turn of the event loop may spend starting new calls (0: no limit); see call-admission.ts. */
+  callTurnBudgetMs: number;
   /** pino log level. */
   logLevel: string;
   /** Authentication: with no key and no JWT configured, startApp generates one key. */
@@ -192,6 +194,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     processorMaxInFlight: read.int("PROCESSOR_MAX_IN_FLIGHT", 10_000, 1, 10_000_000),
     healthProbeIntervalMs: read.int("HEALTH_PROBE_INTERVAL_MS", 2000, 100, 3_600_000),
     shutdownTimeoutMs: read.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
+    callTurnBudgetMs: read.int("CALL_TURN_BUDGET_MS", 5, 0, 10_000),
     logLevel,
     auth: readAuth(read, problems),
     limits: {

@@ -20,6 +20,8 @@ export interface GaugeSources {
   activeWatchers(): number;
   /** Ingest records written to the partitions this instance processes but not yet processed (see Processor.lag). */
   consumerLag(): number;
+  /** Calls received and waiting for a turn of the event loop to start (see call-admission.ts). */
+  callsWaiting(): number;
 }
 
 const RPC_LABELS = ["grpc_service", "grpc_method", "grpc_type"] as const;
@@ -116,6 +118,14 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sources.activeWatchers());
+      },
+    });
+    new Gauge({
+      name: "streamgate_calls_waiting",
+      help: "Calls received and waiting for a turn of the event loop to start (CALL_TURN_BUDGET_MS).",
+      registers: [this.registry],
+      collect() {
+        this.set(sources.callsWaiting());
       },
     });
     // Only the ingest topic: the results and streams subscribers handle a batch

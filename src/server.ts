@@ -10,13 +10,14 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Duplex } from "node:stream";
+import { CallAdmission } from "./call-admission.js";
 import type { TlsConfig } from "./config.js";
 
+type Request = http.IncomingMessage | http2.Http2ServerRequest;
+type Response = http.ServerResponse | http2.Http2ServerResponse;
+
 /** A request handler for both HTTP versions. */
-export type RequestHandler = (
-  request: http.IncomingMessage | http2.Http2ServerRequest,
-  response: http.ServerResponse | http2.Http2ServerResponse,
-) => void;
+export type RequestHandler = (request: Request, response: Response) => void;
 
 /** Where and how to listen. */
 export interface ListenOptions {
@@ -24,12 +25,20 @@ export interface ListenOptions {
   host: string;
   tls: TlsConfig | undefined;
   handler: RequestHandler;
+  /**
+   * Time one turn of the event loop may spend starting new calls; the others
+   * wait for the next turns (see call-admission.ts). 0: every call starts as
+   * it arrives.
+   */
+  turnBudgetMs: number;
 }
 
 /** A listening server. */
 export interface Listener {
   /** The bound port (useful with port 0). */
   readonly port: number;
+  /** Calls received and waiting for a turn to start. */
+  readonly callsWaiting: number;
   /**
    * Stops accepting connections, lets calls in progress finish, and destroys
    * what is still open after `timeoutMs`.
@@ -45,12 +54,15 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const sessions = new Set<http2.Http2Session>();
   let draining = false;
 
-  const handler: RequestHandler = (request, response) => {
+  const start: RequestHandler = (request, response) => {
     // HTTP/1.1 keep-alive connections are told to close after this response while draining.
     if (draining && request.httpVersionMajor === 1) response.setHeader("connection", "close");
     if (request.httpVersionMajor === 2) endUnreadRequestAfterResponse(request as http2.Http2ServerRequest);
     options.handler(request, response);
   };
+  const admission =
+    options.turnBudgetMs > 0 ? new CallAdmission(start, { turnBudgetMs: options.turnBudgetMs, isGone }) : undefined;
+  const handler = admission?.admit ?? start;
 
   let server: net.Server;
   let h1: http.Server | undefined;
@@ -86,6 +98,9 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   return {
     port,
+    get callsWaiting() {
+      return admission?.waitingCount ?? 0;
+    },
     async close(timeoutMs) {
       draining = true;
       server.close();
@@ -118,6 +133,11 @@ function endUnreadRequestAfterResponse(request: http2.Http2ServerRequest): void 
       if (!request.complete && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     }),
   );
+}
+
+/** Whether the client of a request has gone (stream reset, connection closed). */
+function isGone(request: Request): boolean {
+  return "stream" in request ? request.stream.destroyed : request.destroyed;
 }
 
 function trackSession(sessions: Set<http2.Http2Session>, session: http2.Http2Session): void {

@@ -27,6 +27,7 @@ const SETTING: Record<string, (config: Config) => unknown> = {
   PROCESSOR_MAX_IN_FLIGHT: (config) => config.processorMaxInFlight,
   HEALTH_PROBE_INTERVAL_MS: (config) => config.healthProbeIntervalMs,
   SHUTDOWN_TIMEOUT_MS: (config) => config.shutdownTimeoutMs,
+  CALL_TURN_BUDGET_MS: (config) => config.callTurnBudgetMs,
   LOG_LEVEL: (config) => config.logLevel,
   JWT_ADMIN_CLAIM: () => loadConfig({ JWT_HS256_SECRET: "s".repeat(32) }).auth.jwt!.adminClaim,
   JWT_ADMIN_VALUE: () => loadConfig({ JWT_HS256_SECRET: "s".repeat(32) }).auth.jwt!.adminValue,

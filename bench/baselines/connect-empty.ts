@@ -24,4 +24,5 @@ const rpc = connectNodeAdapter({
       },
     }),
 });
-await listen({ port: Number(process.env.PORT), host: "127.0.0.1", tls: undefined, handler: rpc });
+// Every call started as it arrives: the RPC layer alone, without streamgate's call admission.
+await listen({ port: Number(process.env.PORT), host: "127.0.0.1", tls: undefined, handler: rpc, turnBudgetMs: 0 });

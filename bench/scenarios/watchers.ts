@@ -57,9 +57,10 @@ const SERVE_RECORDS = 1;
 const PAYLOAD_BYTES = 128;
 /**
  * Watchers opening at once (called, not yet given their first result): 1% of
- * them, a steady stream of (re)connections. The open phase's event-loop delay
- * grows with this: the server sets up every call that arrives in one poll of
- * its sockets before its timers run again.
+ * them, a steady stream of (re)connections. Without call admission
+ * (CALL_TURN_BUDGET_MS=0) the open phase's event-loop delay grows with this:
+ * the server would set up every call that arrives in one poll of its sockets
+ * before its timers run again.
  */
 const OPEN_IN_FLIGHT = 100;
 const SETUP_CONCURRENCY = 64;
