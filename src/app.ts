@@ -18,6 +18,7 @@ import { file_grpc_reflection_v1alpha_reflection } from "../gen/grpc/reflection/
 import { AdminService, file_streamgate_v1_admin_service } from "../gen/streamgate/v1/admin_service_pb.js";
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
 import { createAdminService } from "./admin-service.js";
+import { CallAdmission } from "./call-admission.js";
 import { ApiKeyStore, sha256, type ApiKeyEntry } from "./auth/api-keys.js";
 import { createJwtVerifier } from "./auth/jwt.js";
 import { localLimitSettings, type LimitSettingsStore } from "./limit-settings.js";
@@ -42,7 +43,7 @@ import { createProcessor } from "./processor.js";
 import { createReflectionRoutes } from "./reflection.js";
 import { createRegistry } from "./registry.js";
 import { REQUEST_ID_HEADER, callContext, requestIdFrom } from "./request-context.js";
-import { listen, peerAddress, type Listener } from "./server.js";
+import { clientGone, listen, peerAddress } from "./server.js";
 import { StreamCounters } from "./stream-counters.js";
 import { createStreamService } from "./stream-service.js";
 import { topicNames, topicSpecs } from "./topics.js";
@@ -60,6 +61,19 @@ const SERVED_FILES: DescFile[] = [
   file_grpc_reflection_v1_reflection,
   file_grpc_reflection_v1alpha_reflection,
 ];
+
+/** The request paths of the methods that push messages to the client (server-streaming and bidi) in `files`. */
+function pushingPaths(files: DescFile[]): Set<string> {
+  return new Set(
+    files.flatMap((file) =>
+      file.services.flatMap((service) =>
+        service.methods
+          .filter((method) => method.methodKind === "server_streaming" || method.methodKind === "bidi_streaming")
+          .map((method) => `/${service.typeName}/${method.name}`),
+      ),
+    ),
+  );
+}
 
 /** The configured broker: Kafka when KAFKA_BROKERS is set, else the embedded one. */
 async function createBroker(config: Config, logger: Logger): Promise<Broker> {
@@ -156,13 +170,11 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     },
   });
   await fanout.start();
-  /** The listener, once listening (the calls-waiting gauge reads it). */
-  let listening: Listener | undefined;
   metrics.observe({
     activeStreams: () => registry.openCount,
     activeWatchers: () => fanout.watcherCount,
     consumerLag: () => processor.lag(),
-    callsWaiting: () => listening?.callsWaiting ?? 0,
+    callsWaiting: () => admission?.waitingCount ?? 0,
   });
   const ingest = new Ingest({
     broker: log,
@@ -243,21 +255,32 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   /** Each request's id, chosen before connect sees the request. */
   const requestIds = new WeakMap<http.IncomingMessage | Http2ServerRequest, string>();
   const cors = createCors(config.corsOrigins);
-  const listener = (listening = await listen({
+  const serve = (request: http.IncomingMessage | Http2ServerRequest, response: http.ServerResponse | Http2ServerResponse) => {
+    if (serveMetrics(metrics, request, response)) return;
+    if (serveDashboard(request, response)) return;
+    const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);
+    requestIds.set(request, requestId);
+    // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
+    response.setHeader(REQUEST_ID_HEADER, requestId);
+    if (!cors(request, response)) rpc(request, response);
+  };
+  // Calls that stay open to push results (WatchResults above all) start a
+  // turn's budget at a time (src/call-admission.ts). Unary and client-stream
+  // calls start at once: spreading them only split the produce batches.
+  const admission =
+    config.callTurnBudgetMs > 0
+      ? new CallAdmission(serve, { turnBudgetMs: config.callTurnBudgetMs, isGone: clientGone })
+      : undefined;
+  const pushing = pushingPaths(SERVED_FILES);
+  const listener = await listen({
     port: config.port,
     host: config.host,
     tls: config.tls,
-    turnBudgetMs: config.callTurnBudgetMs,
     handler: (request, response) => {
-      if (serveMetrics(metrics, request, response)) return;
-      if (serveDashboard(request, response)) return;
-      const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);
-      requestIds.set(request, requestId);
-      // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
-      response.setHeader(REQUEST_ID_HEADER, requestId);
-      if (!cors(request, response)) rpc(request, response);
+      if (admission && pushing.has(request.url ?? "")) admission.admit(request, response);
+      else serve(request, response);
     },
-  }));
+  });
   const metricsListener = config.metricsPort === undefined ? undefined : await listenMetrics(metrics, config);
 
   // NOT_SERVING while the broker does not answer, so load balancers go elsewhere.

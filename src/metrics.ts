@@ -122,7 +122,7 @@ export class Metrics {
     });
     new Gauge({
       name: "streamgate_calls_waiting",
-      help: "Calls received and waiting for a turn of the event loop to start (CALL_TURN_BUDGET_MS).",
+      help: "Result-pushing calls (WatchResults) received and waiting for a turn of the event loop to start (CALL_TURN_BUDGET_MS).",
       registers: [this.registry],
       collect() {
         this.set(sources.callsWaiting());

@@ -10,14 +10,13 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Duplex } from "node:stream";
-import { CallAdmission } from "./call-admission.js";
 import type { TlsConfig } from "./config.js";
 
-type Request = http.IncomingMessage | http2.Http2ServerRequest;
-type Response = http.ServerResponse | http2.Http2ServerResponse;
-
 /** A request handler for both HTTP versions. */
-export type RequestHandler = (request: Request, response: Response) => void;
+export type RequestHandler = (
+  request: http.IncomingMessage | http2.Http2ServerRequest,
+  response: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
 
 /** Where and how to listen. */
 export interface ListenOptions {
@@ -25,20 +24,12 @@ export interface ListenOptions {
   host: string;
   tls: TlsConfig | undefined;
   handler: RequestHandler;
-  /**
-   * Time one turn of the event loop may spend starting new calls; the others
-   * wait for the next turns (see call-admission.ts). 0: every call starts as
-   * it arrives.
-   */
-  turnBudgetMs: number;
 }
 
 /** A listening server. */
 export interface Listener {
   /** The bound port (useful with port 0). */
   readonly port: number;
-  /** Calls received and waiting for a turn to start. */
-  readonly callsWaiting: number;
   /**
    * Stops accepting connections, lets calls in progress finish, and destroys
    * what is still open after `timeoutMs`.
@@ -54,15 +45,12 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const sessions = new Set<http2.Http2Session>();
   let draining = false;
 
-  const start: RequestHandler = (request, response) => {
+  const handler: RequestHandler = (request, response) => {
     // HTTP/1.1 keep-alive connections are told to close after this response while draining.
     if (draining && request.httpVersionMajor === 1) response.setHeader("connection", "close");
     if (request.httpVersionMajor === 2) endUnreadRequestAfterResponse(request as http2.Http2ServerRequest);
     options.handler(request, response);
   };
-  const admission =
-    options.turnBudgetMs > 0 ? new CallAdmission(start, { turnBudgetMs: options.turnBudgetMs, isGone }) : undefined;
-  const handler = admission?.admit ?? start;
 
   let server: net.Server;
   let h1: http.Server | undefined;
@@ -98,9 +86,6 @@ export async function listen(options: ListenOptions): Promise<Listener> {
 
   return {
     port,
-    get callsWaiting() {
-      return admission?.waitingCount ?? 0;
-    },
     async close(timeoutMs) {
       draining = true;
       server.close();
@@ -135,8 +120,8 @@ function endUnreadRequestAfterResponse(request: http2.Http2ServerRequest): void 
   );
 }
 
-/** Whether the client of a request has gone (stream reset, connection closed). */
-function isGone(request: Request): boolean {
+/** Whether the client of a request has gone (stream reset, connection closed) before it was answered. */
+export function clientGone(request: http.IncomingMessage | http2.Http2ServerRequest): boolean {
   return "stream" in request ? request.stream.destroyed : request.destroyed;
 }
 

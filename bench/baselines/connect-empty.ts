@@ -24,5 +24,4 @@ const rpc = connectNodeAdapter({
       },
     }),
 });
-// Every call started as it arrives: the RPC layer alone, without streamgate's call admission.
-await listen({ port: Number(process.env.PORT), host: "127.0.0.1", tls: undefined, handler: rpc, turnBudgetMs: 0 });
+await listen({ port: Number(process.env.PORT), host: "127.0.0.1", tls: undefined, handler: rpc });
