@@ -245,5 +245,6 @@ function credentials(
     problems.push(`${secretName}: the secret is ${bytes} bytes; HS256 needs at least ${MIN_HS256_SECRET_BYTES} (as the server)`);
     return none;
   }
-  return { kind: "jwt", secret, issuer: env.JWT_ISSUER || undefined, audience: env.JWT_AUDIENCE || undefined };
+  // Trimmed, as the server reads them: a stray space would otherwise fail every call.
+  return { kind: "jwt", secret, issuer: env.JWT_ISSUER?.trim() || undefined, audience: env.JWT_AUDIENCE?.trim() || undefined };
 }

@@ -204,5 +204,8 @@ describe("options", () => {
   it("mints JWTs from JWT_HS256_SECRET with the issuer and audience the server may require", () => {
     const parsed = parseOptions([], { JWT_HS256_SECRET: JWT_SECRET, JWT_ISSUER: "me", JWT_AUDIENCE: "gw" });
     expect(parsed.help === false && parsed.options.credentials).toEqual({ kind: "jwt", secret: JWT_SECRET, issuer: "me", audience: "gw" });
+    // Read as the server reads them: trimmed, and blank is unset.
+    const padded = parseOptions([], { JWT_HS256_SECRET: JWT_SECRET, JWT_ISSUER: " me ", JWT_AUDIENCE: "  " });
+    expect(padded.help === false && padded.options.credentials).toEqual({ kind: "jwt", secret: JWT_SECRET, issuer: "me", audience: undefined });
   });
 });
