@@ -170,12 +170,6 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     },
   });
   await fanout.start();
-  metrics.observe({
-    activeStreams: () => registry.openCount,
-    activeWatchers: () => fanout.watcherCount,
-    consumerLag: () => processor.lag(),
-    callsWaiting: () => admission?.waitingCount ?? 0,
-  });
   const ingest = new Ingest({
     broker: log,
     ingestTopic: topics.ingest,
@@ -264,7 +258,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     response.setHeader(REQUEST_ID_HEADER, requestId);
     if (!cors(request, response)) rpc(request, response);
   };
-  // Calls that stay open to push results (WatchResults above all) start a
+  // Server-streaming and bidi calls (WatchResults above all) start a
   // turn's budget at a time (src/call-admission.ts). Unary and client-stream
   // calls start at once: spreading them only split the produce batches.
   const admission =
@@ -272,6 +266,12 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       ? new CallAdmission(serve, { turnBudgetMs: config.callTurnBudgetMs, isGone: clientGone })
       : undefined;
   const pushing = pushingPaths(SERVED_FILES);
+  metrics.observe({
+    activeStreams: () => registry.openCount,
+    activeWatchers: () => fanout.watcherCount,
+    consumerLag: () => processor.lag(),
+    callsWaiting: () => admission?.waitingCount ?? 0,
+  });
   const listener = await listen({
     port: config.port,
     host: config.host,

@@ -118,7 +118,7 @@ export interface Config {
   healthProbeIntervalMs: number;
   /** How long SIGTERM waits for in-flight calls before closing connections. */
   shutdownTimeoutMs: number;
-  /** Time one turn of the event loop may spend starting new result-pushing calls (0: no limit); see call-admission.ts. */
+  /** Time one turn of the event loop may spend starting new server-streaming and bidi calls (0: no limit); see call-admission.ts. */
   callTurnBudgetMs: number;
   /** pino log level. */
   logLevel: string;

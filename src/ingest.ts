@@ -7,7 +7,7 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
-import type { Broker, ProduceRecord } from "./broker/broker.js";
+import type { Broker, ProduceRecord, RecordPosition } from "./broker/broker.js";
 import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { encodeCursor } from "./cursor.js";
 import { streamClosed, streamNotFound } from "./errors.js";
@@ -63,7 +63,8 @@ export class Ingest {
    *
    * With `coalesce` (a client stream's messages), the record goes to the
    * broker in one call with the other coalesced records sent in the same run
-   * of code (broker/coalescer.ts), still in order.
+   * of code (broker/coalescer.ts), still in order among them; a call without
+   * `coalesce` made in that run reaches the broker before them.
    */
   send(request: SendRequest, coalesce = false): Promise<SendResult> {
     const { registry, counters } = this.options;
@@ -92,12 +93,11 @@ export class Ingest {
       value: payload.bytes,
       headers: dataHeaders(payload.kind, request.headers, request.eventId, Date.now()),
     };
-    const position = coalesce
-      ? this.produceCoalesced(record)
-      : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => position!);
     const stored = this.track(
       streamId,
-      position.then(({ partition, offset }) => encodeCursor("ingest", partition, offset)),
+      coalesce
+        ? this.produceCoalesced(record).then(toCursor)
+        : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => toCursor(position!)),
     );
     if (key !== undefined) {
       this.seen.set(key, stored);
@@ -143,4 +143,9 @@ export class Ingest {
 /** The gRPC code name of an error, for SendDataStream's per-record rejections. */
 export function codeName(error: unknown): string {
   return codeToString(error instanceof ConnectError ? error.code : Code.Internal);
+}
+
+/** The SendData cursor of an ingest record stored at `position`. */
+function toCursor({ partition, offset }: RecordPosition): string {
+  return encodeCursor("ingest", partition, offset);
 }

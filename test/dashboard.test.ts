@@ -18,15 +18,13 @@ import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { createClient } from "@connectrpc/connect";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Summary } from "../simulator/summary.js";
 import { DASHBOARD_DIR } from "../src/dashboard.js";
 import { launchChromium, recordPageProblems } from "./support/browser.js";
 import { finished, PROJECT_DIR, spawnTool, type RunResult } from "./support/clients-cli.js";
-import { adminClient, apiKeyHeader, startTestServer, TRANSPORTS, type TestServer } from "./support/server.js";
+import { adminClient, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 /** Three client keys, by name: the simulator's client i uses the i-th. */
 const KEYS = { "sim-a": "dash-key-a-0123456789abcdef", "sim-b": "dash-key-b-0123456789abcdef", "sim-c": "dash-key-c-0123456789abcdef" };
@@ -237,7 +235,7 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
 
   it("follows one stream's results in the viewer, live, and closes the watch on Stop", async () => {
     const streamId = "viewer-1";
-    const client = createClient(StreamService, TRANSPORTS.grpc!(server.baseUrl, [apiKeyHeader(KEYS["sim-a"])]));
+    const client = streamClient(server, "grpc", KEYS["sim-a"]);
     await client.startStream({ streamId });
     const send = (n: number) => client.sendData({ streamId, payload: { case: "data", value: fromJson(ValueSchema, { n }) } });
     for (const n of [1, 2]) await send(n);

@@ -63,9 +63,9 @@ export function run(command: string, args: string[], options: RunOptions = {}): 
   return finished(child, options.timeoutMs ?? 15_000);
 }
 
-/** Starts `command` with piped stdio and UTF-8 output, run from the project root. */
-export function spawnTool(command: string, args: string[]): ChildProcess {
-  const child = spawn(command, args, { cwd: PROJECT_DIR, stdio: ["pipe", "pipe", "pipe"] });
+/** Starts `command` with piped stdio and UTF-8 output, run from the project root, with `env` added to this process's environment. */
+export function spawnTool(command: string, args: string[], env?: Record<string, string>): ChildProcess {
+  const child = spawn(command, args, { cwd: PROJECT_DIR, env: env && { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
   child.stdout!.setEncoding("utf8");
   child.stderr!.setEncoding("utf8");
   return child;

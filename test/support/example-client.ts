@@ -3,12 +3,11 @@
  * JSON line per step it takes ({"step": "start_stream", ...}), and reads
  * those steps back.
  */
-import { spawn } from "node:child_process";
 import { expect } from "vitest";
-import { finished, PROJECT_DIR, type RunResult } from "./clients-cli.js";
+import { finished, spawnTool, type RunResult } from "./clients-cli.js";
 
 /** One line the client printed: a step and what it saw. */
-export interface Step {
+interface Step {
   step: string;
   [field: string]: unknown;
 }
@@ -23,9 +22,8 @@ export async function runExampleClient(
   env: Record<string, string>,
   timeoutMs: number,
 ): Promise<ClientRun> {
-  const child = spawn(command, args, { cwd: PROJECT_DIR, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  child.stdout.setEncoding("utf8");
-  child.stderr.setEncoding("utf8");
+  const child = spawnTool(command, args, env);
+  child.stdin!.end(); // the clients read nothing from stdin
   const result = await finished(child, timeoutMs);
   const steps = result.stdout
     .split("\n")
