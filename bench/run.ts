@@ -56,7 +56,7 @@ for (const broker of brokers) {
 }
 const quick = values.quick ?? false;
 const durationSec = Number(values.duration ?? (quick ? 1 : 8));
-/** Unmeasured load before each ghz phase on a fresh server. */
+/** Unmeasured load before each measured ghz phase. */
 const WARMUP_SEC = 2;
 const outDir = resolve(values.out ?? resolve(ROOT, "bench"));
 

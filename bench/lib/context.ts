@@ -15,7 +15,7 @@ export interface BenchContext {
   quick: boolean;
   /** Seconds each load phase lasts. */
   durationSec: number;
-  /** Seconds of unmeasured load before a ghz phase on a fresh server (0 in smoke mode). */
+  /** Seconds of unmeasured load before each measured ghz phase (0 in smoke mode). */
   warmupSec: number;
   /** The Kafka bootstrap address (the bench's own broker, or KAFKA_BROKERS). */
   kafkaBrokers: string;

@@ -25,7 +25,7 @@ import {
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { leanCaller } from "./lean-unary.js";
 import { BENCH_API_KEY, type StreamgateServer } from "./processes.js";
-import { percentiles, type Latency } from "./result.js";
+import { p99, percentiles, type Latency } from "./result.js";
 import { DeliveryStages } from "./watch.js";
 
 /** Streams (each with one watcher) the records are spread over, round robin. */
@@ -169,8 +169,6 @@ function payload(phase: number, seq: number): Uint8Array {
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 }
-
-const p99 = (values: number[]) => percentiles(values).p99;
 
 /** CPU seconds process `pid` has used (user + system), from /proc (clock ticks of 1/100 s, as on Linux x86 and arm). */
 async function cpuSeconds(pid: number): Promise<number> {

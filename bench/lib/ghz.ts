@@ -63,12 +63,6 @@ export interface GhzRun {
   concurrency: number;
   /** Seconds to run (ghz -z). */
   durationSec: number;
-  /**
-   * Seconds of the same load first, not measured ({@link runGhzOn}): a fresh
-   * server runs its first seconds in the interpreter, before the JIT has
-   * compiled its hot paths, and more of its code is cold the more it does.
-   */
-  warmupSec?: number;
   /** Connections to spread the workers over (ghz --connections). */
   connections?: number;
   /** Proto file (under proto/) declaring the call. */
@@ -125,17 +119,22 @@ export async function runGhz(run: GhzRun): Promise<GhzReport> {
   };
 }
 
-/** Runs `run` against `server` for `seconds`, measuring nothing (see {@link GhzRun.warmupSec}). */
+/**
+ * Runs `run` against `server` for `seconds`, measuring nothing. Before each
+ * measured phase: a fresh server runs its first seconds in the interpreter,
+ * before the JIT has compiled its hot paths, and a new call or payload warms
+ * paths of its own.
+ */
 export async function warmUp(server: StreamgateServer, run: Omit<GhzRun, "port" | "durationSec">, seconds: number): Promise<void> {
   if (seconds > 0) await runGhz({ ...run, durationSec: seconds, port: server.port });
 }
 
-/** {@link runGhz} against `server`, after its warm-up, with the server's CPU time over the measured run. */
-export async function runGhzOn(
-  server: StreamgateServer,
-  run: Omit<GhzRun, "port">,
-): Promise<GhzReport & { serverCpuSeconds: number }> {
-  await warmUp(server, run, run.warmupSec ?? 0);
+/** A ghz report with the server's CPU time over the run. */
+export type MeasuredReport = GhzReport & { serverCpuSeconds: number };
+
+/** {@link runGhz} against `server`, after `warmupSec` of {@link warmUp}, with the server's CPU time over the measured run. */
+export async function runGhzOn(server: StreamgateServer, run: Omit<GhzRun, "port">, warmupSec = 0): Promise<MeasuredReport> {
+  await warmUp(server, run, warmupSec);
   const cpu = await cpuMeter(server);
   const report = await runGhz({ ...run, port: server.port });
   return { ...report, serverCpuSeconds: (await cpu.read()).server };
@@ -147,7 +146,7 @@ export function unaryRow(
   broker: string,
   concurrency: number,
   payloadBytes: number,
-  report: GhzReport & { serverCpuSeconds: number },
+  report: MeasuredReport,
 ): BenchResult {
   return {
     scenario,

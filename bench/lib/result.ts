@@ -49,6 +49,11 @@ export function ms(nanoseconds: number): number {
   return Math.round(nanoseconds / 1e4) / 100;
 }
 
+/** The nearest-rank p99 of `values` (milliseconds). */
+export function p99(values: number[]): number {
+  return percentiles(values).p99;
+}
+
 /** Nearest-rank percentiles of `values` (milliseconds), with the max. */
 export function percentiles(values: number[]): Latency {
   if (values.length === 0) return { p50: 0, p95: 0, p99: 0, max: 0 };

@@ -7,14 +7,14 @@
  * the JIT), then they run in turn, round after round (A, B, A, B, ...), each
  * ratio is taken within its own round, and the median of those is the figure.
  */
-import { runGhzOn, warmUp, type GhzReport, type GhzRun } from "./ghz.js";
+import { runGhzOn, warmUp, type GhzRun, type MeasuredReport } from "./ghz.js";
 import type { StreamgateServer } from "./processes.js";
 import type { Latency } from "./result.js";
 
 /** One server and the ghz run it gets in every round. */
 export interface RoundSubject {
   server: StreamgateServer;
-  run: Omit<GhzRun, "port" | "durationSec" | "warmupSec">;
+  run: Omit<GhzRun, "port" | "durationSec">;
 }
 
 /** How long and how often. */
@@ -29,7 +29,7 @@ export interface RoundsOptions {
 /** A subject's phases over all rounds. */
 export interface RoundsReport {
   /** Each round's run, in order. */
-  rounds: Array<GhzReport & { serverCpuSeconds: number }>;
+  rounds: MeasuredReport[];
   /** Calls over all rounds per second of all rounds. */
   rps: number;
   count: number;
@@ -64,15 +64,15 @@ function summarize(rounds: RoundsReport["rounds"]): RoundsReport {
   const count = rounds.reduce((sum, run) => sum + run.count, 0);
   const seconds = rounds.reduce((sum, run) => sum + run.seconds, 0);
   const cpu = rounds.reduce((sum, run) => sum + run.serverCpuSeconds, 0);
-  const percentile = (pick: (latency: Latency) => number | undefined) => median(rounds.map((run) => pick(run.latencyMs) ?? 0));
+  const percentile = (key: "p50" | "p95" | "p99") => median(rounds.map((run) => run.latencyMs[key]));
   return {
     rounds,
     rps: count / seconds,
     count,
     latencyMs: {
-      p50: percentile((latency) => latency.p50),
-      p95: percentile((latency) => latency.p95),
-      p99: percentile((latency) => latency.p99),
+      p50: percentile("p50"),
+      p95: percentile("p95"),
+      p99: percentile("p99"),
       max: Math.max(...rounds.map((run) => run.latencyMs.max ?? 0)),
     },
     errors: rounds.reduce((sum, run) => sum + run.errors, 0),

@@ -43,8 +43,7 @@ export const baselinesRpc: Scenario = {
             data: sendRequests(payloadBytes),
             concurrency: context.quick ? 4 : SEND_CONCURRENCY,
             durationSec: context.durationSec,
-            warmupSec: context.warmupSec,
-          });
+          }, context.warmupSec);
           rows.push(unaryRow(scenario, "-", context.quick ? 4 : SEND_CONCURRENCY, payloadBytes, report));
         }
         // An empty handler answers every stream only once all its messages are read, so
@@ -56,8 +55,7 @@ export const baselinesRpc: Scenario = {
           data: streamMessages(perCall),
           concurrency,
           durationSec: context.durationSec,
-          warmupSec: context.warmupSec,
-        });
+        }, context.warmupSec);
         const messages = report.count * perCall;
         rows.push({
           scenario: `${scenario}-stream`,

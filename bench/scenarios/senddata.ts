@@ -128,8 +128,7 @@ async function kafkaRows(context: BenchContext): Promise<BenchResult[]> {
         metadata: AUTH,
         concurrency,
         durationSec: context.durationSec,
-        warmupSec: context.warmupSec,
-      });
+      }, context.warmupSec);
       const row = unaryRow("senddata", "kafka", concurrency, payloadBytes, report);
       const compared = context.results.get(resultKey(KAFKA_BASELINE.scenario, KAFKA_BASELINE.broker, payloadBytes));
       if (compared) {

@@ -2,7 +2,7 @@
  * Scenario 1: StartStream, unary, each call a new stream (ghz), on each broker.
  */
 import type { Scenario } from "../lib/context.js";
-import { runGhzOn } from "../lib/ghz.js";
+import { runGhzOn, unaryRow } from "../lib/ghz.js";
 import { withServer } from "../lib/processes.js";
 import { AUTH } from "../lib/load.js";
 import type { BenchResult } from "../lib/result.js";
@@ -23,22 +23,10 @@ export const startStream: Scenario = {
           metadata: AUTH,
           concurrency,
           durationSec: context.durationSec,
-          warmupSec: context.warmupSec,
-        });
-        rows.push({
-          scenario: "startstream",
-          broker,
-          concurrency,
-          payloadBytes: 0,
-          throughput: report.rps,
-          unit: "req/s",
-          latencyMs: report.latencyMs,
-          errors: report.errors,
-          extra: {
-            "server CPU µs/call": Math.round((report.serverCpuSeconds / report.count) * 1e6),
-            ...(report.errors ? { errors: JSON.stringify(report.errorDistribution).slice(0, 200) } : {}),
-          },
-        });
+        }, context.warmupSec);
+        const row = unaryRow("startstream", broker, concurrency, 0, report);
+        if (report.errors) row.extra!.errors = JSON.stringify(report.errorDistribution).slice(0, 200);
+        rows.push(row);
       });
     }
     return rows;

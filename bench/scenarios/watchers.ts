@@ -27,7 +27,7 @@
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
 import { rssBytes, withServer, type StreamgateServer } from "../lib/processes.js";
-import { percentiles, type BenchResult } from "../lib/result.js";
+import { ms, p99, percentiles, type BenchResult } from "../lib/result.js";
 import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import {
   bucketQuantileMs,
@@ -268,10 +268,10 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
       "server CPU s/s serve": serveCpu.server / serveSeconds,
       "bench CPU s/s serve": serveCpu.bench / serveSeconds,
       // Where a slow delivery's time went: by stage, the server's own SendData-to-watcher time, and this process's lateness.
-      "p99 ms by stage": `sent→accepted ${percentiles(stages.toAccepted).p99}, accepted→processed ${percentiles(stages.acceptedToProcessed).p99}, processed→read ${percentiles(stages.processedToRead).p99}`,
+      "p99 ms by stage": `sent→accepted ${p99(stages.toAccepted)}, accepted→processed ${p99(stages.acceptedToProcessed)}, processed→read ${p99(stages.processedToRead)}`,
       "server e2e p99 serve ms (bucket ≤)": bucketQuantileMs(openDelay.metrics, serveDelay.metrics, "streamgate_end_to_end_seconds", 0.99),
-      "bench ELD p99 serve ms": Math.round(benchDelay.percentile(99) / 1e4) / 100,
-      "bench ELD max serve ms": Math.round(benchDelay.max / 1e4) / 100,
+      "bench ELD p99 serve ms": ms(benchDelay.percentile(99)),
+      "bench ELD max serve ms": ms(benchDelay.max),
       "send errors": sendErrors,
     },
   };
