@@ -9,15 +9,17 @@
  * with a global and a per-client limit set too high to refuse anything, which
  * shows what checking the limits costs.
  *
- * Kafka: held to kafkajs producing directly, one send per message at the same
- * concurrency (target ≥ 1.0×; baselines-kafkajs, earlier in the run).
+ * Kafka: held to kafkajs producing directly to the same broker, one send per
+ * message at the same concurrency (target ≥ 1.0×), measured in interleaved
+ * rounds too: kafkajs from the bench process, then streamgate under ghz, in
+ * turn. Its producer is the baseline-kafkajs-naive row's (lib/kafkajs-direct.ts).
  */
-import { resultKey, type BenchContext, type Scenario } from "../lib/context.js";
-import { runGhzOn, unaryRow } from "../lib/ghz.js";
+import { type BenchContext, type Scenario } from "../lib/context.js";
+import { openDirect } from "../lib/kafkajs-direct.js";
 import { AUTH, sendRequests, startStreams } from "../lib/load.js";
 import { startNodeServer, withServer, type StreamgateServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
-import { roundRatios, runGhzRounds, type RoundsReport } from "../lib/rounds.js";
+import { ghzSubject, roundRatios, runRounds, type RoundSubject, type RoundsReport } from "../lib/rounds.js";
 import { CONNECT_BASELINE, SEND_CONCURRENCY, SEND_PAYLOADS } from "./baselines-rpc.js";
 
 /** Limits that refuse nothing, so the row measures what checking them costs. */
@@ -29,8 +31,9 @@ const LIMITS_ON = {
 };
 
 const MEMORY_TARGET = 0.75;
-const KAFKA_BASELINE = { scenario: "baseline-kafkajs-naive", broker: "kafka", target: 1.0 };
-/** Interleaved rounds on the embedded broker (one in smoke mode). */
+const KAFKA_TARGET = 1.0;
+const KAFKA_BASELINE = "baseline-kafkajs-naive";
+/** Interleaved rounds (one in smoke mode). */
 const ROUNDS = 3;
 
 export const sendData: Scenario = {
@@ -57,24 +60,14 @@ async function embeddedRows(context: BenchContext): Promise<BenchResult[]> {
         for (const payloadBytes of SEND_PAYLOADS) {
           const run = { call: "streamgate.v1.StreamService.SendData", data: sendRequests(payloadBytes), metadata: AUTH, concurrency };
           const servers: StreamgateServer[] = payloadBytes === 128 ? [bare, plain, limited] : [bare, plain];
-          const [baseline, subject, withLimits] = await runGhzRounds(
-            servers.map((server) => ({ server, run })),
-            {
-              rounds: context.quick ? 1 : ROUNDS,
-              phaseSec: context.quick ? context.durationSec : context.durationSec / 2,
-              warmupSec: context.warmupSec,
-            },
+          const [baseline, subject, withLimits] = await runRounds(
+            servers.map((server) => ghzSubject(server, run, context.warmupSec)),
+            roundsOptions(context),
           );
-          const row = roundsRow("senddata", payloadBytes, concurrency, subject!, baseline!, CONNECT_BASELINE.scenario);
-          const ratio = row.ratio!;
-          row.target = {
-            goal: `≥ ${MEMORY_TARGET.toFixed(2)} × ${CONNECT_BASELINE.scenario}`,
-            met: ratio >= MEMORY_TARGET,
-            measured: `${ratio.toFixed(2)}× (median of rounds; ${Math.round(subject!.rps)} vs ${Math.round(baseline!.rps)} req/s)`,
-          };
-          rows.push(row);
+          const row = roundsRow("senddata", "memory", payloadBytes, concurrency, subject!, baseline!, CONNECT_BASELINE.scenario);
+          rows.push(withTarget(row, MEMORY_TARGET, subject!, baseline!));
           if (withLimits) {
-            const limitedRow = roundsRow("senddata-limited", payloadBytes, concurrency, withLimits, subject!, "senddata");
+            const limitedRow = roundsRow("senddata-limited", "memory", payloadBytes, concurrency, withLimits, subject!, "senddata");
             limitedRow.extra = { limits: "global and per-client 1,000,000/s, none refused", ...limitedRow.extra };
             rows.push(limitedRow);
           }
@@ -85,19 +78,37 @@ async function embeddedRows(context: BenchContext): Promise<BenchResult[]> {
   return rows;
 }
 
+/** Three rounds of half a phase each (one whole phase in smoke mode). */
+function roundsOptions(context: BenchContext) {
+  return { rounds: context.quick ? 1 : ROUNDS, phaseSec: context.quick ? context.durationSec : context.durationSec / 2 };
+}
+
+/** `row` with the target of a ratio of at least `target` to its baseline. */
+function withTarget(row: BenchResult, target: number, subject: RoundsReport, baseline: RoundsReport): BenchResult {
+  const ratio = row.ratio!;
+  row.target = {
+    goal: `≥ ${target.toFixed(2)} × ${row.baseline}`,
+    met: ratio >= target,
+    measured: `${ratio.toFixed(2)}× (median of rounds; ${Math.round(subject.rps)} vs ${Math.round(baseline.rps)} ${row.unit})`,
+  };
+  return row;
+}
+
 /** A row of `subject`'s rounds, with its median ratio to `baseline` measured in the same rounds. */
 function roundsRow(
   scenario: string,
+  broker: string,
   payloadBytes: number,
   concurrency: number,
   subject: RoundsReport,
   baseline: RoundsReport,
   baselineName: string,
+  baselineUnit = "req/s",
 ): BenchResult {
   const { median, ratios } = roundRatios(subject, baseline);
   return {
     scenario,
-    broker: "memory",
+    broker,
     concurrency,
     payloadBytes,
     throughput: subject.rps,
@@ -108,40 +119,43 @@ function roundsRow(
     ratio: median,
     extra: {
       "rounds (ratio each)": ratios.map((ratio) => `${ratio.toFixed(2)}×`).join(", "),
-      "baseline in the same rounds req/s": Math.round(baseline.rps),
-      "server CPU µs/call": subject.cpuMicrosPerCall,
-      "baseline server CPU µs/call": baseline.cpuMicrosPerCall,
+      [`baseline in the same rounds ${baselineUnit}`]: Math.round(baseline.rps),
+      ...(subject.cpuMicrosPerCall === undefined ? {} : { "server CPU µs/call": subject.cpuMicrosPerCall }),
+      ...(baseline.cpuMicrosPerCall === undefined ? {} : { "baseline server CPU µs/call": baseline.cpuMicrosPerCall }),
     },
   };
 }
 
-/** The Kafka rows, held to the naive kafkajs baseline measured earlier in the run. */
+/**
+ * The Kafka rows, each payload measured in rounds with kafkajs sending one
+ * message per call from the bench process, at the same concurrency.
+ */
 async function kafkaRows(context: BenchContext): Promise<BenchResult[]> {
   const concurrency = context.quick ? 4 : SEND_CONCURRENCY;
-  return withServer(context.startServer("kafka"), async (server) => {
-    await startStreams(server);
-    const rows: BenchResult[] = [];
-    for (const payloadBytes of SEND_PAYLOADS) {
-      const report = await runGhzOn(server, {
-        call: "streamgate.v1.StreamService.SendData",
-        data: sendRequests(payloadBytes),
-        metadata: AUTH,
-        concurrency,
-        durationSec: context.durationSec,
-      }, context.warmupSec);
-      const row = unaryRow("senddata", "kafka", concurrency, payloadBytes, report);
-      const compared = context.results.get(resultKey(KAFKA_BASELINE.scenario, KAFKA_BASELINE.broker, payloadBytes));
-      if (compared) {
-        row.baseline = KAFKA_BASELINE.scenario;
-        row.ratio = report.rps / compared.throughput;
-        row.target = {
-          goal: `≥ ${KAFKA_BASELINE.target.toFixed(2)} × ${KAFKA_BASELINE.scenario}`,
-          met: row.ratio >= KAFKA_BASELINE.target,
-          measured: `${row.ratio.toFixed(2)}× (${Math.round(report.rps)} vs ${Math.round(compared.throughput)} req/s)`,
+  const direct = await openDirect(context.kafkaBrokers);
+  try {
+    return await withServer(context.startServer("kafka"), async (server) => {
+      await startStreams(server);
+      const rows: BenchResult[] = [];
+      for (const payloadBytes of SEND_PAYLOADS) {
+        const naive: RoundSubject = {
+          // Once, before the first payload: until the broker takes naive sends at a steady rate.
+          warmUp: async () => {
+            if (payloadBytes === SEND_PAYLOADS[0]) await direct.warmUp(concurrency, context.quick);
+          },
+          measure: async (seconds) => {
+            const phase = await direct.naive(payloadBytes, concurrency, seconds);
+            return { rps: phase.rate, count: phase.messages, seconds: phase.seconds, latencyMs: phase.latencyMs, errors: phase.errors };
+          },
         };
+        const run = { call: "streamgate.v1.StreamService.SendData", data: sendRequests(payloadBytes), metadata: AUTH, concurrency };
+        const [baseline, subject] = await runRounds([naive, ghzSubject(server, run, context.warmupSec)], roundsOptions(context));
+        const row = roundsRow("senddata", "kafka", payloadBytes, concurrency, subject!, baseline!, KAFKA_BASELINE, "msg/s");
+        rows.push(withTarget(row, KAFKA_TARGET, subject!, baseline!));
       }
-      rows.push(row);
-    }
-    return rows;
-  });
+      return rows;
+    });
+  } finally {
+    await direct.close();
+  }
 }
