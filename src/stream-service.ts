@@ -121,7 +121,7 @@ async function sendAll(ingest: Ingest, requests: AsyncIterable<SendDataStreamReq
     if (index === 0) failFast = request.failFast;
     streamId = request.streamId === "" ? streamId : request.streamId;
     try {
-      const send = ingest.send({ ...request, streamId }, true);
+      const send = ingest.send({ streamId, payload: request.payload, eventId: request.eventId, headers: request.headers }, true);
       // Awaited in order below; this keeps a failure from being an unhandled rejection meanwhile.
       send.catch(() => undefined);
       inFlight.push(send);

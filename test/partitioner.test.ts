@@ -69,6 +69,15 @@ describe("partitionForKey", () => {
     }
   });
 
+  it("hashes a key's UTF-8 bytes whatever its characters and length (ASCII keys skip the encoder)", () => {
+    const keys = ["", "a", "ab", "abc", "abcd", "del\u007f", "caf\u00e9", "\u0080", "x".repeat(256), "y".repeat(257), `${"z".repeat(255)}\u00e9`];
+    for (const key of keys) {
+      expect(partitionForKey(key, 1000), JSON.stringify(key)).toBe((murmur2(utf8(key)) & 0x7fffffff) % 1000);
+    }
+    // A short ASCII key after a longer one: no byte of the longer one is hashed.
+    expect(partitionForKey("ab", 1000)).toBe((murmur2(utf8("ab")) & 0x7fffffff) % 1000);
+  });
+
   it("spreads many keys over every partition", () => {
     const used = new Set(Array.from({ length: 500 }, (_, i) => partitionForKey(`stream-${i}`, 8)));
     expect(used.size).toBe(8);

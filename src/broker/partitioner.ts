@@ -8,10 +8,11 @@
 const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
 const encoder = new TextEncoder();
+/** Where an ASCII key's bytes are copied: keys are stream ids, nearly always ASCII and short. */
+const scratch = new Uint8Array(256);
 
-/** murmur2 (32-bit) as implemented by Kafka's `Utils.murmur2`. */
-export function murmur2(data: Uint8Array): number {
-  const length = data.length;
+/** murmur2 (32-bit) of the first `length` bytes of `data`, as implemented by Kafka's `Utils.murmur2`. */
+export function murmur2(data: Uint8Array, length = data.length): number {
   let h = (SEED ^ length) | 0;
   const whole = length - (length % 4);
   for (let i = 0; i < whole; i += 4) {
@@ -37,5 +38,23 @@ export function murmur2(data: Uint8Array): number {
 
 /** The partition Kafka's default partitioner picks for `key`. */
 export function partitionForKey(key: string, partitions: number): number {
-  return (murmur2(encoder.encode(key)) & 0x7fffffff) % partitions;
+  const ascii = asciiBytes(key);
+  const hash = ascii === undefined ? murmur2(encoder.encode(key)) : murmur2(scratch, ascii);
+  return (hash & 0x7fffffff) % partitions;
+}
+
+/**
+ * Copies an ASCII `key` (its UTF-8 bytes are its char codes) into `scratch`
+ * and returns its length; undefined for any other key. This runs for every
+ * record produced, and TextEncoder's allocation and native call for a short
+ * key cost more than the hash itself.
+ */
+function asciiBytes(key: string): number | undefined {
+  if (key.length > scratch.length) return undefined;
+  for (let i = 0; i < key.length; i++) {
+    const code = key.charCodeAt(i);
+    if (code > 0x7f) return undefined;
+    scratch[i] = code;
+  }
+  return key.length;
 }

@@ -82,7 +82,7 @@ export function observeCalls(options: ObserveOptions): Interceptor {
 
     let counted = request;
     if (request.stream) {
-      counted = { ...request, message: countEach(request.message, () => metrics.received.inc(labels)) };
+      counted = { ...request, message: countEach(request.message, perRun((count) => metrics.received.inc(labels, count))) };
     } else {
       metrics.received.inc(labels);
     }
@@ -99,10 +99,11 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       return response;
     }
     const messages = response.message;
+    const countSent = perRun((count) => metrics.sent.inc(labels, count));
     async function* observed() {
       try {
         for await (const message of messages) {
-          metrics.sent.inc(labels);
+          countSent();
           yield message;
         }
         // A stream that ends because the client went away (or its deadline passed) did not end OK.
@@ -117,6 +118,25 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       }
     }
     return { ...response, message: observed() };
+  };
+}
+
+/**
+ * A counter of messages that adds up the counts of one run of code (and the
+ * promise callbacks it sets off) and passes them on in one `add` on
+ * process.nextTick: prom-client hashes the labels on every inc, and the
+ * messages of a stream arrive, or leave, many to a run. The count is current
+ * before the next I/O, so before the call's response is written.
+ */
+function perRun(add: (count: number) => void): () => void {
+  let pending = 0;
+  const flush = () => {
+    const count = pending;
+    pending = 0;
+    add(count);
+  };
+  return () => {
+    if (pending++ === 0) process.nextTick(flush);
   };
 }
 
