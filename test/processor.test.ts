@@ -1,10 +1,12 @@
 /**
  * The processor as a consumer-group member: a restarted processor resumes from
  * the committed offsets, so every record gets exactly one result, in order,
- * even when the stop came in the middle of a throttled backlog; and a stop is
- * not held up by a backlog larger than the in-flight bound.
+ * even when the stop came in the middle of a throttled backlog; a stop is
+ * not held up by a backlog larger than the in-flight bound; and finished
+ * records are committed within an interval, or at once when half the
+ * in-flight bound waits, not once per turn.
  */
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { create, fromJson } from "@bufbuild/protobuf";
 import { ProcessingSchema } from "../gen/streamgate/v1/stream_service_pb.js";
@@ -37,8 +39,8 @@ afterEach(async () => {
   await Promise.all(subscriptions.splice(0).map((subscription) => subscription.close()));
 });
 
-async function rig(): Promise<Rig> {
-  const broker = createMemoryBroker({ retentionRecords: 100_000, retentionMs: 0 });
+async function rig(wrap: (broker: Broker) => Broker = (broker) => broker): Promise<Rig> {
+  const broker = wrap(createMemoryBroker({ retentionRecords: 100_000, retentionMs: 0 }));
   await broker.ensureTopics(topicSpecs(topicConfig));
   const registry = createRegistry({ broker, topic: topics.streams, resultsTopic: topics.results, logger });
   await registry.start();
@@ -136,6 +138,91 @@ describe("processor restart", () => {
     await newProcessor();
     await until(broker, streamId, 2);
     expect((await stored(broker, streamId)).map(numberOf).slice(0, 2)).toEqual([0, 1]);
+  });
+});
+
+describe("processor commits", () => {
+  /** A broker whose group commits are recorded; `next()` resolves with the next commit's offset. */
+  function recordingCommits() {
+    const offsets: number[] = [];
+    let notify: ((offset: number) => void) | undefined;
+    const wrap = (inner: Broker): Broker =>
+      Object.assign(Object.create(inner) as Broker, {
+        async subscribe(options: Parameters<Broker["subscribe"]>[0]) {
+          const subscription = await inner.subscribe(options);
+          if (options.topic !== topics.ingest) return subscription;
+          return {
+            close: (beforeLeaving) => subscription.close(beforeLeaving),
+            async commit(partition, nextOffset) {
+              await subscription.commit(partition, nextOffset);
+              offsets.push(nextOffset);
+              notify?.(nextOffset);
+            },
+          } satisfies Subscription;
+        },
+      });
+    const next = () => new Promise<number>((resolve) => (notify = resolve));
+    return { wrap, offsets, next };
+  }
+
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+  /** Resolves once every record read is finished (its result written), turn by turn. */
+  async function finished(processor: Processor): Promise<void> {
+    while (processor.lag() > 0) await nextTurn();
+  }
+
+  it("commits records finished over many turns once, within the interval, not once per turn", async () => {
+    // Only setTimeout is faked: the interval passes when the test says so.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const commits = recordingCommits();
+    const { broker, registry, ingest, newProcessor } = await rig(commits.wrap);
+    const streamId = "paced-commits";
+    await registry.create({ streamId, labels: {}, processing: undefined });
+    const processor = await newProcessor(1000);
+    // One record per turn: each is read, processed and finished in a turn of its own.
+    for (let n = 0; n < 30; n++) {
+      await ingest.send({ streamId, payload: value(n), eventId: "", headers: {} });
+      await nextTurn();
+    }
+    await until(broker, streamId, 30);
+    await finished(processor);
+    expect(commits.offsets).toEqual([]);
+
+    const committed = commits.next();
+    vi.advanceTimersByTime(1000);
+    // The partition's offsets start at 0: the commit covers all 30.
+    expect(await committed).toBe(30);
+    expect(commits.offsets).toEqual([30]);
+  });
+
+  it("commits in the next turn once half the in-flight bound waits, without the interval", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    const commits = recordingCommits();
+    const { registry, ingest, newProcessor } = await rig(commits.wrap);
+    const streamId = "bounded-commits";
+    await registry.create({ streamId, labels: {}, processing: undefined });
+    const processor = await newProcessor(10); // commits once 5 finished records wait
+    const committed = commits.next();
+    for (let n = 0; n < 12; n++) {
+      await ingest.send({ streamId, payload: value(n), eventId: "", headers: {} });
+      await nextTurn();
+    }
+    // The interval has not passed, yet a commit comes once 5 finished records wait, and each after it 5 or more later.
+    expect(await committed).toBeGreaterThanOrEqual(5);
+    await finished(processor);
+    expect(commits.offsets.length).toBeGreaterThanOrEqual(2);
+    expect(commits.offsets.every((offset, i) => offset - (i === 0 ? 0 : commits.offsets[i - 1]!) >= 5)).toBe(true);
+    // Fewer than 5 left after the last of those wait for the interval.
+    if (commits.offsets[commits.offsets.length - 1] !== 12) {
+      const last = commits.next();
+      vi.advanceTimersByTime(1000);
+      expect(await last).toBe(12);
+    }
   });
 });
 
