@@ -17,6 +17,7 @@ import { Kafka, Partitioners, logLevel, type Admin } from "kafkajs";
 import { partitionForKey } from "../../src/broker/partitioner.js";
 import { streamIds } from "./load.js";
 import { percentiles, type Latency } from "./result.js";
+import type { RoundPhase } from "./rounds.js";
 
 /** Messages per sendBatch call of the batched load. */
 export const BATCH_SIZE = 100;
@@ -27,15 +28,10 @@ const WARMUP_MIN_SLICES = 5;
 const WARMUP_MAX_SLICES = 10;
 const WARMUP_STEADY = 0.15;
 
-/** What one timed phase measured. */
-export interface DirectPhase {
-  messages: number;
-  seconds: number;
-  /** Messages per second. */
-  rate: number;
+/** What one timed phase measured: a round's phase (rounds.ts) with messages as its count. */
+export interface DirectPhase extends RoundPhase {
   /** Percentiles of each call's milliseconds (one message, or one batch). */
   latencyMs: Latency;
-  errors: number;
   firstError?: string;
 }
 
@@ -113,8 +109,8 @@ export async function openDirect(brokers: string): Promise<KafkajsDirect> {
       for (let slice = 0; slice < (quick ? 1 : WARMUP_MAX_SLICES); slice++) {
         const phase = await naive(messages, loops, quick ? 0.1 : 1);
         warmedSec += phase.seconds;
-        if (slice + 1 >= WARMUP_MIN_SLICES && Math.abs(phase.rate - previous) <= WARMUP_STEADY * previous) break;
-        previous = phase.rate;
+        if (slice + 1 >= WARMUP_MIN_SLICES && Math.abs(phase.rps - previous) <= WARMUP_STEADY * previous) break;
+        previous = phase.rps;
       }
       return warmedSec;
     },
@@ -166,7 +162,7 @@ async function timed(seconds: number, loops: number, perCall: number, call: (fir
   await Promise.all(Array.from({ length: loops }, loop));
   // Every call started counts (as ghz's --duration-stop wait): the phase lasts until the last one ends.
   const elapsed = (performance.now() - start) / 1000;
-  return { messages, seconds: elapsed, rate: messages / elapsed, latencyMs: percentiles(latencies), errors, ...(firstError ? { firstError } : {}) };
+  return { count: messages, seconds: elapsed, rps: messages / elapsed, latencyMs: percentiles(latencies), errors, ...(firstError ? { firstError } : {}) };
 }
 
 /**

@@ -143,10 +143,7 @@ async function kafkaRows(context: BenchContext): Promise<BenchResult[]> {
           warmUp: async () => {
             if (payloadBytes === SEND_PAYLOADS[0]) await direct.warmUp(concurrency, context.quick);
           },
-          measure: async (seconds) => {
-            const phase = await direct.naive(payloadBytes, concurrency, seconds);
-            return { rps: phase.rate, count: phase.messages, seconds: phase.seconds, latencyMs: phase.latencyMs, errors: phase.errors };
-          },
+          measure: (seconds) => direct.naive(payloadBytes, concurrency, seconds),
         };
         const run = { call: "streamgate.v1.StreamService.SendData", data: sendRequests(payloadBytes), metadata: AUTH, concurrency };
         const [baseline, subject] = await runRounds([naive, ghzSubject(server, run, context.warmupSec)], roundsOptions(context));
