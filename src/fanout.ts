@@ -12,7 +12,14 @@
  */
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { ResultSchema, StartPosition, StreamState, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
+import {
+  ResultSchema,
+  StartPosition,
+  StreamState,
+  WatchResultsResponseSchema,
+  type Result,
+  type WatchResultsResponse,
+} from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
 import { CelEvalError, celRecordOf, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
@@ -109,7 +116,7 @@ export class Fanout {
    * to stream. Checks run before the first result is asked for, so a bad
    * request fails the call instead of ending an empty stream.
    */
-  watch(request: WatchRequest, signal: AbortSignal): AsyncIterable<Result> {
+  watch(request: WatchRequest, signal: AbortSignal): AsyncIterable<WatchResultsResponse> {
     const streamId = requireStreamId(request.streamId);
     const filter = request.filter === "" ? undefined : compileCel(request.filter, "filter");
     const entry = this.options.registry.get(streamId);
@@ -137,7 +144,7 @@ export class Fanout {
     filter: CelProgram | undefined,
     watcher: Watcher,
     signal: AbortSignal,
-  ): AsyncGenerator<Result> {
+  ): AsyncGenerator<WatchResultsResponse> {
     this.watchers.add(watcher);
     // A call accepted just before the stop, whose first step runs after it.
     if (this.stopped) watcher.interrupt("shutdown");
@@ -162,7 +169,7 @@ export class Fanout {
           const entry = new Entry(record);
           if (entry.end) return;
           watcher.passed(entry);
-          if (matches(filter, entry)) yield entry.result;
+          if (matches(filter, entry)) yield entry.response;
           if (signal.aborted || watcher.interruption) break;
         }
       }
@@ -185,7 +192,7 @@ export class Fanout {
         if (matches(filter, entry)) {
           // Live results only: a catch-up read of old results says nothing of latency.
           this.options.onDeliver?.(entry.result);
-          yield entry.result;
+          yield entry.response;
         }
       }
     } finally {
@@ -257,6 +264,7 @@ interface StreamWindow {
 /** One result record, decoded lazily (most are never watched). */
 class Entry {
   private cachedResult: Result | undefined;
+  private cachedResponse: WatchResultsResponse | undefined;
   private cachedDecoded: DecodedRecord | undefined;
   private cachedJson: JsonValue | undefined;
   readonly end: boolean;
@@ -275,6 +283,11 @@ class Entry {
 
   get result(): Result {
     return (this.cachedResult ??= toResult(this.record, this.decoded(), this.json()));
+  }
+
+  /** The result as WatchResults sends it: one message for every watcher of the stream, which connect passes on as it is. */
+  get response(): WatchResultsResponse {
+    return (this.cachedResponse ??= create(WatchResultsResponseSchema, { result: this.result }));
   }
 
   /** The record's metadata, decoded once. */
@@ -396,4 +409,4 @@ class Watcher {
   }
 }
 
-async function* empty(): AsyncGenerator<Result> {}
+async function* empty(): AsyncGenerator<WatchResultsResponse> {}

@@ -59,8 +59,8 @@ export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof
       return sendAll(ingest, requests);
     },
 
-    async *watchResults(request, context) {
-      for await (const result of fanout.watch(request, context.signal)) yield { result };
+    watchResults(request, context) {
+      return fanout.watch(request, context.signal);
     },
 
     async closeStream(request) {

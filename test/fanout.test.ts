@@ -88,7 +88,13 @@ async function startFanout(limits: Limits = {}) {
     /** Starts a watch and returns its iterator (nothing runs until the first `next`). */
     watch(streamId: string, request: Partial<WatchRequest> = {}): AsyncIterator<Result> {
       const full = { streamId, afterCursor: "", startPosition: StartPosition.UNSPECIFIED, filter: "", ...request };
-      return fanout.watch(full, watches.signal)[Symbol.asyncIterator]();
+      const responses = fanout.watch(full, watches.signal)[Symbol.asyncIterator]();
+      return {
+        next: async () => {
+          const step = await responses.next();
+          return step.done ? step : { done: false, value: step.value.result! };
+        },
+      };
     },
     /** The cursors of a stream's results as stored on the broker, in order. */
     async storedCursors(streamId: string): Promise<string[]> {

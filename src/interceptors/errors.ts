@@ -6,6 +6,7 @@
 import { Code, type Interceptor } from "@connectrpc/connect";
 import { toConnectError } from "../errors.js";
 import type { Logger } from "../logger.js";
+import { tap } from "./tap.js";
 
 /** Creates the error-mapping interceptor. */
 export function errorMapping(logger: Logger): Interceptor {
@@ -15,21 +16,13 @@ export function errorMapping(logger: Logger): Interceptor {
     return mapped;
   };
   return (next) => async (request) => {
-    const procedure = `${request.service.typeName}/${request.method.name}`;
+    const procedure = () => `${request.service.typeName}/${request.method.name}`;
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: mapStreamErrors(response.message, (error) => map(error, procedure)) };
+      return { ...response, message: tap(response.message, { mapError: (error) => map(error, procedure()) }) };
     } catch (error) {
-      throw map(error, procedure);
+      throw map(error, procedure());
     }
   };
-}
-
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>, map: (error: unknown) => Error): AsyncIterable<T> {
-  try {
-    yield* messages;
-  } catch (error) {
-    throw map(error);
-  }
 }

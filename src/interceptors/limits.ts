@@ -13,6 +13,7 @@ import { rateLimited, tooManyWatchers } from "../errors.js";
 import type { LimitedClient, Limits } from "../limits.js";
 import type { LiveStats } from "../live-stats.js";
 import { PEER, PRINCIPAL } from "../request-context.js";
+import { tap } from "./tap.js";
 
 /** What the interceptor needs. */
 export interface LimitOptions {
@@ -57,15 +58,7 @@ export function limitCalls(options: LimitOptions): Interceptor {
     }
     if (request.method.methodKind !== "server_streaming") {
       // Every message of a client (or bidi) stream counts, as it arrives.
-      const messages = request.message;
-      const limited = async function* () {
-        for await (const message of messages) {
-          const taking = take(client);
-          if (taking) await taking;
-          yield message;
-        }
-      };
-      return next({ ...request, message: limited() });
+      return next({ ...request, message: takeEach(request.message, () => take(client)) });
     }
 
     // A watcher: one of the client's watcher slots while it is open, and one token when it starts.
@@ -93,14 +86,15 @@ export function limitCalls(options: LimitOptions): Interceptor {
       release();
       return response;
     }
-    const results = response.message;
-    const counted = async function* () {
-      try {
-        yield* results;
-      } finally {
-        release();
-      }
-    };
-    return { ...response, message: counted() };
+    return { ...response, message: tap(response.message, { end: release }) };
   };
+}
+
+/** Passes `messages` on, each once `take` allows it (`take` returns undefined when it allows at once). */
+async function* takeEach<T>(messages: AsyncIterable<T>, take: () => Promise<void> | undefined): AsyncIterable<T> {
+  for await (const message of messages) {
+    const taking = take();
+    if (taking) await taking;
+    yield message;
+  }
 }

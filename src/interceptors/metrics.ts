@@ -11,6 +11,7 @@ import type { Logger } from "../logger.js";
 import type { LiveStats } from "../live-stats.js";
 import type { GrpcType, Metrics } from "../metrics.js";
 import { PEER, PRINCIPAL, REQUEST_ID } from "../request-context.js";
+import { tap, type TapEnd } from "./tap.js";
 
 /** What the interceptor needs. */
 export interface ObserveOptions {
@@ -82,7 +83,7 @@ export function observeCalls(options: ObserveOptions): Interceptor {
 
     let counted = request;
     if (request.stream) {
-      counted = { ...request, message: countEach(request.message, perRun((count) => metrics.received.inc(labels, count))) };
+      counted = { ...request, message: tap(request.message, { message: perRun((count) => metrics.received.inc(labels, count)) }) };
     } else {
       metrics.received.inc(labels);
     }
@@ -98,26 +99,16 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       finish(undefined);
       return response;
     }
-    const messages = response.message;
     const countSent = perRun((count) => metrics.sent.inc(labels, count));
-    async function* observed() {
-      try {
-        for await (const message of messages) {
-          countSent();
-          yield message;
-        }
-        // A stream that ends because the client went away (or its deadline passed) did not end OK.
-        const reason: unknown = request.signal.reason;
-        finish(request.signal.aborted ? (reason instanceof ConnectError ? reason.code : Code.Canceled) : undefined);
-      } catch (error) {
-        failed(error);
-        throw error;
-      } finally {
-        // Stopped early by the transport: the client is gone.
-        finish(Code.Canceled);
-      }
-    }
-    return { ...response, message: observed() };
+    const ended = (how: TapEnd) => {
+      if (how.kind === "error") return failed(how.error);
+      // Stopped early by the transport: the client is gone.
+      if (how.kind === "stopped") return finish(Code.Canceled);
+      // A stream that ends because the client went away (or its deadline passed) did not end OK.
+      const reason: unknown = request.signal.reason;
+      finish(request.signal.aborted ? (reason instanceof ConnectError ? reason.code : Code.Canceled) : undefined);
+    };
+    return { ...response, message: tap(response.message, { message: countSent, end: ended }) };
   };
 }
 
@@ -138,12 +129,4 @@ function perRun(add: (count: number) => void): () => void {
   return () => {
     if (pending++ === 0) process.nextTick(flush);
   };
-}
-
-/** Passes `messages` through, calling `count` for each. */
-async function* countEach<T>(messages: AsyncIterable<T>, count: () => void): AsyncIterable<T> {
-  for await (const message of messages) {
-    count();
-    yield message;
-  }
 }
