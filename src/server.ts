@@ -158,10 +158,12 @@ function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Ser
 }
 
 /**
- * A duplex over `socket` that first yields `head`. Node's HTTP/2 session reads
- * a plain socket's handle directly and would miss bytes already read from it;
- * given a duplex, it reads through the stream instead. Nagle is disabled, as the
- * HTTP/2 server does for the sockets it reads directly, or small frames wait.
+ * A duplex over `socket` that first yields `head`, for the HTTP/2 session to
+ * read through. Node 20 would also take the socket itself with `head` put back
+ * (it replays bytes already read), but under 64 unary callers that measured
+ * 10-15 % more CPU per call than this duplex (bench/ANALYSIS.md). Nagle is
+ * disabled, as the HTTP/2 server does for the sockets it reads directly, or
+ * small frames wait.
  */
 function replaying(socket: net.Socket, head: Buffer): Duplex {
   socket.setNoDelay(true);
