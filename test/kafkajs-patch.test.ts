@@ -3,9 +3,12 @@
  * patch-package at npm install): its encoder writes varints in place into
  * buffers it does not zero, a record's headers go straight into the record's
  * encoder, and a produce batch is grouped by partition in one pass. None of
- * that may change a byte on the wire. The expected bytes below were written
- * by the unpatched kafkajs 2.2.4; the broker tests (kafka-*.test.ts) then
- * show a real Kafka accepting and returning what the patched client writes.
+ * that may change a byte on the wire, nor what a record decodes to (its
+ * headers are built in place, and a produce request names the fields it
+ * encodes instead of spreading each message). The expected bytes and records
+ * below were written by the unpatched kafkajs 2.2.4; the broker tests
+ * (kafka-*.test.ts) then show a real Kafka accepting and returning what the
+ * patched client writes.
  */
 import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
@@ -24,6 +27,18 @@ const groupMessagesPerPartition = require("kafkajs/src/producer/groupMessagesPer
   messages: Array<{ partition: number; key: string }>;
   partitioner: (args: { message: { partition: number } }) => number;
 }) => Record<string, Array<{ key: string }>>;
+
+interface Decoder {
+  readVarIntBytes(): Buffer;
+}
+const DecoderClass = require("kafkajs/src/protocol/decoder.js") as new (buffer: Buffer) => Decoder;
+const RecordDecoder = require("kafkajs/src/protocol/recordBatch/record/v0/decoder.js") as (
+  decoder: Decoder,
+  context: object,
+) => { offset: string; timestamp: string; headers: Record<string, Buffer | Buffer[]> };
+const ProduceRequest = require("kafkajs/src/protocol/requests/produce/v3/request.js") as (args: object) => {
+  encode(): Promise<Buffer | { buffer: Buffer }>;
+};
 
 const hex = (encoded: Encoded) => encoded.buffer.toString("hex");
 
@@ -62,6 +77,57 @@ describe("kafkajs with streamgate's patch", () => {
     );
     // No key, no value (a null is length -1), no headers, a negative timestamp delta.
     expect(hex(Record({ offsetDelta: 5, timestampDelta: -70000, key: null, value: null, headers: {} }))).toBe("1000dfc5080a010100");
+  });
+
+  it("decodes a record as unpatched kafkajs 2.2.4 did: a repeated header name as an array, in order", () => {
+    const encoded = Record({
+      offsetDelta: 2,
+      timestampDelta: 10,
+      key: Buffer.from("k"),
+      value: Buffer.from("v"),
+      headers: { multi: ["a", "b", "c"], "content-type": "application/json", single: "p" },
+    });
+    const body = new DecoderClass(encoded.buffer).readVarIntBytes();
+    const record = RecordDecoder(new DecoderClass(body), { firstOffset: "1000", firstTimestamp: "1795000000000", magicByte: 2 });
+    expect(record.offset).toBe("1002");
+    expect(record.timestamp).toBe("1795000000010");
+    expect(Object.keys(record.headers)).toEqual(["multi", "content-type", "single"]);
+    const text = (value: Buffer | Buffer[]) => (Array.isArray(value) ? value.map(String) : String(value));
+    expect(Object.fromEntries(Object.entries(record.headers).map(([name, value]) => [name, text(value)]))).toEqual({
+      multi: ["a", "b", "c"],
+      "content-type": "application/json",
+      single: "p",
+    });
+  });
+
+  it("encodes a produce request byte for byte as unpatched kafkajs 2.2.4 did", async () => {
+    const request = ProduceRequest({
+      acks: -1,
+      timeout: 30000,
+      compression: 0,
+      producerId: 7,
+      producerEpoch: 0,
+      transactionalId: null,
+      topicData: [
+        {
+          topic: "t",
+          partitions: [
+            {
+              partition: 0,
+              firstSequence: 0,
+              messages: [
+                { key: "a", value: Buffer.from("1"), headers: { h: "x" }, timestamp: "1795000000000", partition: 0 },
+                { key: "b", value: Buffer.from("2"), headers: {}, timestamp: "1795000000005", partition: 0 },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    const encoded = await request.encode();
+    expect((Buffer.isBuffer(encoded) ? encoded : encoded.buffer).toString("hex")).toBe(
+      "ffffffff000075300000000100017400000001000000000000005300000000000000000000004700000000022ece8df9000000000001000001a1ee565e00000001a1ee565e050000000000000007000000000000000000021800000002610231020268027810000a020262023200",
+    );
   });
 
   it("writes varints and varlongs as Kafka's zigzag LEB128", () => {
