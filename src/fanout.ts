@@ -263,7 +263,6 @@ interface StreamWindow {
 
 /** One result record, decoded lazily (most are never watched). */
 class Entry {
-  private cachedResult: Result | undefined;
   private cachedResponse: WatchResultsResponse | undefined;
   private cachedDecoded: DecodedRecord | undefined;
   private cachedJson: JsonValue | undefined;
@@ -281,13 +280,15 @@ class Entry {
     return encodeCursor("results", this.record.partition, this.record.offset);
   }
 
-  get result(): Result {
-    return (this.cachedResult ??= toResult(this.record, this.decoded(), this.json()));
-  }
-
   /** The result as WatchResults sends it: one message for every watcher of the stream, which connect passes on as it is. */
   get response(): WatchResultsResponse {
-    return (this.cachedResponse ??= create(WatchResultsResponseSchema, { result: this.result }));
+    return (this.cachedResponse ??= create(WatchResultsResponseSchema, {
+      result: toResult(this.record, this.decoded(), this.json()),
+    }));
+  }
+
+  get result(): Result {
+    return this.response.result!;
   }
 
   /** The record's metadata, decoded once. */

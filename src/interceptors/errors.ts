@@ -16,13 +16,13 @@ export function errorMapping(logger: Logger): Interceptor {
     return mapped;
   };
   return (next) => async (request) => {
-    const procedure = () => `${request.service.typeName}/${request.method.name}`;
+    const procedure = `${request.service.typeName}/${request.method.name}`;
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: tap(response.message, { mapError: (error) => map(error, procedure()) }) };
+      return { ...response, message: tap(response.message, { mapError: (error) => map(error, procedure) }) };
     } catch (error) {
-      throw map(error, procedure());
+      throw map(error, procedure);
     }
   };
 }
