@@ -185,6 +185,27 @@ describe("compaction", () => {
     expect(offsetsOf(await until(3))).toEqual([1050, 1070, 1099]);
   });
 
+  it("compacts only once half the log is superseded, counting from the last compaction", async () => {
+    const broker = await brokerWith(1, {}, true);
+    const keys = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `k${from + i}`);
+    const write = (list: string[]) => broker.produce("t", list.map((key) => record(key, key)));
+    // Distinct keys (a registry of 2,000 streams): nothing is superseded, nothing dropped.
+    await write(keys(0, 2000));
+    // 999 of 2,999 superseded: under half, still nothing dropped.
+    await write(keys(0, 999));
+    expect(await broker.offsets("t", 0)).toEqual({ low: 0, high: 2999 });
+    expect(await broker.fetch("t", 0, 0, 5000)).toHaveLength(2999);
+    // 2,000 of 4,000: compacted to each key's latest record.
+    await write(keys(999, 2000));
+    const kept = await broker.fetch("t", 0, 0, 5000);
+    expect(kept).toHaveLength(2000);
+    expect(kept[0]!.offset).toBe(2000);
+    expect(await broker.offsets("t", 0)).toEqual({ low: 2000, high: 4000 });
+    // One record superseded since: far from half of the log, so it stays.
+    await write(["k0"]);
+    expect(await broker.fetch("t", 0, 0, 5000)).toHaveLength(2001);
+  });
+
   it("ignores count retention on a compacted topic", async () => {
     const broker = await brokerWith(1, { retentionRecords: 2 }, true);
     await broker.produce("t", ["a", "b", "c", "d"].map((key) => record(key, key)));

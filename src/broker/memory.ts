@@ -157,12 +157,20 @@ class PartitionLog {
   /** The offset the next record gets. */
   high = 0;
   private waiters: Array<() => void> = [];
+  /** Compacted logs only: each key's latest offset, kept as records arrive so compaction need not scan to decide. */
+  private readonly latest = new Map<string, number>();
+  /** Compacted logs only: retained records a later record of their key supersedes. */
+  private superseded = 0;
 
   constructor(private readonly compacted: boolean) {}
 
   append(record: StoredRecord): number {
     record.offset = this.high++;
     this.records.push(record);
+    if (this.compacted) {
+      if (this.latest.has(record.key)) this.superseded++;
+      this.latest.set(record.key, record.offset);
+    }
     if (this.waiters.length > 0) {
       const waiters = this.waiters;
       this.waiters = [];
@@ -197,8 +205,9 @@ class PartitionLog {
   enforceRetention(options: MemoryBrokerOptions, now: number): void {
     if (this.compacted) {
       // Compaction keeps the latest record of each key; run it when half the log
-      // is superseded, so that appends stay O(1) amortised.
-      if (this.records.length > 1024) this.compactIfWorthIt();
+      // is superseded, so that appends stay O(1) amortised (a log of distinct
+      // keys, such as the registry's, is never scanned).
+      if (this.records.length > 1024 && this.superseded * 2 >= this.records.length) this.compact();
       return;
     }
     let drop = Math.max(0, this.records.length - options.retentionRecords);
@@ -212,11 +221,9 @@ class PartitionLog {
     }
   }
 
-  private compactIfWorthIt(): void {
-    const latest = new Map<string, number>();
-    this.records.forEach((record, index) => latest.set(record.key, index));
-    if (latest.size * 2 > this.records.length) return;
-    this.records = this.records.filter((record, index) => latest.get(record.key) === index);
+  private compact(): void {
+    this.records = this.records.filter((record) => this.latest.get(record.key) === record.offset);
+    this.superseded = 0;
     this.low = this.records[0]?.offset ?? this.high;
   }
 
