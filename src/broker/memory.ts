@@ -157,20 +157,19 @@ class PartitionLog {
   /** The offset the next record gets. */
   high = 0;
   private waiters: Array<() => void> = [];
-  /** Compacted logs only: each key's latest offset, kept as records arrive so compaction need not scan to decide. */
+  /**
+   * Compacted logs only: each key's latest offset, kept as records arrive so
+   * that deciding to compact needs no scan. Only compaction drops records
+   * from a compacted log, so `records.length - latest.size` are superseded.
+   */
   private readonly latest = new Map<string, number>();
-  /** Compacted logs only: retained records a later record of their key supersedes. */
-  private superseded = 0;
 
   constructor(private readonly compacted: boolean) {}
 
   append(record: StoredRecord): number {
     record.offset = this.high++;
     this.records.push(record);
-    if (this.compacted) {
-      if (this.latest.has(record.key)) this.superseded++;
-      this.latest.set(record.key, record.offset);
-    }
+    if (this.compacted) this.latest.set(record.key, record.offset);
     if (this.waiters.length > 0) {
       const waiters = this.waiters;
       this.waiters = [];
@@ -207,7 +206,7 @@ class PartitionLog {
       // Compaction keeps the latest record of each key; run it when half the log
       // is superseded, so that appends stay O(1) amortised (a log of distinct
       // keys, such as the registry's, is never scanned).
-      if (this.records.length > 1024 && this.superseded * 2 >= this.records.length) this.compact();
+      if (this.records.length > 1024 && this.latest.size * 2 <= this.records.length) this.compact();
       return;
     }
     let drop = Math.max(0, this.records.length - options.retentionRecords);
@@ -223,7 +222,6 @@ class PartitionLog {
 
   private compact(): void {
     this.records = this.records.filter((record) => this.latest.get(record.key) === record.offset);
-    this.superseded = 0;
     this.low = this.records[0]?.offset ?? this.high;
   }
 
