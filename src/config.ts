@@ -84,6 +84,39 @@ export interface LimitsConfig {
   clientMaxWatchers: number | undefined;
 }
 
+/**
+ * Bounds of the edge: what a connection, with a credential or without, may
+ * hold of the server before it is refused (see README "Limits and protections").
+ */
+export interface EdgeConfig {
+  /** Open connections at once, over all peers; more are refused. */
+  maxConnections: number;
+  /** Open connections at once from one peer address; more are refused. */
+  maxConnectionsPerPeer: number;
+  /** A new connection must have sent enough to pick its protocol (TLS: finish its handshake) within this. */
+  firstBytesTimeoutMs: number;
+  /** An HTTP/2 connection with no open stream is closed (GOAWAY) after this long. */
+  http2IdleTimeoutMs: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS advertised to HTTP/2 clients. */
+  http2MaxConcurrentStreams: number;
+  /** A request body (unary), or one message of a streaming request, must arrive whole within this once begun. */
+  requestBodyTimeoutMs: number;
+  /** Request bytes one connection may have received and not yet handed on as whole messages. */
+  connectionMaxBufferedBytes: number;
+  /** Calls per second (and burst) one peer address may make that fail authentication or call an open service. */
+  peerLimit: BucketConfig;
+  /** Log lines per second for refused calls and connections; the rest are counted and summarised. */
+  refusalLogsPerSecond: number;
+}
+
+/** Bounds of CEL expressions (stream filter and transform, watcher filter). */
+export interface CelConfig {
+  /** Longest expression accepted, in characters. */
+  maxExpressionLength: number;
+  /** Cost budget of one evaluation (see README "Limits and protections" for the unit). */
+  maxCost: number;
+}
+
 /** The whole service configuration. */
 export interface Config {
   /** TCP port of the one listener (0 picks a free port). */
@@ -96,8 +129,12 @@ export interface Config {
   tls: TlsConfig | undefined;
   /** Origins allowed by CORS ("*" allows any). */
   corsOrigins: string[];
-  /** Largest accepted record payload, in bytes. */
+  /** Largest accepted record payload, in bytes; also the largest result a transform may produce. */
   maxPayloadBytes: number;
+  /** Connection and request bounds at the edge. */
+  edge: EdgeConfig;
+  /** CEL bounds. */
+  cel: CelConfig;
   /** Kafka, or undefined for the embedded memory broker. */
   kafka: KafkaConfig | undefined;
   /** Topic naming and partitioning. */
@@ -178,6 +215,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
     corsOrigins: read.list("CORS_ORIGINS", ["*"]),
     maxPayloadBytes: read.int("MAX_PAYLOAD_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),
+    edge: {
+      maxConnections: read.int("MAX_CONNECTIONS", 10_000, 1, 10_000_000),
+      maxConnectionsPerPeer: read.int("MAX_CONNECTIONS_PER_PEER", 256, 1, 10_000_000),
+      firstBytesTimeoutMs: read.int("FIRST_BYTES_TIMEOUT_MS", 10_000, 100, 3_600_000),
+      http2IdleTimeoutMs: read.int("HTTP2_IDLE_TIMEOUT_MS", 120_000, 100, 86_400_000),
+      http2MaxConcurrentStreams: read.int("HTTP2_MAX_CONCURRENT_STREAMS", 100, 1, 1_000_000),
+      requestBodyTimeoutMs: read.int("REQUEST_BODY_TIMEOUT_MS", 30_000, 100, 3_600_000),
+      connectionMaxBufferedBytes: read.int("CONNECTION_MAX_BUFFERED_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+      peerLimit: readBucket(read, problems, "PEER_RATE_LIMIT") ?? { rps: 50, burst: 200 },
+      refusalLogsPerSecond: read.int("REFUSAL_LOGS_PER_SECOND", 10, 0, 1_000_000),
+    },
+    cel: {
+      maxExpressionLength: read.int("CEL_MAX_EXPRESSION_LENGTH", 4096, 1, 1_000_000),
+      maxCost: read.int("CEL_MAX_COST", 100_000, 1, 1_000_000_000),
+    },
     kafka: readKafka(read, problems),
     topics: {
       prefix,

@@ -12,6 +12,25 @@ export type TopicKind = "ingest" | "results" | "streams";
 /** The gRPC call type, as go-grpc-prometheus names it. */
 export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
 
+/**
+ * Why the edge refused a connection or a call before any handler ran: the
+ * label values of streamgate_refusals_total (README "Limits and protections").
+ */
+export type RefusalReason =
+  | "max_connections"
+  | "max_connections_per_peer"
+  | "first_bytes_timeout"
+  | "http2_idle_timeout"
+  | "request_body_timeout"
+  | "connection_buffer"
+  | "unauthenticated"
+  | "peer_rate_limit"
+  | "cel_too_long"
+  | "cel_too_costly";
+
+/** Why processing one record failed: the label values of streamgate_records_failed_total. */
+export type RecordFailure = "cel_error" | "cel_cost" | "result_too_large" | "serialization" | "exception";
+
 /** What the gauges read at scrape time. */
 export interface GaugeSources {
   /** Open (not closed) streams in the registry. */
@@ -92,6 +111,23 @@ export class Metrics {
     labelNames: ["result", "limit", "client"] as const,
     registers: [this.registry],
   });
+  readonly refusals = new Counter({
+    name: "streamgate_refusals_total",
+    help: "Connections and calls the edge refused before any handler ran, by reason (see README \"Limits and protections\").",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly recordsFailed = new Counter({
+    name: "streamgate_records_failed_total",
+    help: "Records whose processing failed (no result; the partition moves on), by reason.",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+
+  /** Counts one refusal at the edge. */
+  refused(reason: RefusalReason): void {
+    this.refusals.inc({ reason });
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
