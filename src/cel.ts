@@ -74,9 +74,19 @@ export function celRecordOf(record: DecodedRecord, data?: JsonValue): CelRecord 
 /** A compiled expression. */
 export type CelProgram = (record: CelRecord) => CelValue;
 
-/** Raised when an expression fails on a record (a missing field, a type mismatch). */
+/**
+ * Raised when an expression fails on a record: `cel_error` for a missing
+ * field or a type mismatch, `cel_cost` when the evaluation ran out of its cost
+ * budget and was stopped.
+ */
 export class CelEvalError extends Error {
   override readonly name = "CelEvalError";
+  constructor(
+    message: string,
+    readonly reason: "cel_error" | "cel_cost" = "cel_error",
+  ) {
+    super(message);
+  }
 }
 
 /**
