@@ -21,6 +21,21 @@
 //
 // The server runs ten or more of connect's generators per RPC, and an open
 // WatchResults call keeps its set alive: bench/ANALYSIS.md has the figures.
+//
+// 4. Codes that lie (issue 17, item 7), the only changes to what connect does,
+//    all on the server side:
+//    a. A request that is not valid protobuf is INVALID_ARGUMENT, not INTERNAL
+//       (connect's binary parse says INTERNAL whichever side it runs on).
+//    b. A request envelope may carry only the compressed flag (0x01), and that
+//       only when the request names its encoding: 0x02 (Connect's end-stream)
+//       and 0x80 (gRPC-Web's trailers) are response flags, and connect read
+//       such envelopes as messages (gRPC) or skipped them (Connect, gRPC-Web).
+//       INVALID_ARGUMENT, as connect's own "unexpected end flag".
+//    c. A unary call whose request cannot be read (unknown encoding, bad bytes,
+//       a body over readMaxBytes, a client that went away mid-body) fails
+//       inside the interceptors, not before them, so that it is logged and
+//       counted like any other call (src/interceptors/metrics.ts). The body is
+//       still read whole before the first interceptor runs, as before.
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -58,3 +73,116 @@ const request = join(root, "connect-node", "dist", "esm", "node-universal-handle
 replaceOnce(request, "export function universalRequestFromNodeRequest(", `const requestClosed = ${REASON};\nexport function universalRequestFromNodeRequest(`);
 replaceOnce(request, "abortController.abort();", "abortController.abort(requestClosed);");
 console.log(`${context}, ${request}: one AbortError each for aborts without a reason`);
+
+// 4. Codes that lie: see the header. Every edit is on a server-only path.
+const esm = join(root, "connect", "dist", "esm");
+/** Adds `line` at the top of `file` (imports are hoisted, so after the licence comment is not needed). */
+function prepend(file, line) {
+  writeFileSync(file, `${line}\n${readFileSync(file, "utf8")}`);
+}
+
+// a. Only servers parse the input side of a method's serialization lookup (clients serialize it).
+const serialization = join(esm, "protocol", "serialization.js");
+replaceOnce(
+  serialization,
+  "const inputBinary = limitSerialization(createBinarySerialization(method.input, binaryOptions), limitOptions);",
+  "const inputBinary = limitSerialization(requestBinarySerialization(createBinarySerialization(method.input, binaryOptions)), limitOptions);",
+);
+replaceOnce(
+  serialization,
+  "export function createBinarySerialization(desc, options) {",
+  `// streamgate: bytes a client sent that are not the request message are its error, not ours.
+function requestBinarySerialization(binary) {
+    return {
+        serialize: binary.serialize,
+        parse(data) {
+            try {
+                return binary.parse(data);
+            }
+            catch (e) {
+                throw new ConnectError(ConnectError.from(e).rawMessage, Code.InvalidArgument);
+            }
+        },
+    };
+}
+export function createBinarySerialization(desc, options) {`,
+);
+
+// b. One transform before decompression in each of the three server pipelines.
+const iterables = join(esm, "protocol", "async-iterable.js");
+prepend(iterables, 'import { compressedFlag } from "./compression.js";');
+writeFileSync(
+  iterables,
+  `${readFileSync(iterables, "utf8")}
+// streamgate: a request envelope may carry the compressed flag (0x01) and no
+// other, and that one only when the request names its encoding. 0x02 (Connect's
+// end-stream) and 0x80 (gRPC-Web's trailers) are response flags.
+export function transformRequestEnvelopeFlags(compression) {
+    return function (iterable) {
+        return requestEnvelopeFlags(iterable, compression);
+    };
+}
+async function* requestEnvelopeFlags(iterable, compression) {
+    for await (const envelope of iterable) {
+        if ((envelope.flags & ~compressedFlag) !== 0) {
+            throw new ConnectError(\`protocol error: request envelope flags 0x\${envelope.flags.toString(16).padStart(2, "0")}: only 0x01 (compressed) is allowed\`, Code.InvalidArgument);
+        }
+        if ((envelope.flags & compressedFlag) !== 0 && compression === null) {
+            throw new ConnectError("protocol error: compressed request envelope, but the request names no encoding", Code.InvalidArgument);
+        }
+        yield envelope;
+    }
+}
+`,
+);
+for (const protocol of ["protocol-grpc", "protocol-grpc-web", "protocol-connect"]) {
+  const handler = join(esm, protocol, "handler-factory.js");
+  replaceOnce(
+    handler,
+    "transformDecompressEnvelope(compression.request, opt.readMaxBytes)",
+    "transformRequestEnvelopeFlags(compression.request), transformDecompressEnvelope(compression.request, opt.readMaxBytes)",
+  );
+  prepend(handler, 'import { transformRequestEnvelopeFlags } from "../protocol/async-iterable.js";');
+}
+
+// c. The request, or its failure, goes to invokeUnaryImplementation as a
+// promise, which awaits it and lets the interceptors see a failure as the call's.
+const invoke = join(esm, "protocol", "invoke-implementation.js");
+replaceOnce(invoke, '(await ensureSingle(input, "unary"))', 'ensureSingle(input, "unary")');
+replaceOnce(
+  invoke,
+  `export async function invokeUnaryImplementation(spec, context, input, interceptors) {
+    const anyFn = async (req) => {
+`,
+  `export async function invokeUnaryImplementation(spec, context, input, interceptors) {
+    // streamgate: \`input\` may be a promise; if it fails, the call fails inside the interceptors.
+    let inputFailure;
+    if (input instanceof Promise) {
+        input = await input.catch((error) => {
+            inputFailure = { error };
+            return undefined;
+        });
+    }
+    const anyFn = async (req) => {
+        if (inputFailure) throw inputFailure.error;
+`,
+);
+const connectHandler = join(esm, "protocol-connect", "handler-factory.js");
+replaceOnce(
+  connectHandler,
+  `            if (compression.error) {
+                throw compression.error;
+            }`,
+  `            // streamgate: read and parse in a promise that invokeUnaryImplementation awaits.
+            const input = (async () => {
+            if (compression.error) {
+                throw compression.error;
+            }`,
+);
+replaceOnce(
+  connectHandler,
+  "            const input = parseUnaryMessage(spec.method, type.binary, serialization, reqBody);",
+  `            return parseUnaryMessage(spec.method, type.binary, serialization, reqBody);
+            })();`,
+);
+console.log(`${esm}: request codes, envelope flags, unary failures inside the interceptors`);

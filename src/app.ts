@@ -19,30 +19,34 @@ import { AdminService, file_streamgate_v1_admin_service } from "../gen/streamgat
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
 import { createAdminService } from "./admin-service.js";
 import { CallAdmission } from "./call-admission.js";
-import { ApiKeyStore, sha256, type ApiKeyEntry } from "./auth/api-keys.js";
+import { ApiKeyStore, sha256, type ApiKeyEntry, type Principal } from "./auth/api-keys.js";
 import { createJwtVerifier } from "./auth/jwt.js";
 import { localLimitSettings, type LimitSettingsStore } from "./limit-settings.js";
 import { Limits, type BucketStore } from "./limits.js";
-import { localBuckets } from "./limits-local.js";
+import { boundedLocalBuckets, localBuckets } from "./limits-local.js";
 import { connectRedisLimits } from "./limits-redis.js";
 import { LiveStats } from "./live-stats.js";
 import type { Broker } from "./broker/broker.js";
 import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
 import { createMemoryBroker } from "./broker/memory.js";
+import { CelCompiler, type CelRefusal } from "./cel.js";
 import type { Config } from "./config.js";
 import { createCors } from "./cors.js";
+import { createEdgeAuth, peerTokens, proceduresOf, type EdgeDecision } from "./edge-auth.js";
 import { serveDashboard } from "./dashboard.js";
 import { createFanout } from "./fanout.js";
 import { createHealthService } from "./health.js";
 import { Ingest } from "./ingest.js";
 import { createInterceptors } from "./interceptors/chain.js";
+import { createIdentify } from "./interceptors/auth.js";
 import type { Logger } from "./logger.js";
-import { createMetrics, type Metrics, type TopicKind } from "./metrics.js";
+import { createMetrics, type Metrics, type RefusalReason, type TopicKind } from "./metrics.js";
 import { createProcessor } from "./processor.js";
 import { createReflectionRoutes } from "./reflection.js";
+import { createRefusalLog, type RefusalLog } from "./refusal-log.js";
 import { createRegistry } from "./registry.js";
-import { REQUEST_ID_HEADER, callContext, requestIdFrom } from "./request-context.js";
+import { PRINCIPAL, REQUEST_ID_HEADER, callContext, requestIdFrom } from "./request-context.js";
 import { clientGone, listen, peerAddress } from "./server.js";
 import { StreamCounters } from "./stream-counters.js";
 import { createStreamService } from "./stream-service.js";
@@ -99,6 +103,9 @@ async function createLimitStores(config: Config, logger: Logger): Promise<{ buck
   return connectRedisLimits(config.redis.url, config.redis.keyPrefix, logger);
 }
 
+/** Peer-address buckets kept at most (about 100 bytes each): addresses are the client's to choose. */
+const MAX_PEER_BUCKETS = 100_000;
+
 /** Room for a request's fields besides its payload, so an oversized payload gets our message. */
 const REQUEST_OVERHEAD_BYTES = 64 * 1024;
 
@@ -145,6 +152,11 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   const counters = new StreamCounters();
   const registry = createRegistry({ broker: log, topic: topics.streams, resultsTopic: topics.results, logger });
   await registry.start();
+  // Stream expressions (StartStream, processor) and watcher filters: the same settings, refusals counted alike;
+  // a watcher filter failing on a result is counted here (a stream's by the processor, onFailed).
+  const onCelRefused = (reason: CelRefusal) => metrics.refused(reason);
+  const cel = new CelCompiler(config.cel, onCelRefused);
+  const watchCel = new CelCompiler(config.cel, onCelRefused, (reason) => metrics.watchFilterFailed.inc({ reason }));
   const processor = createProcessor({
     broker: log,
     ingestTopic: topics.ingest,
@@ -155,6 +167,11 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     dedupWindow: config.dedupWindow,
     maxInFlight: config.processorMaxInFlight,
     groupId: `${config.topics.prefix}processor`,
+    // A failing record is finished as failed, never left holding its partition (src/record-failure.ts).
+    maxPayloadBytes: config.maxPayloadBytes,
+    onFailed: (reason) => metrics.recordsFailed.inc({ reason }),
+    failureLogsPerSecond: config.edge.refusalLogsPerSecond,
+    cel,
   });
   await processor.start();
   const fanout = createFanout({
@@ -165,6 +182,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     window: config.fanoutWindow,
     cacheResults: config.fanoutCacheResults,
     watchBuffer: config.watchBuffer,
+    cel: watchCel,
     onDeliver: (result) => {
       if (result.sendTime) metrics.endToEnd.observe(Math.max(0, Date.now() - timestampMs(result.sendTime)) / 1000);
     },
@@ -185,6 +203,8 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     auth.apiKeys.length === 0 && auth.jwt === undefined ? randomBytes(32).toString("base64url") : undefined;
   const keys: ApiKeyEntry[] =
     generatedApiKey === undefined ? auth.apiKeys : [{ name: "generated", role: "admin", digest: sha256(generatedApiKey) }];
+  const apiKeys = new ApiKeyStore(keys);
+  const jwtVerifier = auth.jwt && createJwtVerifier(auth.jwt);
 
   const initialLimits = await limitSettings.load(config.limits);
   const limits = new Limits(initialLimits, limitStores.buckets, (result, limit, client) =>
@@ -203,7 +223,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   const reflection = createReflectionRoutes(SERVED_FILES);
   let draining = false;
   const routes = (router: ConnectRouter) => {
-    router.service(StreamService, createStreamService({ registry, ingest, fanout, counters }));
+    router.service(StreamService, createStreamService({ registry, ingest, fanout, counters, cel }));
     router.service(
       AdminService,
       createAdminService({
@@ -218,6 +238,9 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     health.routes(router);
     reflection(router);
   };
+  // Failed authentication and open services are limited by peer address, in this process (README "Limits and protections").
+  const peerBuckets = boundedLocalBuckets(MAX_PEER_BUCKETS);
+  const takePeerToken = peerTokens(peerBuckets, config.edge.peerLimit);
   // Invalid UTF-8 in a binary request reaches validation (INVALID_ARGUMENT), not connect's INTERNAL.
   markInvalidUtf8();
   const rpc = connectNodeAdapter({
@@ -227,8 +250,8 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       metrics,
       isDraining: () => draining,
       auth: {
-        keys: new ApiKeyStore(keys),
-        jwt: auth.jwt && createJwtVerifier(auth.jwt),
+        keys: apiKeys,
+        jwt: jwtVerifier,
         openServices: new Set(auth.openServices),
         adminServices: new Set(auth.adminServices),
       },
@@ -239,9 +262,11 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
         stats,
       },
       stats,
+      openStreams: { openServices: new Set(auth.openServices), takePeerToken, metrics },
     }),
-    // The peer and request id, which connect's handler context does not carry.
-    contextValues: (request) => callContext(peerAddress(request), requestIds.get(request) ?? requestIdFrom(undefined)),
+    // The peer and request id, which connect's handler context does not carry, and the principal the edge verified.
+    contextValues: (request) =>
+      callContext(peerAddress(request), requestIds.get(request) ?? requestIdFrom(undefined)).set(PRINCIPAL, principals.get(request)),
     readMaxBytes: config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
     // proto3 JSON: an unknown field is an error, not silently dropped data.
     jsonOptions: { ignoreUnknownFields: false },
@@ -249,6 +274,18 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   /** Each request's id, chosen before connect sees the request. */
   const requestIds = new WeakMap<http.IncomingMessage | Http2ServerRequest, string>();
   const cors = createCors(config.corsOrigins);
+  /** One refusal log for the whole edge (listener bounds and calls), so REFUSAL_LOGS_PER_SECOND bounds them all. */
+  const refusalLog = createRefusalLog(logger, config.edge.refusalLogsPerSecond);
+  /** The principal the edge verified for each request, read into the call's context (a credential is verified once). */
+  const principals = new WeakMap<http.IncomingMessage | Http2ServerRequest, Principal>();
+  const edgeAuth = createEdgeAuth({
+    procedures: proceduresOf(SERVED_FILES),
+    openServices: new Set(auth.openServices),
+    identify: createIdentify(apiKeys, jwtVerifier),
+    takePeerToken,
+    metrics,
+    refusalLog,
+  });
   const serve = (request: http.IncomingMessage | Http2ServerRequest, response: http.ServerResponse | Http2ServerResponse) => {
     if (serveMetrics(metrics, request, response)) return;
     if (serveDashboard(request, response)) return;
@@ -256,7 +293,17 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     requestIds.set(request, requestId);
     // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
     response.setHeader(REQUEST_ID_HEADER, requestId);
-    if (!cors(request, response)) rpc(request, response);
+    if (cors(request, response)) return;
+    // The credential is checked from the headers before connect reads any of the body (src/edge-auth.ts).
+    const admit = (decision: EdgeDecision) => {
+      if (!decision) return;
+      if (decision.principal) principals.set(request, decision.principal);
+      rpc(request, response);
+    };
+    const decision = edgeAuth(request, response, { peer: peerAddress(request), requestId });
+    // Should the check itself fail, connect's auth interceptor still decides (and reads the body first).
+    if (decision instanceof Promise) void decision.then(admit, () => rpc(request, response));
+    else admit(decision);
   };
   // Server-streaming and bidi calls (WatchResults above all) start a
   // turn's budget at a time (src/call-admission.ts). Unary and client-stream
@@ -280,6 +327,8 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       if (admission && pushing.has(request.url ?? "")) admission.admit(request, response);
       else serve(request, response);
     },
+    edge: config.edge,
+    onRefused: edgeRefusals(metrics, refusalLog),
   });
   const metricsListener = config.metricsPort === undefined ? undefined : await listenMetrics(metrics, config);
 
@@ -314,6 +363,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     await log.close();
     await limits.close();
     await limitSettings.close();
+    await peerBuckets.close();
   };
   return {
     port: listener.port,
@@ -321,6 +371,14 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     broker: given,
     generatedApiKey,
     close: () => (closing ??= close()),
+  };
+}
+
+/** Counts and logs (rate-limited, peer address only) a connection or request refused by the listener's bounds. */
+function edgeRefusals(metrics: Metrics, refusalLog: RefusalLog): (reason: RefusalReason, peer: string) => void {
+  return (reason, peer) => {
+    metrics.refused(reason);
+    refusalLog({ reason, peer }, "connection refused or closed by an edge bound");
   };
 }
 

@@ -6,6 +6,8 @@
 import {
   CelScalar,
   celEnv,
+  celList,
+  celMap,
   isCelError,
   isCelList,
   isCelMap,
@@ -14,11 +16,14 @@ import {
   mapType,
   parse,
   plan,
+  type CelResult,
   type CelValue,
 } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
 import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { isReflectMessage } from "@bufbuild/protobuf/reflect";
+import { CostExceeded, Meter, estimateCost, meterComprehensions, meteredEnv, treeDepth, withMeter } from "./cel-cost.js";
+import type { CelConfig } from "./config.js";
 import { invalidArgument } from "./errors.js";
 import type { DecodedRecord } from "./records.js";
 import { checkExpressionLength } from "./validation.js";
@@ -44,6 +49,17 @@ type Expr = ReturnType<typeof parse>["expr"];
 const decoder = new TextDecoder();
 
 const env = celEnv({ variables: VARIABLES, funcs: strings });
+/** The same environment, with every function call charging the evaluation's meter (see cel-cost.ts). */
+const metered = meteredEnv(env);
+
+/** The defaults of CEL_MAX_EXPRESSION_LENGTH and CEL_MAX_COST, for callers given no settings. */
+export const DEFAULT_CEL_LIMITS: CelConfig = { maxExpressionLength: 4096, maxCost: 30_000 };
+/** Deepest bracket nesting accepted: the parser recurses per level and would run out of stack near 500. */
+const MAX_NESTING = 100;
+/** Deepest syntax tree accepted (operator chains such as `a || b || ...`); evaluation recurses per level. */
+const MAX_TREE_DEPTH = 250;
+/** JSON nesting converted up front to CEL values (deeper levels are converted by the library on access). */
+const MAX_CONVERTED_DEPTH = 64;
 
 /** What an expression sees of a record. */
 export interface CelRecord {
@@ -89,18 +105,75 @@ export class CelEvalError extends Error {
   }
 }
 
+/** Why an expression was refused: too long, or too costly (cost, nesting). */
+export type CelRefusal = "cel_too_long" | "cel_too_costly";
+
 /**
- * Compiles `source` or throws INVALID_ARGUMENT naming `field`, for syntax errors
- * and for names that are not variables (caught here, since evaluation would only
- * report them record by record).
+ * Compiles expressions within the CEL settings (CEL_MAX_EXPRESSION_LENGTH,
+ * CEL_MAX_COST); one is created from the configuration and shared by the
+ * StreamService, the processor and the fanout.
  */
-export function compileCel(source: string, field: string): CelProgram {
-  checkExpressionLength(source, field);
+export class CelCompiler {
+  constructor(
+    readonly limits: CelConfig = DEFAULT_CEL_LIMITS,
+    /** Told of each expression refused for its length or cost (a metric). */
+    private readonly onRefused: (reason: CelRefusal) => void = () => undefined,
+    /** Told of each evaluation that fails (a metric), when the caller does not count failures itself. */
+    private readonly onEvalFailed?: (reason: CelEvalError["reason"]) => void,
+  ) {}
+
+  /** See `compileCel`. */
+  compile(source: string, field: string): CelProgram {
+    let program: CelProgram;
+    try {
+      program = compileCel(source, field, this.limits);
+    } catch (error) {
+      const reason = (error as { celRefusal?: CelRefusal }).celRefusal;
+      if (reason) this.onRefused(reason);
+      throw error;
+    }
+    const onEvalFailed = this.onEvalFailed;
+    if (!onEvalFailed) return program;
+    return (record) => {
+      try {
+        return program(record);
+      } catch (error) {
+        if (error instanceof CelEvalError) onEvalFailed(error.reason);
+        throw error;
+      }
+    };
+  }
+}
+
+function refusal(reason: CelRefusal, message: string): Error {
+  return Object.assign(invalidArgument(message), { celRefusal: reason });
+}
+
+/**
+ * Compiles `source` or throws INVALID_ARGUMENT naming `field`: for syntax errors,
+ * for names that are not variables (caught here, since evaluation would only
+ * report them record by record), for an expression longer than
+ * `limits.maxExpressionLength`, and for one whose worst-case cost (record-derived
+ * values taken as small, see cel-cost.ts) is over `limits.maxCost`. Each run of
+ * the program is metered and stopped (CelEvalError "cel_cost") past `limits.maxCost`.
+ */
+export function compileCel(source: string, field: string, limits: CelConfig = DEFAULT_CEL_LIMITS): CelProgram {
+  try {
+    checkExpressionLength(source, field, limits.maxExpressionLength);
+  } catch (error) {
+    throw Object.assign(error as Error, { celRefusal: "cel_too_long" });
+  }
+  if (nestingDepth(source) > MAX_NESTING) {
+    throw refusal("cel_too_costly", `${field} nests brackets more than ${MAX_NESTING} deep`);
+  }
   let parsed: ReturnType<typeof parse>;
   try {
     parsed = parse(source);
   } catch (error) {
     throw invalidArgument(`${field} is not a valid CEL expression: ${(error as Error).message}`);
+  }
+  if (treeDepth(parsed.expr) > MAX_TREE_DEPTH) {
+    throw refusal("cel_too_costly", `${field} is nested more than ${MAX_TREE_DEPTH} operations deep`);
   }
   const unknown = unknownIdentifiers(parsed.expr);
   if (unknown.length > 0) {
@@ -109,18 +182,87 @@ export function compileCel(source: string, field: string): CelProgram {
         `the variables are ${Object.keys(VARIABLES).join(", ")}`,
     );
   }
-  const program = plan(env, parsed);
+  const cost = parsed.expr ? estimateCost(parsed.expr) : 0;
+  if (cost > limits.maxCost) {
+    throw refusal(
+      "cel_too_costly",
+      `${field} may cost up to ${formatCost(cost)} per record, over the budget of ${limits.maxCost} (CEL_MAX_COST); ` +
+        "use smaller literals or fewer nested comprehensions",
+    );
+  }
+  if (parsed.expr) meterComprehensions(parsed.expr);
+  const program = plan(metered, parsed);
   return (record) => {
-    const value = program({
-      data: record.data as never,
-      raw: record.raw,
-      headers: record.headers,
-      event_id: record.eventId,
-      stream_id: record.streamId,
-    });
+    const meter = new Meter(limits.maxCost);
+    let value: CelValue | CelResult;
+    try {
+      value = withMeter(meter, () =>
+        program({
+          data: celData(record.data, 0) as never,
+          raw: record.raw,
+          headers: record.headers,
+          event_id: record.eventId,
+          stream_id: record.streamId,
+        }),
+      );
+    } catch (error) {
+      if (!(error instanceof CostExceeded)) throw error;
+      value = null;
+    }
+    // Checked first: `||` and `&&` absorb errors, so a stopped evaluation may still return a value.
+    if (meter.exceeded) {
+      throw new CelEvalError(`${field} exceeded its cost budget of ${limits.maxCost} (CEL_MAX_COST)`, "cel_cost");
+    }
     if (isCelError(value)) throw new CelEvalError(value.message);
     return value;
   };
+}
+
+function formatCost(cost: number): string {
+  return Number.isFinite(cost) && cost < 1e15 ? String(Math.ceil(cost)) : "more than 1e15";
+}
+
+const convertedData = new WeakMap<object, CelValue>();
+
+/**
+ * Converts a record's JSON to CEL values once (and once per parsed payload,
+ * which the fanout shares between watchers): the library converts an object
+ * on each access, copying its entries, which a loop would repeat without being
+ * charged for it.
+ */
+function celData(value: JsonValue, depth: number): CelValue {
+  if (value === null || typeof value !== "object" || depth > MAX_CONVERTED_DEPTH) return value as CelValue;
+  const known = convertedData.get(value);
+  if (known !== undefined) return known;
+  const converted = Array.isArray(value)
+    ? celList(value.map((item) => celData(item, depth + 1)))
+    : celMap(new Map(Object.entries(value).map(([key, item]) => [key, celData(item as JsonValue, depth + 1)])));
+  convertedData.set(value, converted);
+  return converted;
+}
+
+/**
+ * How deep `source` nests brackets, outside string literals (quoted with ' or ",
+ * tripled or not, raw with an r prefix or with backslash escapes).
+ */
+function nestingDepth(source: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let i = 0; i < source.length; i++) {
+    const char = source[i]!;
+    if (char === "(" || char === "[" || char === "{") {
+      deepest = Math.max(deepest, ++depth);
+    } else if (char === ")" || char === "]" || char === "}") {
+      depth--;
+    } else if (char === "'" || char === '"') {
+      const raw = /[rR]/.test(source[i - 1] ?? "") || /[rR]/.test(source[i - 2] ?? "");
+      const quote = source.startsWith(char.repeat(3), i) ? char.repeat(3) : char;
+      let j = i + quote.length;
+      while (j < source.length && !source.startsWith(quote, j)) j += !raw && source[j] === "\\" ? 2 : 1;
+      i = j + quote.length - 1;
+    }
+  }
+  return deepest;
 }
 
 /** Evaluates a filter; anything but `true` drops the record. */

@@ -223,12 +223,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       http2MaxConcurrentStreams: read.int("HTTP2_MAX_CONCURRENT_STREAMS", 100, 1, 1_000_000),
       requestBodyTimeoutMs: read.int("REQUEST_BODY_TIMEOUT_MS", 30_000, 100, 3_600_000),
       connectionMaxBufferedBytes: read.int("CONNECTION_MAX_BUFFERED_BYTES", 16 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
-      peerLimit: readBucket(read, problems, "PEER_RATE_LIMIT") ?? { rps: 50, burst: 200 },
+      // Always on: an address without a valid credential gets a bounded share of the server.
+      peerLimit: {
+        rps: read.int("PEER_RATE_LIMIT_RPS", 50, 1, LIMIT_BOUNDS.rps),
+        burst: read.int("PEER_RATE_LIMIT_BURST", 200, 1, LIMIT_BOUNDS.burst),
+      },
       refusalLogsPerSecond: read.int("REFUSAL_LOGS_PER_SECOND", 10, 0, 1_000_000),
     },
     cel: {
       maxExpressionLength: read.int("CEL_MAX_EXPRESSION_LENGTH", 4096, 1, 1_000_000),
-      maxCost: read.int("CEL_MAX_COST", 100_000, 1, 1_000_000_000),
+      maxCost: read.int("CEL_MAX_COST", 30_000, 1, 1_000_000_000),
     },
     kafka: readKafka(read, problems),
     topics: {

@@ -87,16 +87,52 @@ export class BrokerError extends Error {
 }
 
 /**
+ * The broker refused a record as larger than it accepts (Kafka's
+ * message.max.bytes): retrying cannot store it, so a writer that retries
+ * (the processor) gives up on that record instead of retrying forever.
+ */
+export class RecordTooLargeError extends BrokerError {
+  constructor(options?: { cause?: unknown }) {
+    super("the record is larger than the broker accepts", false, options);
+    this.name = "RecordTooLargeError";
+  }
+}
+
+/** The client went away (reset its stream, closed its connection) before its call ended. */
+export function clientCanceled(): ConnectError {
+  return new ConnectError("the client canceled the call", Code.Canceled);
+}
+
+/**
+ * Whether a call's `signal` was aborted because the client went away, asked
+ * while the call is still running: connect aborts it then only for its
+ * deadline (DEADLINE_EXCEEDED) or for the client's request (src/app.ts gives
+ * connect no shutdownSignal; one would have to be told apart here), whatever the
+ * client's HTTP/2 reset code (connect maps INTERNAL_ERROR to INTERNAL, so a
+ * client could otherwise inflate the internal-error rate at will).
+ */
+export function abortedByClient(signal: AbortSignal): boolean {
+  if (!signal.aborted) return false;
+  const reason: unknown = signal.reason;
+  return !(reason instanceof ConnectError && reason.code === Code.DeadlineExceeded);
+}
+
+/**
  * Maps anything thrown by a handler to the error the client sees: ConnectErrors
  * pass as they are, broker failures become UNAVAILABLE, and anything else is a
  * bug: INTERNAL with no internals in the message (the caller logs the cause).
+ * With the call's `signal`, a call whose client went away is CANCELED,
+ * whatever failed because it did.
  */
-export function toConnectError(error: unknown): ConnectError {
+export function toConnectError(error: unknown, signal?: AbortSignal): ConnectError {
+  if (signal !== undefined && abortedByClient(signal)) return clientCanceled();
   if (error instanceof ConnectError) {
     if (isWellFormed(error.rawMessage)) return error;
     // A message echoing a client's invalid text (see utf8.ts) would hang a gRPC call.
     return new ConnectError(toWellFormed(error.rawMessage), error.code, error.metadata, undefined, error);
   }
+  // Payload too large (DESIGN "Errors"): a retry could not store it either.
+  if (error instanceof RecordTooLargeError) return invalidArgument("the payload is larger than the broker accepts");
   if (error instanceof BrokerError) return brokerUnavailable();
   // The client went away in the middle of its request stream: nothing is wrong here.
   if ((error as { code?: unknown } | undefined)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
@@ -125,15 +161,24 @@ export function permissionDenied(client: string, service: string): ConnectError 
   return new ConnectError(`client ${quote(client)} may not call ${service}: it needs the admin role`, Code.PermissionDenied);
 }
 
+/** How a rate-limit refusal names its limit. */
+const RATE_LIMIT_NAMES = {
+  global: "the server's rate limit (RATE_LIMIT_RPS)",
+  client: "this client's rate limit (CLIENT_RATE_LIMIT_RPS)",
+  // Calls without a valid credential and calls to the open services (health, reflection), by address.
+  peer: "this address's rate limit for unauthenticated and open-service calls (PEER_RATE_LIMIT_RPS)",
+} as const;
+
 /**
  * A request over a rate limit ("global": the instance's bucket, "client": the
- * caller's own), with when a retry can succeed: a `google.rpc.RetryInfo` detail
+ * caller's own, "peer": its address's, for calls without a valid credential
+ * and calls to the open services), with when a retry can succeed: a `google.rpc.RetryInfo` detail
  * (`retryMs`) and a `retry-after` header (whole seconds, at least 1). Names the
  * limit and its variables, never the caller's credential.
  */
-export function rateLimited(limit: "global" | "client", retryMs: number): ConnectError {
+export function rateLimited(limit: "global" | "client" | "peer", retryMs: number): ConnectError {
   const seconds = Math.max(1, Math.ceil(retryMs / 1000));
-  const which = limit === "global" ? "the server's rate limit (RATE_LIMIT_RPS)" : "this client's rate limit (CLIENT_RATE_LIMIT_RPS)";
+  const which = RATE_LIMIT_NAMES[limit];
   return new ConnectError(
     `over ${which}; retry in ${seconds} s`,
     Code.ResourceExhausted,

@@ -21,7 +21,7 @@ import {
   type WatchResultsResponse,
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
-import { CelEvalError, celRecordOf, compileCel, passes, type CelProgram, type CelRecord } from "./cel.js";
+import { CelCompiler, celRecordOf, passes, type CelProgram, type CelRecord } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { invalidArgument, streamNotFound, watchInterrupted } from "./errors.js";
 import type { Logger } from "./logger.js";
@@ -43,6 +43,8 @@ export interface FanoutOptions {
   watchBuffer: number;
   /** Called with each live result as it is delivered to a watcher (end-to-end latency). */
   onDeliver?: (result: Result) => void;
+  /** Compiles watcher filters within the CEL settings (default: the default settings). */
+  cel?: CelCompiler;
 }
 
 /** What a WatchResults call asks for. */
@@ -55,6 +57,8 @@ export interface WatchRequest {
 
 const decoder = new TextDecoder();
 const CATCH_UP_BATCH = 500;
+/** For a fanout given no CEL settings (tests). */
+const defaultCompiler = new CelCompiler();
 
 /** Creates the fanout; call `start()` to follow the results topic. */
 export function createFanout(options: FanoutOptions): Fanout {
@@ -118,7 +122,7 @@ export class Fanout {
    */
   watch(request: WatchRequest, signal: AbortSignal): AsyncIterable<WatchResultsResponse> {
     const streamId = requireStreamId(request.streamId);
-    const filter = request.filter === "" ? undefined : compileCel(request.filter, "filter");
+    const filter = request.filter === "" ? undefined : (this.options.cel ?? defaultCompiler).compile(request.filter, "filter");
     const entry = this.options.registry.get(streamId);
     if (!entry) throw streamNotFound(streamId);
     const partition = this.options.broker.partitionFor(this.options.resultsTopic, streamId);
@@ -149,6 +153,16 @@ export class Fanout {
     // A call accepted just before the stop, whose first step runs after it.
     if (this.stopped) watcher.interrupt("shutdown");
     let window: StreamWindow | undefined;
+    // The client going away frees the watcher at once, not when this generator
+    // next runs: one suspended in `yield` while its client is not reading may
+    // never be resumed (connect-node waits for the write's "drain", which a
+    // closed HTTP/2 stream does not emit), and its finally would not run.
+    const release = () => {
+      window?.watchers.delete(watcher);
+      this.watchers.delete(watcher);
+      watcher.drop();
+    };
+    signal.addEventListener("abort", release, { once: true });
     try {
       let next = start;
       // Catch up from the broker until the window covers the rest.
@@ -169,7 +183,7 @@ export class Fanout {
           const entry = new Entry(record);
           if (entry.end) return;
           watcher.passed(entry);
-          if (matches(filter, entry)) yield entry.response;
+          if (this.readable(entry) && matches(filter, entry)) yield entry.response;
           if (signal.aborted || watcher.interruption) break;
         }
       }
@@ -189,16 +203,31 @@ export class Fanout {
         }
         if (entry.end) return;
         watcher.passed(entry);
-        if (matches(filter, entry)) {
+        if (this.readable(entry) && matches(filter, entry)) {
           // Live results only: a catch-up read of old results says nothing of latency.
           this.options.onDeliver?.(entry.result);
           yield entry.response;
         }
       }
     } finally {
-      window?.watchers.delete(watcher);
-      this.watchers.delete(watcher);
+      signal.removeEventListener("abort", release);
+      release();
     }
+  }
+
+  /**
+   * Whether a result can be sent. One that cannot be decoded (a foreign
+   * producer wrote it to the results topic) is skipped, as a watcher's filter
+   * skips a result, with one warn line (stream id and cursor, never the
+   * payload): thrown, it would end every watch of the stream, and every
+   * resume from before it, at that result.
+   */
+  private readable(entry: Entry): boolean {
+    if (entry.readable()) return true;
+    if (entry.report()) {
+      this.options.logger.warn({ streamId: entry.key, cursor: entry.cursor }, "unreadable result skipped");
+    }
+    return false;
   }
 
   /** Applies a batch of results: windows first, then every watcher of each stream. */
@@ -266,6 +295,9 @@ class Entry {
   private cachedResponse: WatchResultsResponse | undefined;
   private cachedDecoded: DecodedRecord | undefined;
   private cachedJson: JsonValue | undefined;
+  /** Whether the result decodes: undefined until tried. */
+  private decodes: boolean | undefined;
+  private reported = false;
   readonly end: boolean;
 
   constructor(private readonly record: StoredRecord) {
@@ -274,6 +306,29 @@ class Entry {
 
   get offset(): number {
     return this.record.offset;
+  }
+
+  get key(): string {
+    return this.record.key;
+  }
+
+  /** Whether the result decodes into a response (tried once, however many watchers see it). */
+  readable(): boolean {
+    if (this.decodes === undefined) {
+      try {
+        this.decodes = this.response !== undefined;
+      } catch {
+        this.decodes = false;
+      }
+    }
+    return this.decodes;
+  }
+
+  /** True the first time only: an unreadable result is logged once, not once per watcher. */
+  report(): boolean {
+    const first = !this.reported;
+    this.reported = true;
+    return first;
   }
 
   get cursor(): string {
@@ -326,14 +381,17 @@ function toResult(record: StoredRecord, decoded: DecodedRecord, json: JsonValue)
   });
 }
 
-/** A watcher's filter; a result the filter cannot evaluate is skipped, not fatal. */
+/**
+ * A watcher's filter; a result the filter cannot evaluate is skipped, not
+ * fatal, whatever the failure (a CEL error, its cost budget, an exception):
+ * thrown, it would end the watch at that result, and every resume with it.
+ */
 function matches(filter: CelProgram | undefined, entry: Entry): boolean {
   if (!filter) return true;
   try {
     return passes(filter, entry.celRecord());
-  } catch (error) {
-    if (error instanceof CelEvalError) return false;
-    throw error;
+  } catch {
+    return false;
   }
 }
 
@@ -377,6 +435,12 @@ class Watcher {
       return;
     }
     this.queue.push(entry);
+    this.notify();
+  }
+
+  /** Drops what the watcher buffered, for good: its client has gone, or its call ended. */
+  drop(): void {
+    this.queue = [];
     this.notify();
   }
 

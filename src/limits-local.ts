@@ -49,9 +49,13 @@ class LocalBuckets implements Buckets {
   private readonly buckets = new Map<string, Bucket>();
   private readonly sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
 
+  /** `maxBuckets`: buckets kept at most; making one more forgets the oldest made. */
+  constructor(private readonly maxBuckets = Infinity) {}
+
   private bucket(ref: BucketRef, time: number): Bucket {
     let bucket = this.buckets.get(ref.key);
     if (!bucket) {
+      if (this.buckets.size >= this.maxBuckets) this.buckets.delete(this.buckets.keys().next().value!);
       bucket = { tokens: ref.bucket.burst, at: time, rule: ref.bucket };
       this.buckets.set(ref.key, bucket);
     }
@@ -92,3 +96,13 @@ class LocalBuckets implements Buckets {
 
 /** Buckets in this process: each instance has its own budget. */
 export const localBuckets: BucketStore = () => new LocalBuckets();
+
+/**
+ * Buckets in this process, at most `maxBuckets` of them: for keys anyone can
+ * make up (peer addresses), so that their memory is bounded however many
+ * come. A bucket forgotten early comes back full, which only a peer that has
+ * been idle while `maxBuckets` newer ones were made can gain from.
+ */
+export function boundedLocalBuckets(maxBuckets: number): Buckets {
+  return new LocalBuckets(maxBuckets);
+}

@@ -123,6 +123,12 @@ export class Metrics {
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
+  readonly watchFilterFailed = new Counter({
+    name: "streamgate_watch_filter_failures_total",
+    help: "Results not delivered to a watcher because its filter failed on them, by reason (cel_error, cel_cost: the filter ran out of CEL_MAX_COST).",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
 
   /** Counts one refusal at the edge. */
   refused(reason: RefusalReason): void {

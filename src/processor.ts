@@ -9,12 +9,16 @@
  */
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
 import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
-import { CelEvalError, celRecordOf, celToJson, compileCel, passes, type CelProgram } from "./cel.js";
+import { CelCompiler, celRecordOf, celToJson, passes, type CelProgram } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
 import { Lru, eventKey } from "./lru.js";
+import type { RecordFailure } from "./metrics.js";
 import { Pacer } from "./pacer.js";
 import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "./records.js";
+import { RecordTooLargeError } from "./errors.js";
+import { RecordFailedError, checkResultSize, failureDetail, failureReason, serializeResult } from "./record-failure.js";
+import { createRefusalLog, type RefusalLog } from "./refusal-log.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
 import type { Processing } from "../gen/streamgate/v1/stream_service_pb.js";
@@ -33,9 +37,16 @@ export interface ProcessorOptions {
   maxInFlight: number;
   /** The consumer group. */
   groupId?: string;
+  /** Compiles stream filters and transforms within the CEL settings (default: the default settings). */
+  cel?: CelCompiler;
+  /** The largest result kept (MAX_PAYLOAD_BYTES); a larger one fails its record (`result_too_large`). No bound when omitted. */
+  maxPayloadBytes?: number;
+  /** Called with the reason of each record that fails (streamgate_records_failed_total). */
+  onFailed?: (reason: RecordFailure) => void;
+  /** Warn lines for failed records written a second at most (the rest are counted in the next line); no bound when omitted. */
+  failureLogsPerSecond?: number;
 }
 
-const encoder = new TextEncoder();
 /** How long a stop waits for results being written. */
 const STOP_WAIT_MS = 5000;
 
@@ -45,6 +56,12 @@ function delay(ms: number): Promise<void> {
 
 /** Results read back at least, after a restart, to rebuild event-id deduplication. */
 const RECOVERY_SCAN_MIN = 10_000;
+/**
+ * Results larger than this are written in a call of their own, not coalesced:
+ * the broker can refuse only a large record as too large (its batches are cut
+ * by size), and a coalesced call refused for it would fail every result in it.
+ */
+const SOLO_RESULT_BYTES = 64 * 1024;
 /** A partition's finished records are committed within this long (or sooner, see PartitionProgress). */
 const COMMIT_INTERVAL_MS = 1000;
 
@@ -68,6 +85,7 @@ export class Processor {
   private readonly throttles = new Map<string, Pacer>();
   private readonly seen: Lru<string, true>;
   private readonly programs = new Lru<string, CompiledProcessing>(10_000);
+  private readonly cel: CelCompiler;
   /**
    * Per stream, the ingest offset of the newest record that already has a
    * result, found by {@link recover}: records at or below it are not processed
@@ -82,9 +100,13 @@ export class Processor {
 
   /** Results of the records processed in one run go to the broker in one call. */
   private readonly produceResult: CoalescedProduce;
+  /** The warn lines of failed records, bounded so that a flood of bad records cannot flood the log. */
+  private readonly failureLog: RefusalLog;
 
   constructor(private readonly options: ProcessorOptions) {
     this.seen = new Lru(options.dedupWindow);
+    this.cel = options.cel ?? new CelCompiler();
+    this.failureLog = createRefusalLog(options.logger, options.failureLogsPerSecond ?? Infinity);
     this.produceResult = coalesceProduces(options.broker, options.resultsTopic, { timeoutMs: Infinity });
   }
 
@@ -186,7 +208,11 @@ export class Processor {
         () => progress.end(offset),
         (error: unknown) => {
           // Only a stop leaves a record unfinished; it stays uncommitted.
-          if (!this.stopping) this.options.logger.error({ err: error, offset }, "record processing failed");
+          if (this.stopping) return;
+          // process() fails a record itself; anything that still gets here
+          // must not hold the partition either (see src/record-failure.ts).
+          this.fail(record, error);
+          progress.end(offset);
         },
       );
       // Backpressure: the span from the oldest unfinished record (a throttled
@@ -250,57 +276,103 @@ export class Processor {
     return processing;
   }
 
+  /**
+   * Processes one record: writes its result, or finishes it without one
+   * (filtered, duplicate, failed). Only a write interrupted by a stop rejects,
+   * which leaves the record uncommitted; any other failure fails the record.
+   */
   private async process(record: StoredRecord): Promise<void> {
+    let output: Output | undefined;
+    try {
+      output = this.prepare(record);
+    } catch (error) {
+      this.fail(record, error);
+      return;
+    }
+    if (!output) return;
+    try {
+      await this.write(output.streamId, output.value, output.headers);
+    } catch (error) {
+      // A result the broker can never store fails its record; a stop leaves it unfinished.
+      if (!(error instanceof RecordFailedError)) throw error;
+      this.fail(record, error);
+      return;
+    }
+    output.written();
+  }
+
+  /** Everything before a record's write: what to write, or undefined when there is nothing to write. */
+  private prepare(record: StoredRecord): Output | undefined {
     const decoded = decodeRecord(record);
     const { streamId } = decoded;
     const sourceCursor = encodeCursor("ingest", record.partition, record.offset);
-    if (record.offset <= (this.done.get(streamId) ?? -1)) return; // has its result already
+    if (record.offset <= (this.done.get(streamId) ?? -1)) return undefined; // has its result already
     if (decoded.control === "close") {
-      await this.write(streamId, new Uint8Array(0), {
-        ...controlHeaders("end", Date.now()),
-        [HEADER.sourceCursor]: sourceCursor,
-      });
-      this.throttles.delete(streamId);
-      this.programs.delete(streamId);
-      return;
+      return {
+        streamId,
+        value: new Uint8Array(0),
+        headers: { ...controlHeaders("end", Date.now()), [HEADER.sourceCursor]: sourceCursor },
+        written: () => {
+          this.throttles.delete(streamId);
+          this.programs.delete(streamId);
+        },
+      };
     }
     if (decoded.eventId !== "") {
       const key = eventKey(streamId, decoded.eventId);
       if (this.seen.has(key)) {
         this.options.counters.add(streamId, "duplicates");
-        return;
+        return undefined;
       }
       this.seen.set(key, true);
     }
     const { counters } = this.options;
     counters.add(streamId, "processed");
-    let output: { contentType: string; value: Uint8Array };
-    try {
-      const result = this.evaluate(streamId, decoded);
-      if (result === undefined) {
-        counters.add(streamId, "filtered");
-        return;
-      }
-      output = result;
-    } catch (error) {
-      if (!(error instanceof CelEvalError)) throw error;
-      counters.add(streamId, "failed");
-      this.options.logger.warn(
-        { streamId, offset: record.offset, reason: error.message },
-        "record failed its stream's filter or transform; no result",
-      );
-      return;
+    const result = this.evaluate(streamId, decoded);
+    if (result === undefined) {
+      counters.add(streamId, "filtered");
+      return undefined;
     }
+    // A passthrough payload a foreign producer wrote may be over the bound too.
+    checkResultSize(result.value.byteLength, this.maxPayloadBytes);
     const headers: Record<string, string> = {
       ...decoded.headers,
-      [HEADER.contentType]: output.contentType,
+      [HEADER.contentType]: result.contentType,
       [HEADER.sendTime]: String(decoded.sendTime),
       [HEADER.processTime]: String(Date.now()),
       [HEADER.sourceCursor]: sourceCursor,
     };
     if (decoded.eventId !== "") headers[HEADER.eventId] = decoded.eventId;
-    await this.write(streamId, output.value, headers);
-    counters.add(streamId, "results");
+    return { streamId, value: result.value, headers, written: () => counters.add(streamId, "results") };
+  }
+
+  private get maxPayloadBytes(): number {
+    return this.options.maxPayloadBytes ?? Infinity;
+  }
+
+  /**
+   * Finishes a record as failed: GetStream's `failed` count (for a stream
+   * this instance knows: a foreign producer's keys must not grow the
+   * counters), the metric by reason, and a warn line with the stream id and
+   * the record's cursor, never its payload.
+   */
+  private fail(record: StoredRecord, error: unknown): void {
+    const reason = failureReason(error);
+    try {
+      if (this.options.registry.get(record.key)) this.options.counters.add(record.key, "failed");
+      this.options.onFailed?.(reason);
+      this.failureLog(
+        {
+          streamId: record.key,
+          cursor: encodeCursor("ingest", record.partition, record.offset),
+          reason,
+          ...failureDetail(error),
+        },
+        "record failed; no result, its partition moves on",
+      );
+    } catch {
+      // Counting or logging a failure must not itself hold the partition.
+    }
   }
 
   /** Applies filter and transform; undefined when the filter drops the record. */
@@ -316,7 +388,7 @@ export class Processor {
     if (programs.filter && !passes(programs.filter, input)) return undefined;
     if (!programs.transform) return passthrough;
     const value = celToJson(programs.transform(input));
-    return { contentType: CONTENT_TYPE.json, value: encoder.encode(JSON.stringify(value)) };
+    return { contentType: CONTENT_TYPE.json, value: serializeResult(value, this.maxPayloadBytes) };
   }
 
   private compiled(streamId: string, processing: Processing): CompiledProcessing {
@@ -324,8 +396,8 @@ export class Processor {
     if (!programs) {
       // StartStream already compiled these once to validate them, so they compile here.
       programs = {
-        filter: processing.filter === "" ? undefined : compileCel(processing.filter, "filter"),
-        transform: processing.transform === "" ? undefined : compileCel(processing.transform, "transform"),
+        filter: processing.filter === "" ? undefined : this.cel.compile(processing.filter, "filter"),
+        transform: processing.transform === "" ? undefined : this.cel.compile(processing.transform, "transform"),
       };
       this.programs.set(streamId, programs);
     }
@@ -341,15 +413,32 @@ export class Processor {
   private async write(streamId: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.produceResult({ key: streamId, value, headers });
+        const result = { key: streamId, value, headers };
+        if (value.byteLength > SOLO_RESULT_BYTES) {
+          await this.options.broker.produce(this.options.resultsTopic, [result], { timeoutMs: Infinity });
+        } else {
+          await this.produceResult(result);
+        }
         return;
       } catch (error) {
         if (this.stopping) throw error;
+        // Retrying would refuse it forever, and hold its partition with it.
+        if (error instanceof RecordTooLargeError) {
+          throw new RecordFailedError("result_too_large", "the broker refused the result as too large", { cause: error });
+        }
         this.options.logger.warn({ err: error, streamId, attempt }, "writing a result failed; retrying");
         await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)));
       }
     }
   }
+}
+
+/** A result to write, and what to do once it is written. */
+interface Output {
+  streamId: string;
+  value: Uint8Array;
+  headers: Record<string, string>;
+  written(): void;
 }
 
 interface CompiledProcessing {

@@ -74,12 +74,24 @@ export function decodeRecord(record: StoredRecord): DecodedRecord {
     headers[HEADER.contentType] = contentType;
   }
   const control = record.headers[HEADER.control];
+  // A send-time header a foreign producer garbled falls back to the record's
+  // timestamp: NaN, or a time a Timestamp cannot hold, would make every
+  // result built from it unreadable.
+  const sent = Number(record.headers[HEADER.sendTime] ?? record.timestamp);
   return {
     streamId: record.key,
     payload: { kind: contentType === CONTENT_TYPE.json ? "json" : "raw", bytes: record.value },
     eventId: record.headers[HEADER.eventId] ?? "",
     headers,
-    sendTime: Number(record.headers[HEADER.sendTime] ?? record.timestamp),
+    sendTime: isTimestampMs(sent) ? sent : record.timestamp,
     control: control === "close" || control === "end" ? control : undefined,
   };
+}
+
+/** The range of google.protobuf.Timestamp (0001-01-01 to 9999-12-31), in milliseconds. */
+const TIMESTAMP_MS = { min: -62_135_596_800_000, max: 253_402_300_799_999 } as const;
+
+/** Whether `ms` is a time a Timestamp can hold. */
+function isTimestampMs(ms: number): boolean {
+  return Number.isFinite(ms) && ms >= TIMESTAMP_MS.min && ms <= TIMESTAMP_MS.max;
 }

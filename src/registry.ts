@@ -197,6 +197,8 @@ export class StreamRegistry {
   private apply(record: StoredRecord): void {
     try {
       const value = JSON.parse(decoder.decode(record.value)) as { stream: JsonValue; resultsStart: number };
+      // An offset that is not one would fail every EARLIEST watch of the stream later.
+      if (!Number.isSafeInteger(value.resultsStart) || value.resultsStart < 0) throw new Error("resultsStart is not an offset");
       this.install({
         stream: fromJson(StreamSchema, value.stream),
         resultsStart: value.resultsStart,

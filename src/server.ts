@@ -10,7 +10,11 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Duplex } from "node:stream";
-import type { TlsConfig } from "./config.js";
+import type { EdgeConfig, TlsConfig } from "./config.js";
+import { ConnectionCaps, normalisePeer, peerGroup, refuseClearly } from "./connection-admission.js";
+import { clientErrorListener } from "./http1-client-error.js";
+import { guardSession } from "./http2-guard.js";
+import type { RefusalReason } from "./metrics.js";
 
 /** A request handler for both HTTP versions. */
 export type RequestHandler = (
@@ -24,7 +28,27 @@ export interface ListenOptions {
   host: string;
   tls: TlsConfig | undefined;
   handler: RequestHandler;
+  /**
+   * Bounds of connections and requests (see README "Limits and protections").
+   * Omitted only by the bench's bare baseline server, which measures the RPC
+   * layer without them: no caps, no timeouts but Node's, no session guard.
+   */
+  edge?: EdgeLimits;
+  /** Told of each connection refused, closed or request reset by a bound, with the peer address ("" when unknown). */
+  onRefused?: (reason: RefusalReason, peer: string) => void;
 }
+
+/** The connection and request bounds the listener enforces. */
+export type EdgeLimits = Pick<
+  EdgeConfig,
+  | "maxConnections"
+  | "maxConnectionsPerPeer"
+  | "firstBytesTimeoutMs"
+  | "http2IdleTimeoutMs"
+  | "http2MaxConcurrentStreams"
+  | "requestBodyTimeoutMs"
+  | "connectionMaxBufferedBytes"
+>;
 
 /** A listening server. */
 export interface Listener {
@@ -44,6 +68,46 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   let draining = false;
+  const { edge } = options;
+  const onRefused = options.onRefused ?? (() => undefined);
+  const caps = edge && new ConnectionCaps(edge.maxConnections, edge.maxConnectionsPerPeer);
+  /**
+   * Counts an accepted connection against the caps (until it closes), or
+   * refuses it: `answer` says whether to answer it first (cleartext) or close
+   * it at once (TLS, where an answer would cost a handshake).
+   */
+  const admitted = (socket: net.Socket, answer: boolean): boolean => {
+    if (!edge || !caps) return true;
+    if (socket.remoteAddress === undefined) {
+      socket.destroy(); // already gone
+      return false;
+    }
+    const peer = normalisePeer(socket.remoteAddress);
+    const group = peerGroup(peer);
+    const refusal = caps.admit(group);
+    if (refusal === undefined) {
+      socket.once("close", () => caps.release(group));
+      return true;
+    }
+    onRefused(refusal, peer);
+    if (answer) refuseClearly(socket, refusal, edge.firstBytesTimeoutMs);
+    else socket.destroy();
+    return false;
+  };
+  const http2Settings = edge ? { maxConcurrentStreams: edge.http2MaxConcurrentStreams } : {};
+  const onSession = (session: http2.ServerHttp2Session) => {
+    trackSession(sessions, session);
+    if (!edge) return;
+    guardSession(session, {
+      idleTimeoutMs: edge.http2IdleTimeoutMs,
+      bodyTimeoutMs: edge.requestBodyTimeoutMs,
+      maxBufferedBytes: edge.connectionMaxBufferedBytes,
+      onRefused: (reason, guarded) => onRefused(reason, sessionPeer(guarded)),
+    });
+  };
+  const onClientError = clientErrorListener((reason, socket) =>
+    onRefused(reason, normalisePeer((socket as net.Socket).remoteAddress)),
+  );
 
   const handler: RequestHandler = (request, response) => {
     // HTTP/1.1 keep-alive connections are told to close after this response while draining.
@@ -56,19 +120,38 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   let h1: http.Server | undefined;
   if (options.tls) {
     const secure = http2.createSecureServer(
-      { cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile), allowHTTP1: true },
+      {
+        cert: readFileSync(options.tls.certFile),
+        key: readFileSync(options.tls.keyFile),
+        allowHTTP1: true,
+        settings: http2Settings,
+        // The first-bytes bound for TLS: the handshake must be done within it.
+        ...(edge && { handshakeTimeout: edge.firstBytesTimeoutMs }),
+      },
       handler,
     );
-    secure.on("session", (session) => trackSession(sessions, session));
+    // HTTP/1.1 over TLS: read when the server starts listening, so set before.
+    if (edge) setHttp1Timeouts(secure, edge);
+    secure.on("clientError", onClientError);
+    // Checked on the TCP connection, before any TLS work is spent on it.
+    secure.on("connection", (socket: net.Socket) => void admitted(socket, false));
+    secure.on("session", onSession);
     server = secure;
   } else {
-    h1 = http.createServer(handler);
+    h1 = http.createServer(edge ? http1Options(edge) : {}, handler);
+    h1.on("clientError", onClientError);
     // h1 never listens itself (connections are handed to it), but its connection
     // tracking (idle closing, request and header timeouts) starts on "listening".
     h1.emit("listening");
-    const h2 = http2.createServer({}, handler);
-    h2.on("session", (session) => trackSession(sessions, session));
-    server = net.createServer((socket) => routeBySniffing(socket, h1!, h2));
+    const h2 = http2.createServer({ settings: http2Settings }, handler);
+    h2.on("session", onSession);
+    server = net.createServer((socket) => {
+      if (admitted(socket, true)) {
+        routeBySniffing(socket, h1!, h2, edge?.firstBytesTimeoutMs, () =>
+          onRefused("first_bytes_timeout", normalisePeer(socket.remoteAddress)),
+        );
+      }
+    });
   }
   server.on("connection", (socket: net.Socket) => {
     sockets.add(socket);
@@ -120,9 +203,45 @@ function endUnreadRequestAfterResponse(request: http2.Http2ServerRequest): void 
   );
 }
 
-/** Whether the client of a request has gone (stream reset, connection closed) before it was answered. */
+/**
+ * Whether the client of a request has gone (stream reset, connection closed)
+ * before it was answered. An HTTP/2 stream reset before its request body was
+ * read is closed at once but destroyed only later: closed counts as gone.
+ */
 export function clientGone(request: http.IncomingMessage | http2.Http2ServerRequest): boolean {
-  return "stream" in request ? request.stream.destroyed : request.destroyed;
+  return "stream" in request ? request.stream.closed || request.stream.destroyed : request.destroyed;
+}
+
+/**
+ * HTTP/1.1 timeouts from the edge bounds: the whole request (headers and body)
+ * within requestBodyTimeoutMs, its headers within Node's 60 s or that if
+ * shorter (a new connection that sends nothing is closed after it too). Node
+ * checks them on an interval, a quarter of the shorter, so that a timeout is
+ * enforced within 25 % of its length.
+ */
+function http1Options(edge: EdgeLimits): http.ServerOptions {
+  const headersTimeout = Math.min(60_000, edge.requestBodyTimeoutMs);
+  return {
+    requestTimeout: edge.requestBodyTimeoutMs,
+    headersTimeout,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(25, Math.floor(headersTimeout / 4))),
+  };
+}
+
+/** {@link http1Options} on the secure server, whose HTTP/1.1 side takes them only as properties. */
+function setHttp1Timeouts(server: http2.Http2SecureServer, edge: EdgeLimits): void {
+  const options = http1Options(edge);
+  Object.assign(server, {
+    requestTimeout: options.requestTimeout,
+    headersTimeout: options.headersTimeout,
+    connectionsCheckingInterval: options.connectionsCheckingInterval,
+  });
+}
+
+/** The peer address of an HTTP/2 session (cleartext sessions read through the replaying duplex: see {@link peerAddress}). */
+function sessionPeer(session: http2.Http2Session): string {
+  const socket = session.socket as (net.Socket & { stream?: { remoteAddress?: string } }) | undefined;
+  return normalisePeer(socket?.remoteAddress ?? socket?.stream?.remoteAddress);
 }
 
 function trackSession(sessions: Set<http2.Http2Session>, session: http2.Http2Session): void {
@@ -133,15 +252,34 @@ function trackSession(sessions: Set<http2.Http2Session>, session: http2.Http2Ses
 /**
  * Hands a cleartext connection to the HTTP/2 server when it opens with the
  * HTTP/2 connection preface, else to the HTTP/1.1 server. The bytes read to
- * decide are put back first, so each server sees the whole stream.
+ * decide are put back first, so each server sees the whole stream. A
+ * connection that has not sent enough to decide within `firstBytesTimeoutMs`
+ * (nothing, or only part of the preface) is closed; from then on the chosen
+ * server's own bounds apply.
  */
-function routeBySniffing(socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void {
+function routeBySniffing(
+  socket: net.Socket,
+  h1: http.Server,
+  h2: http2.Http2Server,
+  firstBytesTimeoutMs: number | undefined,
+  onFirstBytesTimeout: () => void,
+): void {
   let received = Buffer.alloc(0);
+  const timer =
+    firstBytesTimeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          socket.off("data", onData);
+          onFirstBytesTimeout();
+          socket.destroy();
+        }, firstBytesTimeoutMs).unref();
+  if (timer) socket.once("close", () => clearTimeout(timer));
   const onData = (chunk: Buffer) => {
     received = Buffer.concat([received, chunk]);
     const compared = Math.min(received.length, PREFACE.length);
     const isH2 = received.subarray(0, compared).equals(PREFACE.subarray(0, compared));
     if (isH2 && received.length < PREFACE.length) return; // a prefix of the preface: read more
+    clearTimeout(timer);
     socket.off("data", onData);
     socket.pause();
     if (isH2) {

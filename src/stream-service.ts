@@ -15,7 +15,7 @@ import {
   type Rejection,
   type SendDataStreamRequest,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { compileCel } from "./cel.js";
+import type { CelCompiler } from "./cel.js";
 import { invalidArgument, streamNotFound, toConnectError } from "./errors.js";
 import type { Fanout } from "./fanout.js";
 import { codeName, type Ingest, type SendResult } from "./ingest.js";
@@ -29,6 +29,8 @@ export interface StreamServiceDeps {
   ingest: Ingest;
   fanout: Fanout;
   counters: StreamCounters;
+  /** Compiles processing expressions within the CEL settings. */
+  cel: CelCompiler;
 }
 
 /** Rejections listed in a SendDataStream response; the rest are only counted. */
@@ -39,14 +41,14 @@ const MAX_RATE_PER_SECOND = 1_000_000;
 
 /** Creates the StreamService implementation. */
 export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof StreamService> {
-  const { registry, ingest, fanout, counters } = deps;
+  const { registry, ingest, fanout, counters, cel } = deps;
   return {
     async startStream(request) {
       const streamId = request.streamId === "" ? randomUUID() : requireStreamId(request.streamId);
       const { entry, created } = await registry.create({
         streamId,
         labels: checkLabels(request.labels),
-        processing: checkProcessing(request.processing),
+        processing: checkProcessing(request.processing, cel),
       });
       return { stream: entry.stream, created };
     },
@@ -82,14 +84,14 @@ export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof
 }
 
 /** Checks processing options; CEL expressions are compiled here so a bad one fails StartStream. */
-function checkProcessing(processing: Processing | undefined): Processing | undefined {
+function checkProcessing(processing: Processing | undefined, cel: CelCompiler): Processing | undefined {
   if (!processing) return undefined;
   const rate = processing.ratePerSecond;
   if (!Number.isFinite(rate) || rate < 0 || rate > MAX_RATE_PER_SECOND) {
     throw invalidArgument(`processing.rate_per_second must be from 0 (no throttle) to ${MAX_RATE_PER_SECOND}`);
   }
-  if (processing.filter !== "") compileCel(processing.filter, "processing.filter");
-  if (processing.transform !== "") compileCel(processing.transform, "processing.transform");
+  if (processing.filter !== "") cel.compile(processing.filter, "processing.filter");
+  if (processing.transform !== "") cel.compile(processing.transform, "processing.transform");
   return create(ProcessingSchema, processing);
 }
 

@@ -16,7 +16,6 @@ const MAX_HEADERS = 32;
 const MAX_HEADER_VALUE = 1024;
 const MAX_LABELS = 32;
 const MAX_LABEL_VALUE = 256;
-const MAX_EXPRESSION = 4096;
 const encoder = new TextEncoder();
 
 /**
@@ -88,11 +87,14 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
   return labels;
 }
 
-/** Checks the length (and the text) of a CEL expression before it is parsed. */
-export function checkExpressionLength(expression: string, field: string): string {
+/**
+ * Checks the length (and the text) of a CEL expression before it is parsed;
+ * `max` is CEL_MAX_EXPRESSION_LENGTH.
+ */
+export function checkExpressionLength(expression: string, field: string, max: number): string {
   requireWellFormed(expression, field);
-  if (expression.length > MAX_EXPRESSION) {
-    throw invalidArgument(`${field} is longer than ${MAX_EXPRESSION} characters`);
+  if (expression.length > max) {
+    throw invalidArgument(`${field} is longer than ${max} characters (CEL_MAX_EXPRESSION_LENGTH)`);
   }
   return expression;
 }

@@ -21,7 +21,7 @@ import {
   StreamService,
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import { grpcRaw, jsonCallers, postJson, postProto, wire, type JsonCaller, type Outcome } from "./support/bad-input-wire.js";
-import { BROKERS, collect, startTestServer, streamClient, type TestServer } from "./support/server.js";
+import { BROKERS, authHeaders, collect, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 const LIMIT = 1024;
 const encoder = new TextEncoder();
@@ -183,6 +183,8 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         ":path": "/streamgate.v1.StreamService/SendData",
         "content-type": "application/grpc",
         te: "trailers",
+        // With a valid key: without one the edge refuses the call from its headers (test/edge-auth.test.ts).
+        ...authHeaders(server),
       });
       const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => request.once("trailers", resolve));
       const closed = new Promise<number | undefined>((resolve) => request.once("close", () => resolve(request.rstCode)));

@@ -95,7 +95,7 @@ describe("compileCel", () => {
   it("refuses an expression over the length limit before parsing it", () => {
     const error = compileError(`data.temp > ${"1".repeat(5000)}`, "filter");
     expect(error.code).toBe(Code.InvalidArgument);
-    expect(error.rawMessage).toMatch(/^filter is longer than \d+ characters$/);
+    expect(error.rawMessage).toMatch(/^filter is longer than \d+ characters \(CEL_MAX_EXPRESSION_LENGTH\)$/);
   });
 
   it("raises CelEvalError when an expression fails on a record", () => {

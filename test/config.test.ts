@@ -34,6 +34,18 @@ const SETTING: Record<string, (config: Config) => unknown> = {
   AUTH_OPEN_SERVICES: (config) => config.auth.openServices.join(","),
   ADMIN_SERVICES: (config) => config.auth.adminServices.join(","),
   REDIS_KEY_PREFIX: () => loadConfig({ REDIS_URL: "redis://127.0.0.1:6379" }).redis!.keyPrefix,
+  MAX_CONNECTIONS: (config) => config.edge.maxConnections,
+  MAX_CONNECTIONS_PER_PEER: (config) => config.edge.maxConnectionsPerPeer,
+  FIRST_BYTES_TIMEOUT_MS: (config) => config.edge.firstBytesTimeoutMs,
+  HTTP2_IDLE_TIMEOUT_MS: (config) => config.edge.http2IdleTimeoutMs,
+  HTTP2_MAX_CONCURRENT_STREAMS: (config) => config.edge.http2MaxConcurrentStreams,
+  REQUEST_BODY_TIMEOUT_MS: (config) => config.edge.requestBodyTimeoutMs,
+  CONNECTION_MAX_BUFFERED_BYTES: (config) => config.edge.connectionMaxBufferedBytes,
+  PEER_RATE_LIMIT_RPS: (config) => config.edge.peerLimit.rps,
+  PEER_RATE_LIMIT_BURST: (config) => config.edge.peerLimit.burst,
+  REFUSAL_LOGS_PER_SECOND: (config) => config.edge.refusalLogsPerSecond,
+  CEL_MAX_EXPRESSION_LENGTH: (config) => config.cel.maxExpressionLength,
+  CEL_MAX_COST: (config) => config.cel.maxCost,
 };
 
 /** Where each documented Kafka variable lands in config.kafka, which exists only when KAFKA_BROKERS is set. */

@@ -7,10 +7,8 @@
  */
 import { afterAll, expect, it } from "vitest";
 import { Kafka, logLevel } from "kafkajs";
-import { pino } from "pino";
 import type { Broker, StoredRecord } from "../src/broker/broker.js";
-import { createKafkaBroker } from "../src/broker/kafka.js";
-import { kafkaBrokers } from "./support/kafka-control.js";
+import { kafkaBrokers, testKafkaClient } from "./support/kafka-control.js";
 import { uniqueTopicPrefix } from "./support/kafka-gateway.js";
 
 const prefix = uniqueTopicPrefix("subscription");
@@ -21,18 +19,7 @@ let broker: Broker | undefined;
 afterAll(() => broker?.close());
 
 it("commits in beforeLeaving while still in the group, after the batch being handled, and delivers nothing after", async () => {
-  broker = await createKafkaBroker({
-    brokers: kafkaBrokers().split(","),
-    clientId: `${prefix}client`,
-    replication: 1,
-    tls: false,
-    ca: undefined,
-    sasl: undefined,
-    lingerMs: 0,
-    maxBatchRecords: 100,
-    produceTimeoutMs: 30_000,
-    logger: pino({ level: "silent" }),
-  });
+  broker = await testKafkaClient(`${prefix}client`);
   await broker.ensureTopics([{ name: topic, partitions: 1, compacted: false }]);
   await broker.produce(topic, [0, 1, 2].map((n) => ({ key: "k", value: encoder.encode(String(n)), headers: {} })));
 

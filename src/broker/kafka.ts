@@ -15,7 +15,7 @@ import {
   type Producer,
   type SASLOptions,
 } from "kafkajs";
-import { BrokerError } from "../errors.js";
+import { BrokerError, RecordTooLargeError } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type {
   Broker,
@@ -32,6 +32,21 @@ import type {
 import { createPartitionReader, type PartitionReader } from "./kafka-reader.js";
 import { partitionForKey } from "./partitioner.js";
 import { ProduceBatcher, type PendingRecord } from "./produce-batcher.js";
+
+/**
+ * The most bytes one produce request carries: below Kafka's default
+ * message.max.bytes (1048588), which bounds a partition's whole record batch,
+ * so only a record that is too large by itself is ever refused as too large.
+ */
+const MAX_REQUEST_BYTES = 1_000_000;
+/** Kafka's error types for a record (batch) over the broker's size limit. */
+const TOO_LARGE = new Set(["MESSAGE_TOO_LARGE", "RECORD_LIST_TOO_LARGE"]);
+
+/** Whether kafkajs's error says the broker refused a record as too large. */
+function tooLarge(error: unknown): boolean {
+  const answer = error as { type?: unknown; cause?: { type?: unknown } } | undefined;
+  return TOO_LARGE.has(String(answer?.type)) || TOO_LARGE.has(String(answer?.cause?.type));
+}
 
 /** How to reach and use a Kafka cluster. */
 export interface KafkaBrokerOptions {
@@ -96,6 +111,7 @@ class KafkaBroker implements Broker {
     this.batcher = new ProduceBatcher((batch) => this.sendBatch(batch), {
       lingerMs: options.lingerMs,
       maxRecords: options.maxBatchRecords,
+      maxBytes: MAX_REQUEST_BYTES,
       timeoutMs: options.produceTimeoutMs,
     });
   }
@@ -299,6 +315,8 @@ class KafkaBroker implements Broker {
         })),
       });
     } catch (error) {
+      // Only a single record can be over the limit (the batcher's maxBytes is below it): it never will fit.
+      if (tooLarge(error)) throw new RecordTooLargeError({ cause: error });
       throw new BrokerError("the broker did not store the records", true, { cause: error });
     }
     // Records of one partition are stored contiguously from its base offset, in order.

@@ -26,8 +26,22 @@ export interface BatcherOptions {
   lingerMs: number;
   /** Most records in one request. */
   maxRecords: number;
+  /**
+   * Most bytes (as {@link recordBytes} counts them) in one request, one
+   * record at least. Kafka refuses a whole record batch over its
+   * message.max.bytes: three results of 400 KB each that happened to be
+   * batched together were all refused, again at every retry. No bound when omitted.
+   */
+  maxBytes?: number;
   /** A call not acknowledged within this is refused (UNAVAILABLE). */
   timeoutMs: number;
+}
+
+/** About the bytes a record takes in a request: its value, key and headers, and room for the record's framing. */
+export function recordBytes(record: ProduceRecord): number {
+  let bytes = 64 + record.value.byteLength + record.key.length * 3;
+  for (const name in record.headers) bytes += (name.length + record.headers[name]!.length) * 3;
+  return bytes;
 }
 
 /** See the module comment. */
@@ -84,10 +98,25 @@ export class ProduceBatcher {
     }
   }
 
+  /** How many pending records the next request takes: up to maxRecords and maxBytes, one at least. */
+  private batchLength(): number {
+    const limit = Math.min(this.pending.length, this.options.maxRecords);
+    const maxBytes = this.options.maxBytes;
+    if (maxBytes === undefined) return limit;
+    let bytes = recordBytes(this.pending[0]!.record);
+    let length = 1;
+    while (length < limit) {
+      bytes += recordBytes(this.pending[length]!.record);
+      if (bytes > maxBytes) break;
+      length++;
+    }
+    return length;
+  }
+
   private flush(): void {
     this.scheduled = false;
     if (this.pending.length === 0) return;
-    const batch = this.pending.splice(0, this.options.maxRecords);
+    const batch = this.pending.splice(0, this.batchLength());
     this.inFlight = true;
     this.send(batch)
       .catch((error: unknown) => {

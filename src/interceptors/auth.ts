@@ -26,7 +26,7 @@ export interface AuthOptions {
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /** The credential sent in `x-api-key`, else in `authorization: Bearer <credential>`; undefined if neither. */
-export function credentialFrom(header: Headers): { value: string; bearer: boolean } | undefined {
+export function credentialFrom(header: Pick<Headers, "get">): { value: string; bearer: boolean } | undefined {
   const apiKey = header.get("x-api-key");
   if (apiKey !== null && apiKey.trim() !== "") return { value: apiKey.trim(), bearer: false };
   const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header.get("authorization") ?? "");
@@ -38,15 +38,35 @@ export function authorize(principal: Principal, service: string, adminServices: 
   if (adminServices.has(service) && principal.role !== "admin") throw permissionDenied(principal.client, service);
 }
 
-/** Creates the auth interceptor. */
+/**
+ * The principal a credential stands for, or undefined: synchronous for an API
+ * key (a digest lookup), a promise for a JWT (verified by jose).
+ */
+export type Identify = (credential: { value: string; bearer: boolean }) => Principal | undefined | Promise<Principal | undefined>;
+
+/** Identifies credentials against `keys`, and as JWTs with `jwt` when configured and the credential is shaped as one. */
+export function createIdentify(keys: ApiKeyStore, jwt: JwtVerifier | undefined): Identify {
+  return (credential) =>
+    credential.bearer && jwt && JWT_SHAPE.test(credential.value) ? jwt(credential.value) : keys.lookup(credential.value);
+}
+
+/**
+ * Creates the auth interceptor. A call the edge already authenticated
+ * (src/edge-auth.ts, which puts the principal in the context) is only
+ * authorized here, so a credential is verified once; a call that did not come
+ * through the edge (an in-process router transport) is authenticated here.
+ */
 export function authenticate(options: AuthOptions): Interceptor {
   const { keys, jwt, openServices, adminServices } = options;
-  /** The principal a credential stands for, or undefined. */
-  const identify = async (credential: { value: string; bearer: boolean }) =>
-    credential.bearer && jwt && JWT_SHAPE.test(credential.value) ? jwt(credential.value) : keys.lookup(credential.value);
+  const identify = createIdentify(keys, jwt);
   return (next) => async (request) => {
     const service = request.service.typeName;
     if (openServices.has(service)) return next(request);
+    const verified = request.contextValues.get(PRINCIPAL);
+    if (verified) {
+      authorize(verified, service, adminServices);
+      return next(request);
+    }
     const credential = credentialFrom(request.header);
     if (!credential) throw missingCredential();
     const principal = await identify(credential);

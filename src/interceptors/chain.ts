@@ -13,6 +13,7 @@ import { refuseWhileDraining } from "./draining.js";
 import { errorMapping } from "./errors.js";
 import { limitCalls, type LimitOptions } from "./limits.js";
 import { observeCalls } from "./metrics.js";
+import { limitOpenStreams, type OpenStreamOptions } from "./open-streams.js";
 
 /** What the chain needs. */
 export interface ChainOptions {
@@ -22,6 +23,8 @@ export interface ChainOptions {
   auth: AuthOptions;
   limits: LimitOptions;
   stats: LiveStats;
+  /** Per-message peer limits on open-service request streams (absent: none, e.g. without the edge). */
+  openStreams?: OpenStreamOptions;
 }
 
 /** Returns the interceptors in order, outermost first. */
@@ -36,6 +39,7 @@ export function createInterceptors(options: ChainOptions): Interceptor[] {
     errorMapping(options.logger),
     authenticate(options.auth),
     limitCalls(options.limits),
+    ...(options.openStreams ? [limitOpenStreams(options.openStreams)] : []),
     refuseWhileDraining(options.isDraining),
   ];
 }

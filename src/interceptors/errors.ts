@@ -10,8 +10,9 @@ import { tap } from "./tap.js";
 
 /** Creates the error-mapping interceptor. */
 export function errorMapping(logger: Logger): Interceptor {
-  const map = (error: unknown, procedure: string) => {
-    const mapped = toConnectError(error);
+  const map = (error: unknown, procedure: string, signal: AbortSignal) => {
+    // With the signal: what fails because the client went away is CANCELED, not a bug to log.
+    const mapped = toConnectError(error, signal);
     if (mapped.code === Code.Internal && mapped !== error) logger.error({ err: error, procedure }, "internal error");
     return mapped;
   };
@@ -20,9 +21,9 @@ export function errorMapping(logger: Logger): Interceptor {
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: tap(response.message, { mapError: (error) => map(error, procedure) }) };
+      return { ...response, message: tap(response.message, { mapError: (error) => map(error, procedure, request.signal) }) };
     } catch (error) {
-      throw map(error, procedure);
+      throw map(error, procedure, request.signal);
     }
   };
 }

@@ -7,6 +7,7 @@
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { abortedByClient } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { LiveStats } from "../live-stats.js";
 import type { GrpcType, Metrics } from "../metrics.js";
@@ -79,12 +80,16 @@ export function observeCalls(options: ObserveOptions): Interceptor {
         "rpc",
       );
     };
-    const failed = (error: unknown) => finish(ConnectError.from(error).code);
+    // A client that went away is CANCELED whatever its going away made fail: it
+    // resets its stream with a code of its choosing, and INTERNAL is ours (errors.ts).
+    const failed = (error: unknown) => finish(abortedByClient(request.signal) ? Code.Canceled : ConnectError.from(error).code);
 
     let counted = request;
     if (request.stream) {
       counted = { ...request, message: tap(request.message, { message: perRun((count) => metrics.received.inc(labels, count)) }) };
-    } else {
+    } else if (request.message !== undefined) {
+      // Undefined when the request could not be read (bad bytes, unknown encoding):
+      // patched connect runs the interceptors for such calls too (scripts/patch-connect.mjs, 4c).
       metrics.received.inc(labels);
     }
     let response;
@@ -95,6 +100,12 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       throw error;
     }
     if (!response.stream) {
+      // Answered after the client went away (e.g. a client stream it reset, which
+      // Node ends as if complete): the client never sees the answer.
+      if (abortedByClient(request.signal)) {
+        finish(Code.Canceled);
+        return response;
+      }
       metrics.sent.inc(labels);
       finish(undefined);
       return response;
@@ -105,9 +116,14 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       // Stopped early by the transport: the client is gone.
       if (how.kind === "stopped") return finish(Code.Canceled);
       // A stream that ends because the client went away (or its deadline passed) did not end OK.
-      const reason: unknown = request.signal.reason;
-      finish(request.signal.aborted ? (reason instanceof ConnectError ? reason.code : Code.Canceled) : undefined);
+      if (!request.signal.aborted) return finish(undefined);
+      finish(abortedByClient(request.signal) ? Code.Canceled : Code.DeadlineExceeded);
     };
+    // A stream whose client went away while a write waited on flow control is
+    // never read again (connect-node waits for a "drain" that a closed HTTP/2
+    // stream does not emit), so its tap never ends: the abort ends the call.
+    // A stream that ended first was counted then (connect aborts after the end).
+    request.signal.addEventListener("abort", () => ended({ kind: "done" }), { once: true });
     return { ...response, message: tap(response.message, { message: countSent, end: ended }) };
   };
 }

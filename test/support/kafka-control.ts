@@ -7,12 +7,31 @@
  * must start it again before it ends (try/finally), and such tests belong in a
  * file that does not run alongside other Kafka tests.
  */
+import { pino } from "pino";
 import { inject } from "vitest";
+import type { Broker } from "../../src/broker/broker.js";
+import { createKafkaBroker } from "../../src/broker/kafka.js";
 import { runKafkaScript, type KafkaEnv } from "./kafka-global-setup.js";
 
 /** Bootstrap address of the test broker ("127.0.0.1:PORT"). */
 export function kafkaBrokers(): string {
   return inject("kafkaBrokers");
+}
+
+/** streamgate's Kafka broker client on the test broker, as a test's own producer or consumer (plaintext, silent). */
+export function testKafkaClient(clientId: string): Promise<Broker> {
+  return createKafkaBroker({
+    brokers: kafkaBrokers().split(","),
+    clientId,
+    replication: 1,
+    tls: false,
+    ca: undefined,
+    sasl: undefined,
+    lingerMs: 0,
+    maxBatchRecords: 100,
+    produceTimeoutMs: 30_000,
+    logger: pino({ level: "silent" }),
+  });
 }
 
 function startedEnv(): KafkaEnv {
