@@ -265,19 +265,19 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       openStreams: { openServices: new Set(auth.openServices), takePeerToken, metrics },
     }),
     // The peer and request id, which connect's handler context does not carry, and the principal the edge verified.
-    contextValues: (request) =>
-      callContext(peerAddress(request), requestIds.get(request) ?? requestIdFrom(undefined)).set(PRINCIPAL, principals.get(request)),
+    contextValues: (request) => {
+      const call = calls.get(request);
+      return callContext(peerAddress(request), call?.requestId ?? requestIdFrom(undefined)).set(PRINCIPAL, call?.principal);
+    },
     readMaxBytes: config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
     // proto3 JSON: an unknown field is an error, not silently dropped data.
     jsonOptions: { ignoreUnknownFields: false },
   });
-  /** Each request's id, chosen before connect sees the request. */
-  const requestIds = new WeakMap<http.IncomingMessage | Http2ServerRequest, string>();
+  /** Each request's id, chosen before connect sees the request, and the principal the edge verified. */
+  const calls = new WeakMap<http.IncomingMessage | Http2ServerRequest, { requestId: string; principal?: Principal }>();
   const cors = createCors(config.corsOrigins);
   /** One refusal log for the whole edge (listener bounds and calls), so REFUSAL_LOGS_PER_SECOND bounds them all. */
   const refusalLog = createRefusalLog(logger, config.edge.refusalLogsPerSecond);
-  /** The principal the edge verified for each request, read into the call's context (a credential is verified once). */
-  const principals = new WeakMap<http.IncomingMessage | Http2ServerRequest, Principal>();
   const edgeAuth = createEdgeAuth({
     procedures: proceduresOf(SERVED_FILES),
     openServices: new Set(auth.openServices),
@@ -290,14 +290,16 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     if (serveMetrics(metrics, request, response)) return;
     if (serveDashboard(request, response)) return;
     const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);
-    requestIds.set(request, requestId);
+    const call: { requestId: string; principal?: Principal } = { requestId };
+    calls.set(request, call);
     // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
     response.setHeader(REQUEST_ID_HEADER, requestId);
     if (cors(request, response)) return;
     // The credential is checked from the headers before connect reads any of the body (src/edge-auth.ts).
     const admit = (decision: EdgeDecision) => {
       if (!decision) return;
-      if (decision.principal) principals.set(request, decision.principal);
+      // Read into the call's context, so a credential is verified once.
+      call.principal = decision.principal;
       rpc(request, response);
     };
     const decision = edgeAuth(request, response, { peer: peerAddress(request), requestId });

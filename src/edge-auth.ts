@@ -23,7 +23,7 @@ import type { BucketConfig } from "./config.js";
 import { peerGroup } from "./connection-admission.js";
 import { writeEdgeError, wireOf } from "./edge-response.js";
 import { invalidCredential, missingCredential, rateLimited } from "./errors.js";
-import { credentialFrom, type Identify } from "./interceptors/auth.js";
+import { credentialOf, type Identify } from "./interceptors/auth.js";
 import type { Buckets } from "./limits.js";
 import type { GrpcType, Metrics, RefusalReason } from "./metrics.js";
 import type { RefusalLog } from "./refusal-log.js";
@@ -140,7 +140,9 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
   };
 
   return (request, response, caller) => {
-    const procedure = procedures.get((request.url ?? "").split("?", 1)[0]!);
+    const url = request.url ?? "";
+    const query = url.indexOf("?");
+    const procedure = procedures.get(query === -1 ? url : url.slice(0, query));
     // An unknown path, or a protocol connect does not serve: connect refuses it from its headers.
     if (!procedure || !wireOf(request)) return PASS;
 
@@ -150,12 +152,17 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
       );
     }
 
-    const credential = credentialFrom({ get: (name) => first(request.headers[name]) });
+    const { headers } = request;
+    const credential = credentialOf(first(headers["x-api-key"]), headers.authorization);
     if (!credential) return failed(request, response, caller, procedure, missingCredential());
     const principal = identify(credential);
-    const decide = (found: Principal | undefined): EdgeDecision | Promise<EdgeDecision> =>
-      found ? { principal: found } : failed(request, response, caller, procedure, invalidCredential());
-    return principal instanceof Promise ? principal.then(decide) : decide(principal);
+    if (principal instanceof Promise) {
+      return principal.then(
+        (found): EdgeDecision | Promise<EdgeDecision> =>
+          found ? { principal: found } : failed(request, response, caller, procedure, invalidCredential()),
+      );
+    }
+    return principal ? { principal } : failed(request, response, caller, procedure, invalidCredential());
   };
 }
 

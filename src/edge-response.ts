@@ -50,9 +50,24 @@ export interface Wire {
  */
 export function wireOf(request: Request): Wire | undefined {
   // Connect's GET form of a unary call: its errors are Connect unary errors (JSON).
-  if (request.method === "GET") return { protocol: "connect", binary: false };
+  if (request.method === "GET") return CONNECT_GET;
   if (request.method !== "POST") return undefined;
-  const type = request.headers["content-type"] ?? null;
+  const type = request.headers["content-type"] ?? "";
+  // Every call asks this: the answers for the few content types clients send are kept.
+  let wire = wires.get(type);
+  if (wire === undefined && !wires.has(type)) {
+    wire = wireOfContentType(type);
+    if (wires.size < MAX_KEPT_WIRES) wires.set(type, wire);
+  }
+  return wire;
+}
+
+const CONNECT_GET: Wire = { protocol: "connect", binary: false };
+/** Content types whose wire is kept: they are the client's to choose, so only so many. */
+const MAX_KEPT_WIRES = 64;
+const wires = new Map<string, Wire | undefined>();
+
+function wireOfContentType(type: string): Wire | undefined {
   const grpc = parseGrpcContentType(type);
   if (grpc) return { protocol: "grpc", binary: grpc.binary };
   const grpcWeb = parseGrpcWebContentType(type);

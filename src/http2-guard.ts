@@ -82,7 +82,9 @@ class SessionGuard {
     const tracker = new StreamTracker(this, stream, isEnveloped(headers["content-type"]));
     stream[TRACKER] = tracker;
     // What arrived before this event; nothing has consumed it yet.
-    for (const chunk of (stream as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer) tracker.receive(chunk);
+    if (stream.readableLength > 0) {
+      for (const chunk of (stream as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer) tracker.receive(chunk);
+    }
     if (stream.endAfterHeaders || (stream as unknown as { _readableState: { ended: boolean } })._readableState.ended) {
       tracker.end();
     }

@@ -27,9 +27,16 @@ const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 /** The credential sent in `x-api-key`, else in `authorization: Bearer <credential>`; undefined if neither. */
 export function credentialFrom(header: Pick<Headers, "get">): { value: string; bearer: boolean } | undefined {
-  const apiKey = header.get("x-api-key");
-  if (apiKey !== null && apiKey.trim() !== "") return { value: apiKey.trim(), bearer: false };
-  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header.get("authorization") ?? "");
+  return credentialOf(header.get("x-api-key"), header.get("authorization"));
+}
+
+/** {@link credentialFrom}, given the two headers' values (null or undefined when absent). */
+export function credentialOf(
+  apiKey: string | null | undefined,
+  authorization: string | null | undefined,
+): { value: string; bearer: boolean } | undefined {
+  if (apiKey != null && apiKey.trim() !== "") return { value: apiKey.trim(), bearer: false };
+  const bearer = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? "");
   return bearer ? { value: bearer[1]!, bearer: true } : undefined;
 }
 
