@@ -183,6 +183,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     cacheResults: config.fanoutCacheResults,
     watchBuffer: config.watchBuffer,
     cel: watchCel,
+    failureLogsPerSecond: config.edge.refusalLogsPerSecond,
     onDeliver: (result) => {
       if (result.sendTime) metrics.endToEnd.observe(Math.max(0, Date.now() - timestampMs(result.sendTime)) / 1000);
     },

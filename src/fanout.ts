@@ -25,6 +25,7 @@ import { CelCompiler, celRecordOf, passes, type CelProgram, type CelRecord } fro
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { invalidArgument, streamNotFound, watchInterrupted } from "./errors.js";
 import type { Logger } from "./logger.js";
+import { createRefusalLog, type RefusalLog } from "./refusal-log.js";
 import { HEADER, decodeRecord, type DecodedRecord } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
 import { requireStreamId } from "./validation.js";
@@ -45,6 +46,8 @@ export interface FanoutOptions {
   onDeliver?: (result: Result) => void;
   /** Compiles watcher filters within the CEL settings (default: the default settings). */
   cel?: CelCompiler;
+  /** Warn lines for unreadable results written a second at most (the rest are counted in the next line); no bound when omitted. */
+  failureLogsPerSecond?: number;
 }
 
 /** What a WatchResults call asks for. */
@@ -83,8 +86,12 @@ export class Fanout {
   private cached = 0;
   private subscription: Subscription | undefined;
   private stopped = false;
+  /** The warn lines of unreadable results, bounded so that a flood of them cannot flood the log. */
+  private readonly failureLog: RefusalLog;
 
-  constructor(private readonly options: FanoutOptions) {}
+  constructor(private readonly options: FanoutOptions) {
+    this.failureLog = createRefusalLog(options.logger, options.failureLogsPerSecond ?? Infinity);
+  }
 
   /** Starts following the results topic from its current end. */
   async start(): Promise<void> {
@@ -225,7 +232,7 @@ export class Fanout {
   private readable(entry: Entry): boolean {
     if (entry.readable()) return true;
     if (entry.report()) {
-      this.options.logger.warn({ streamId: entry.key, cursor: entry.cursor }, "unreadable result skipped");
+      this.failureLog({ streamId: entry.key, cursor: entry.cursor }, "unreadable result skipped");
     }
     return false;
   }
