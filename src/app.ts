@@ -282,6 +282,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   const edgeAuth = createEdgeAuth({
     procedures: proceduresOf(SERVED_FILES),
     openServices: new Set(auth.openServices),
+    adminServices: new Set(auth.adminServices),
     identify: createIdentify(apiKeys, jwtVerifier),
     takePeerToken,
     metrics,

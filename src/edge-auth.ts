@@ -2,7 +2,9 @@
  * The credential check at the edge, from a request's path and headers, before
  * connect reads its body (connect reads a unary body whole before any
  * interceptor runs): a call without a valid credential is answered
- * UNAUTHENTICATED at once, and its body is never read.
+ * UNAUTHENTICATED at once, and its body is never read; so is a valid
+ * credential without the admin role calling an admin service
+ * (PERMISSION_DENIED).
  *
  * Calls that fail authentication and calls to the open services (health,
  * reflection), which have no client to charge, take a token from their peer
@@ -22,7 +24,7 @@ import type { Principal } from "./auth/api-keys.js";
 import type { BucketConfig } from "./config.js";
 import { peerGroup } from "./connection-admission.js";
 import { writeEdgeError, wireOf } from "./edge-response.js";
-import { invalidCredential, missingCredential, rateLimited } from "./errors.js";
+import { invalidCredential, missingCredential, permissionDenied, rateLimited } from "./errors.js";
 import { credentialOf, type Identify } from "./interceptors/auth.js";
 import type { Buckets } from "./limits.js";
 import type { GrpcType, Metrics, RefusalReason } from "./metrics.js";
@@ -81,6 +83,8 @@ export interface EdgeAuthOptions {
   procedures: ReadonlyMap<string, Procedure>;
   /** Services callable without a credential (limited by peer address instead). */
   openServices: ReadonlySet<string>;
+  /** Services only the admin role may call: a valid credential without it is refused here too, unread. */
+  adminServices: ReadonlySet<string>;
   /** The principal of a credential: synchronous for API keys, a promise for JWTs. */
   identify: Identify;
   /** The buckets of peer addresses (PEER_RATE_LIMIT_RPS/BURST). */
@@ -109,7 +113,7 @@ const PASS: EdgeDecision = { principal: undefined };
  * involved (a call with a valid API key), so the common call waits for nothing.
  */
 export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, response: Response, caller: Caller) => EdgeDecision | Promise<EdgeDecision> {
-  const { procedures, openServices, identify, takePeerToken, metrics, refusalLog } = options;
+  const { procedures, openServices, adminServices, identify, takePeerToken, metrics, refusalLog } = options;
 
   const refuse = (request: Request, response: Response, caller: Caller, procedure: Procedure, reason: RefusalReason, error: ConnectError): false => {
     metrics.refused(reason);
@@ -156,13 +160,16 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
     const credential = credentialOf(first(headers["x-api-key"]), headers.authorization);
     if (!credential) return failed(request, response, caller, procedure, missingCredential());
     const principal = identify(credential);
-    if (principal instanceof Promise) {
-      return principal.then(
-        (found): EdgeDecision | Promise<EdgeDecision> =>
-          found ? { principal: found } : failed(request, response, caller, procedure, invalidCredential()),
-      );
-    }
-    return principal ? { principal } : failed(request, response, caller, procedure, invalidCredential());
+    // A valid credential is a client's, who is limited by its own buckets: a
+    // wrong role spends no peer token, but its body is not read either.
+    const decide = (found: Principal | undefined): EdgeDecision | Promise<EdgeDecision> => {
+      if (!found) return failed(request, response, caller, procedure, invalidCredential());
+      if (adminServices.has(procedure.grpc_service) && found.role !== "admin") {
+        return refuse(request, response, caller, procedure, "permission_denied", permissionDenied(found.client, procedure.grpc_service));
+      }
+      return { principal: found };
+    };
+    return principal instanceof Promise ? principal.then(decide) : decide(principal);
   };
 }
 

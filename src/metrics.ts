@@ -24,6 +24,7 @@ export type RefusalReason =
   | "request_body_timeout"
   | "connection_buffer"
   | "unauthenticated"
+  | "permission_denied"
   | "peer_rate_limit"
   | "cel_too_long"
   | "cel_too_costly";

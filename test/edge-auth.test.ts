@@ -1,7 +1,7 @@
 /**
  * The credential is checked at the edge, from the headers, before the body is
- * read (issue 17, item 3), and failed authentication and the open services are
- * limited per peer address, with rate-limited refusal logs (item 6). Each test
+ * read, and failed authentication and the open services are limited per peer
+ * address, with rate-limited refusal logs. Each test
  * performs the attack against a real server and checks that a client with a
  * valid key, on a connection of its own (from the same address, 127.0.0.1),
  * is still served.
@@ -67,7 +67,7 @@ async function validClientIsServed(server: TestServer, streamId: string): Promis
 const MESSAGE_BYTES = 1024 * 1024;
 const SENT_BYTES = 990 * 1024;
 
-describe("item 3: a request without a valid credential is refused from its headers", () => {
+describe("a request without a valid credential is refused from its headers", () => {
   let server: TestServer;
   beforeAll(async () => {
     // A large peer burst: every refusal here is UNAUTHENTICATED, none RESOURCE_EXHAUSTED.
@@ -178,6 +178,41 @@ describe("item 3: a request without a valid credential is refused from its heade
     await validClientIsServed(server, "after-h2-flood");
   });
 
+  it("a valid key without the admin role calling an admin service is refused PERMISSION_DENIED from its headers, its body unread", async () => {
+    const refusedBefore = await metric(server, 'streamgate_refusals_total{reason="permission_denied"}');
+    const session = http2.connect(server.baseUrl);
+    session.on("error", () => undefined);
+    // A gRPC envelope announcing a 1 MB UpdateLimits request, then 990 KB of it: never whole.
+    const body = Buffer.alloc(SENT_BYTES);
+    body.writeUInt32BE(MESSAGE_BYTES, 1);
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/streamgate.v1.AdminService/UpdateLimits",
+      "content-type": "application/grpc",
+      te: "trailers",
+      "x-api-key": TEST_API_KEY,
+    });
+    stream.on("error", () => undefined);
+    let finished = false;
+    stream.write(body, () => (finished = true));
+    stream.resume();
+    const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.on("trailers", resolve));
+    const whileSending = !finished;
+    session.destroy();
+
+    expect(trailers["grpc-status"]).toBe(String(Code.PermissionDenied));
+    expect(decodeURIComponent(String(trailers["grpc-message"]))).toMatch(/needs the admin role/);
+    expect(whileSending).toBe(true);
+    expect(await metric(server, 'streamgate_refusals_total{reason="permission_denied"}')).toBe(refusedBefore + 1);
+    expect(
+      await metric(
+        server,
+        'grpc_server_msg_received_total{grpc_service="streamgate.v1.AdminService",grpc_method="UpdateLimits",grpc_type="unary"}',
+      ),
+    ).toBe(0);
+    await validClientIsServed(server, "after-admin-refusal");
+  });
+
   it("HTTP/1.1: a Connect call with a wrong key and a 1 MB body in progress is answered 401 with connection: close", async () => {
     const request = http.request(`${server.baseUrl}/streamgate.v1.StreamService/SendData`, {
       method: "POST",
@@ -203,7 +238,7 @@ describe("item 3: a request without a valid credential is refused from its heade
   });
 });
 
-describe("item 6: failed authentication is limited per peer address, and its log lines are rate-limited", () => {
+describe("failed authentication is limited per peer address, and its log lines are rate-limited", () => {
   const BURST = 20;
   const LOGS_PER_SECOND = 5;
   let server: TestServer;
@@ -294,7 +329,7 @@ describe("item 6: failed authentication is limited per peer address, and its log
   });
 });
 
-describe("item 6: health and reflection are limited per peer address", () => {
+describe("health and reflection are limited per peer address", () => {
   const BURST = 20;
   let server: TestServer;
   beforeAll(async () => {
@@ -351,7 +386,7 @@ describe("item 6: health and reflection are limited per peer address", () => {
   });
 });
 
-describe("item 6: one reflection stream cannot ask without limit", () => {
+describe("one reflection stream cannot ask without limit", () => {
   const BURST = 20;
   let server: TestServer;
   beforeAll(async () => {

@@ -1,5 +1,5 @@
 /**
- * Item 4 of the hardened edge: connections that hold the server without
+ * The edge's connection bounds: connections that hold the server without
  * doing anything. Each test makes the attack against a real server with short
  * bounds and checks that it is cut off, counted in
  * streamgate_refusals_total{reason}, and that another client's calls still work.

@@ -1,5 +1,5 @@
 /**
- * Item 3 of the hardened edge, its transport part: what one HTTP/2 connection
+ * The edge's request bounds, on the transport: what one HTTP/2 connection
  * may hold of the server through its requests. Concurrent streams are capped
  * (SETTINGS_MAX_CONCURRENT_STREAMS), a request message begun must arrive whole
  * within REQUEST_BODY_TIMEOUT_MS, and the bytes of messages not yet whole are

@@ -1,5 +1,5 @@
 /**
- * Codes that must not lie (issue 17, item 7), against a real server over the
+ * Codes that must not lie, against a real server over the
  * wire, each call made by hand where a generated client cannot misbehave so:
  * bytes that are not the request message are INVALID_ARGUMENT (not INTERNAL);
  * an unknown request encoding is UNIMPLEMENTED; a request envelope flagged as
