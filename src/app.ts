@@ -44,7 +44,7 @@ import type { Logger } from "./logger.js";
 import { createMetrics, type Metrics, type RefusalReason, type TopicKind } from "./metrics.js";
 import { createProcessor } from "./processor.js";
 import { createReflectionRoutes } from "./reflection.js";
-import { createRefusalLog, type RefusalLog } from "./refusal-log.js";
+import { createRateLimitedLog, type RateLimitedLog } from "./rate-limited-log.js";
 import { createRegistry } from "./registry.js";
 import { PRINCIPAL, REQUEST_ID_HEADER, callContext, requestIdFrom } from "./request-context.js";
 import { clientGone, listen, peerAddress } from "./server.js";
@@ -149,6 +149,11 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   const log = instrumentBroker(given, kinds, metrics);
   await log.ensureTopics(topicSpecs(config.topics));
 
+  /**
+   * The warn lines a client can cause at will (refused calls and connections,
+   * failed records, unreadable results): one budget, REFUSAL_LOGS_PER_SECOND.
+   */
+  const warnings = createRateLimitedLog(logger, config.edge.refusalLogsPerSecond);
   const counters = new StreamCounters();
   const registry = createRegistry({ broker: log, topic: topics.streams, resultsTopic: topics.results, logger });
   await registry.start();
@@ -170,7 +175,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     // A failing record is finished as failed, never left holding its partition (src/record-failure.ts).
     maxPayloadBytes: config.maxPayloadBytes,
     onFailed: (reason) => metrics.recordsFailed.inc({ reason }),
-    failureLogsPerSecond: config.edge.refusalLogsPerSecond,
+    failureLog: warnings,
     cel,
   });
   await processor.start();
@@ -183,7 +188,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     cacheResults: config.fanoutCacheResults,
     watchBuffer: config.watchBuffer,
     cel: watchCel,
-    failureLogsPerSecond: config.edge.refusalLogsPerSecond,
+    failureLog: warnings,
     onDeliver: (result) => {
       if (result.sendTime) metrics.endToEnd.observe(Math.max(0, Date.now() - timestampMs(result.sendTime)) / 1000);
     },
@@ -277,8 +282,6 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   /** Each request's id, chosen before connect sees the request, and the principal the edge verified. */
   const calls = new WeakMap<http.IncomingMessage | Http2ServerRequest, { requestId: string; principal?: Principal }>();
   const cors = createCors(config.corsOrigins);
-  /** One refusal log for the whole edge (listener bounds and calls), so REFUSAL_LOGS_PER_SECOND bounds them all. */
-  const refusalLog = createRefusalLog(logger, config.edge.refusalLogsPerSecond);
   const edgeAuth = createEdgeAuth({
     procedures: proceduresOf(SERVED_FILES),
     openServices: new Set(auth.openServices),
@@ -286,7 +289,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     identify: createIdentify(apiKeys, jwtVerifier),
     takePeerToken,
     metrics,
-    refusalLog,
+    refusalLog: warnings,
   });
   const serve = (request: http.IncomingMessage | Http2ServerRequest, response: http.ServerResponse | Http2ServerResponse) => {
     if (serveMetrics(metrics, request, response)) return;
@@ -332,7 +335,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       else serve(request, response);
     },
     edge: config.edge,
-    onRefused: edgeRefusals(metrics, refusalLog),
+    onRefused: edgeRefusals(metrics, warnings),
   });
   const metricsListener = config.metricsPort === undefined ? undefined : await listenMetrics(metrics, config);
 
@@ -379,7 +382,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
 }
 
 /** Counts and logs (rate-limited, peer address only) a connection or request refused by the listener's bounds. */
-function edgeRefusals(metrics: Metrics, refusalLog: RefusalLog): (reason: RefusalReason, peer: string) => void {
+function edgeRefusals(metrics: Metrics, refusalLog: RateLimitedLog): (reason: RefusalReason, peer: string) => void {
   return (reason, peer) => {
     metrics.refused(reason);
     refusalLog({ reason, peer }, "connection refused or closed by an edge bound");

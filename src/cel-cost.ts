@@ -292,31 +292,31 @@ export function treeDepth(expr: Expr | undefined): number {
  */
 export function meterComprehensions(expr: Expr): void {
   forEachNode(expr, (node) => {
-      if (node.exprKind.case !== "comprehensionExpr") return;
-      const c = node.exprKind.value;
-      const condition = c.loopCondition;
-      if (!condition) return;
-      const units = 1 + nodeCount(condition) + nodeCount(c.loopStep);
-      c.loopCondition = {
-        ...condition,
-        exprKind: {
-          case: "callExpr",
-          value: {
-            $typeName: "cel.expr.Expr.Call",
-            function: METER,
-            args: [
-              condition,
-              {
-                ...condition,
-                exprKind: {
-                  case: "constExpr",
-                  value: { $typeName: "cel.expr.Constant", constantKind: { case: "int64Value", value: BigInt(units) } },
-                },
+    if (node.exprKind.case !== "comprehensionExpr") return;
+    const c = node.exprKind.value;
+    const condition = c.loopCondition;
+    if (!condition) return;
+    const units = 1 + nodeCount(condition) + nodeCount(c.loopStep);
+    c.loopCondition = {
+      ...condition,
+      exprKind: {
+        case: "callExpr",
+        value: {
+          $typeName: "cel.expr.Expr.Call",
+          function: METER,
+          args: [
+            condition,
+            {
+              ...condition,
+              exprKind: {
+                case: "constExpr",
+                value: { $typeName: "cel.expr.Constant", constantKind: { case: "int64Value", value: BigInt(units) } },
               },
-            ],
-          },
+            },
+          ],
         },
-      } as Expr;
+      },
+    } as Expr;
   });
 }
 

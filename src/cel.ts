@@ -23,7 +23,7 @@ import { strings } from "@bufbuild/cel/ext";
 import { toJson, type JsonValue } from "@bufbuild/protobuf";
 import { isReflectMessage } from "@bufbuild/protobuf/reflect";
 import { CostExceeded, Meter, estimateCost, meterComprehensions, meteredEnv, treeDepth, withMeter } from "./cel-cost.js";
-import type { CelConfig } from "./config.js";
+import { CEL_DEFAULTS, type CelConfig } from "./config.js";
 import { invalidArgument } from "./errors.js";
 import type { DecodedRecord } from "./records.js";
 import { checkExpressionLength } from "./validation.js";
@@ -52,8 +52,6 @@ const env = celEnv({ variables: VARIABLES, funcs: strings });
 /** The same environment, with every function call charging the evaluation's meter (see cel-cost.ts). */
 const metered = meteredEnv(env);
 
-/** The defaults of CEL_MAX_EXPRESSION_LENGTH and CEL_MAX_COST, for callers given no settings. */
-export const DEFAULT_CEL_LIMITS: CelConfig = { maxExpressionLength: 4096, maxCost: 30_000 };
 /** Deepest bracket nesting accepted: the parser recurses per level and would run out of stack near 500. */
 const MAX_NESTING = 100;
 /** Deepest syntax tree accepted (operator chains such as `a || b || ...`); evaluation recurses per level. */
@@ -115,7 +113,7 @@ export type CelRefusal = "cel_too_long" | "cel_too_costly";
  */
 export class CelCompiler {
   constructor(
-    readonly limits: CelConfig = DEFAULT_CEL_LIMITS,
+    readonly limits: CelConfig = CEL_DEFAULTS,
     /** Told of each expression refused for its length or cost (a metric). */
     private readonly onRefused: (reason: CelRefusal) => void = () => undefined,
     /** Told of each evaluation that fails (a metric), when the caller does not count failures itself. */
@@ -124,14 +122,7 @@ export class CelCompiler {
 
   /** See `compileCel`. */
   compile(source: string, field: string): CelProgram {
-    let program: CelProgram;
-    try {
-      program = compileCel(source, field, this.limits);
-    } catch (error) {
-      const reason = (error as { celRefusal?: CelRefusal }).celRefusal;
-      if (reason) this.onRefused(reason);
-      throw error;
-    }
+    const program = compileCel(source, field, this.limits, this.onRefused);
     const onEvalFailed = this.onEvalFailed;
     if (!onEvalFailed) return program;
     return (record) => {
@@ -145,10 +136,6 @@ export class CelCompiler {
   }
 }
 
-function refusal(reason: CelRefusal, message: string): Error {
-  return Object.assign(invalidArgument(message), { celRefusal: reason });
-}
-
 /**
  * Compiles `source` or throws INVALID_ARGUMENT naming `field`: for syntax errors,
  * for names that are not variables (caught here, since evaluation would only
@@ -156,13 +143,20 @@ function refusal(reason: CelRefusal, message: string): Error {
  * `limits.maxExpressionLength`, and for one whose worst-case cost (record-derived
  * values taken as small, see cel-cost.ts) is over `limits.maxCost`. Each run of
  * the program is metered and stopped (CelEvalError "cel_cost") past `limits.maxCost`.
+ * `onRefused` is told of each refusal for length or cost (a metric).
  */
-export function compileCel(source: string, field: string, limits: CelConfig = DEFAULT_CEL_LIMITS): CelProgram {
-  try {
-    checkExpressionLength(source, field, limits.maxExpressionLength);
-  } catch (error) {
-    throw Object.assign(error as Error, { celRefusal: "cel_too_long" });
-  }
+export function compileCel(
+  source: string,
+  field: string,
+  limits: CelConfig = CEL_DEFAULTS,
+  onRefused: (reason: CelRefusal) => void = () => undefined,
+): CelProgram {
+  const refusal = (reason: CelRefusal, message: string) => {
+    onRefused(reason);
+    return invalidArgument(message);
+  };
+  if (source.length > limits.maxExpressionLength) onRefused("cel_too_long");
+  checkExpressionLength(source, field, limits.maxExpressionLength);
   if (nestingDepth(source) > MAX_NESTING) {
     throw refusal("cel_too_costly", `${field} nests brackets more than ${MAX_NESTING} deep`);
   }

@@ -117,6 +117,9 @@ export interface CelConfig {
   maxCost: number;
 }
 
+/** CEL_MAX_EXPRESSION_LENGTH and CEL_MAX_COST when unset (also for code given no settings: tests). */
+export const CEL_DEFAULTS: CelConfig = { maxExpressionLength: 4096, maxCost: 30_000 };
+
 /** The whole service configuration. */
 export interface Config {
   /** TCP port of the one listener (0 picks a free port). */
@@ -231,8 +234,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       refusalLogsPerSecond: read.int("REFUSAL_LOGS_PER_SECOND", 10, 0, 1_000_000),
     },
     cel: {
-      maxExpressionLength: read.int("CEL_MAX_EXPRESSION_LENGTH", 4096, 1, 1_000_000),
-      maxCost: read.int("CEL_MAX_COST", 30_000, 1, 1_000_000_000),
+      maxExpressionLength: read.int("CEL_MAX_EXPRESSION_LENGTH", CEL_DEFAULTS.maxExpressionLength, 1, 1_000_000),
+      maxCost: read.int("CEL_MAX_COST", CEL_DEFAULTS.maxCost, 1, 1_000_000_000),
     },
     kafka: readKafka(read, problems),
     topics: {

@@ -28,7 +28,7 @@ import { invalidCredential, missingCredential, permissionDenied, rateLimited } f
 import { credentialOf, type Identify } from "./interceptors/auth.js";
 import type { Buckets } from "./limits.js";
 import type { GrpcType, Metrics, RefusalReason } from "./metrics.js";
-import type { RefusalLog } from "./refusal-log.js";
+import type { RateLimitedLog } from "./rate-limited-log.js";
 import { clientGone } from "./server.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
@@ -90,7 +90,7 @@ export interface EdgeAuthOptions {
   /** The buckets of peer addresses (PEER_RATE_LIMIT_RPS/BURST). */
   takePeerToken: PeerTokens;
   metrics: Metrics;
-  refusalLog: RefusalLog;
+  refusalLog: RateLimitedLog;
 }
 
 /** Who is calling, as the HTTP layer knows it. */

@@ -25,7 +25,7 @@ import { CelCompiler, celRecordOf, passes, type CelProgram, type CelRecord } fro
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import { invalidArgument, streamNotFound, watchInterrupted } from "./errors.js";
 import type { Logger } from "./logger.js";
-import { createRefusalLog, type RefusalLog } from "./refusal-log.js";
+import { warnTo, type RateLimitedLog } from "./rate-limited-log.js";
 import { HEADER, decodeRecord, type DecodedRecord } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
 import { requireStreamId } from "./validation.js";
@@ -46,8 +46,8 @@ export interface FanoutOptions {
   onDeliver?: (result: Result) => void;
   /** Compiles watcher filters within the CEL settings (default: the default settings). */
   cel?: CelCompiler;
-  /** Warn lines for unreadable results written a second at most (the rest are counted in the next line); no bound when omitted. */
-  failureLogsPerSecond?: number;
+  /** Where the warn lines of unreadable results go: the app's rate-limited log; the logger when omitted. */
+  failureLog?: RateLimitedLog;
 }
 
 /** What a WatchResults call asks for. */
@@ -86,12 +86,8 @@ export class Fanout {
   private cached = 0;
   private subscription: Subscription | undefined;
   private stopped = false;
-  /** The warn lines of unreadable results, bounded so that a flood of them cannot flood the log. */
-  private readonly failureLog: RefusalLog;
 
-  constructor(private readonly options: FanoutOptions) {
-    this.failureLog = createRefusalLog(options.logger, options.failureLogsPerSecond ?? Infinity);
-  }
+  constructor(private readonly options: FanoutOptions) {}
 
   /** Starts following the results topic from its current end. */
   async start(): Promise<void> {
@@ -232,7 +228,7 @@ export class Fanout {
   private readable(entry: Entry): boolean {
     if (entry.readable()) return true;
     if (entry.report()) {
-      this.failureLog({ streamId: entry.key, cursor: entry.cursor }, "unreadable result skipped");
+      (this.options.failureLog ?? warnTo(this.options.logger))({ streamId: entry.key, cursor: entry.cursor }, "unreadable result skipped");
     }
     return false;
   }

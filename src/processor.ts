@@ -18,7 +18,7 @@ import { Pacer } from "./pacer.js";
 import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "./records.js";
 import { RecordTooLargeError } from "./errors.js";
 import { RecordFailedError, checkResultSize, failureDetail, failureReason, serializeResult } from "./record-failure.js";
-import { createRefusalLog, type RefusalLog } from "./refusal-log.js";
+import { warnTo, type RateLimitedLog } from "./rate-limited-log.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
 import type { Processing } from "../gen/streamgate/v1/stream_service_pb.js";
@@ -43,8 +43,8 @@ export interface ProcessorOptions {
   maxPayloadBytes?: number;
   /** Called with the reason of each record that fails (streamgate_records_failed_total). */
   onFailed?: (reason: RecordFailure) => void;
-  /** Warn lines for failed records written a second at most (the rest are counted in the next line); no bound when omitted. */
-  failureLogsPerSecond?: number;
+  /** Where the warn lines of failed records go: the app's rate-limited log (a flood of bad records must not flood the log); the logger when omitted. */
+  failureLog?: RateLimitedLog;
 }
 
 /** How long a stop waits for results being written. */
@@ -100,13 +100,10 @@ export class Processor {
 
   /** Results of the records processed in one run go to the broker in one call. */
   private readonly produceResult: CoalescedProduce;
-  /** The warn lines of failed records, bounded so that a flood of bad records cannot flood the log. */
-  private readonly failureLog: RefusalLog;
 
   constructor(private readonly options: ProcessorOptions) {
     this.seen = new Lru(options.dedupWindow);
     this.cel = options.cel ?? new CelCompiler();
-    this.failureLog = createRefusalLog(options.logger, options.failureLogsPerSecond ?? Infinity);
     this.produceResult = coalesceProduces(options.broker, options.resultsTopic, { timeoutMs: Infinity });
   }
 
@@ -361,7 +358,7 @@ export class Processor {
     try {
       if (this.options.registry.get(record.key)) this.options.counters.add(record.key, "failed");
       this.options.onFailed?.(reason);
-      this.failureLog(
+      (this.options.failureLog ?? warnTo(this.options.logger))(
         {
           streamId: record.key,
           cursor: encodeCursor("ingest", record.partition, record.offset),

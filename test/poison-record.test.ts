@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
-import type { Result, WatchResultsResponse } from "../gen/streamgate/v1/stream_service_pb.js";
+import type { Client } from "@connectrpc/connect";
+import type { Result, StreamService, WatchResultsResponse } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Logger } from "../src/logger.js";
 import { dataHeaders } from "../src/records.js";
 import { testKafkaClient } from "./support/kafka-control.js";
@@ -88,6 +89,12 @@ function samePartition(server: TestServer, ingest: string, streamId: string, cou
 }
 
 /** streamgate_records_failed_total{reason} as GET /metrics reports it (0 when not yet counted). */
+/** Closes each client's stream, then collects every result of each, in order (a closed stream's watch ends). */
+async function closeAndCollect(streams: Array<[Client<typeof StreamService>, string]>): Promise<WatchResultsResponse[][]> {
+  await Promise.all(streams.map(([client, streamId]) => client.closeStream({ streamId })));
+  return Promise.all(streams.map(([client, streamId]) => collect(client.watchResults({ streamId }))));
+}
+
 async function failedMetric(server: TestServer, reason: string): Promise<number> {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`streamgate_records_failed_total{reason="${reason}"}`));
@@ -120,16 +127,10 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       await other.sendData({ streamId: others, payload: json({ n }) });
     }
     await client.sendData({ streamId: poisoned, payload: json({ s: "ok" }) });
-    await Promise.all([
-      client.closeStream({ streamId: poisoned }),
-      client.closeStream({ streamId: neighbour }),
-      other.closeStream({ streamId: others }),
-    ]);
-
-    const [poisonedResults, neighbourResults, othersResults] = await Promise.all([
-      collect(client.watchResults({ streamId: poisoned })),
-      collect(client.watchResults({ streamId: neighbour })),
-      collect(other.watchResults({ streamId: others })),
+    const [poisonedResults, neighbourResults, othersResults] = await closeAndCollect([
+      [client, poisoned],
+      [client, neighbour],
+      [other, others],
     ]);
     expect(poisonedResults.map(dataOf)).toEqual([tripled("ok")]);
     expect(neighbourResults.map(dataOf)).toEqual(range(BEHIND).map((n) => ({ n })));
@@ -170,16 +171,10 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       await other.sendData({ streamId: others, payload: json({ n }) });
     }
     await client.sendData({ streamId: poisoned, payload: json({ v: 1 }) });
-    await Promise.all([
-      client.closeStream({ streamId: poisoned }),
-      client.closeStream({ streamId: neighbour }),
-      other.closeStream({ streamId: others }),
-    ]);
-
-    const [poisonedResults, neighbourResults, othersResults] = await Promise.all([
-      collect(client.watchResults({ streamId: poisoned })),
-      collect(client.watchResults({ streamId: neighbour })),
-      collect(other.watchResults({ streamId: others })),
+    const [poisonedResults, neighbourResults, othersResults] = await closeAndCollect([
+      [client, poisoned],
+      [client, neighbour],
+      [other, others],
     ]);
     expect(poisonedResults.map(dataOf)).toEqual([{ v: 1 }]);
     expect(neighbourResults.map(dataOf)).toEqual([[1, 2, 3], ...range(BEHIND).map((n) => ({ n }))]);

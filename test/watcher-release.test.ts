@@ -150,6 +150,15 @@ function frame(message: Uint8Array): Buffer {
   return Buffer.concat([header, message]);
 }
 
+/** The headers of the attacker's WatchResults calls over raw HTTP/2 (gRPC). */
+const WATCH_HEADERS: http2.OutgoingHttpHeaders = {
+  ":method": "POST",
+  ":path": `/${StreamService.typeName}/${StreamService.method.watchResults.name}`,
+  "content-type": "application/grpc+proto",
+  te: "trailers",
+  "x-api-key": ATTACKER_KEY,
+};
+
 /** A WatchResults call over raw HTTP/2 whose client never reads: opened on a session with a zero flow-control window. */
 interface StalledWatch {
   session: http2.ClientHttp2Session;
@@ -165,13 +174,7 @@ function openStalled(server: TestServer, streamId: string, count: number): Stall
   );
   const watches: StalledWatch[] = [];
   for (let i = 0; i < count; i++) {
-    const stream = session.request({
-      ":method": "POST",
-      ":path": `/${StreamService.typeName}/${StreamService.method.watchResults.name}`,
-      "content-type": "application/grpc+proto",
-      te: "trailers",
-      "x-api-key": ATTACKER_KEY,
-    });
+    const stream = session.request(WATCH_HEADERS);
     stream.on("error", () => undefined);
     stream.pause();
     stream.end(body);
@@ -265,13 +268,7 @@ describe.each(BROKERS)("watchers of vanished clients, on the %s broker", (broker
     session.on("error", () => undefined);
     const received: Buffer[] = [];
     for (let i = 0; i < MAX_WATCHERS; i++) {
-      const stream = session.request({
-        ":method": "POST",
-        ":path": `/${StreamService.typeName}/${StreamService.method.watchResults.name}`,
-        "content-type": "application/grpc+proto",
-        te: "trailers",
-        "x-api-key": ATTACKER_KEY,
-      });
+      const stream = session.request(WATCH_HEADERS);
       stream.on("error", () => undefined);
       stream.on("data", (chunk: Buffer) => received.push(chunk));
       stream.end(frame(toBinary(WatchResultsRequestSchema, create(WatchResultsRequestSchema, { streamId }))));

@@ -1,8 +1,9 @@
 /**
  * The interceptor chain, composed in this one place. The first interceptor is
  * the outermost: metrics and logging wrap everything (so they see the code the
- * client sees), then error mapping, then authentication, then limits, then the
- * draining check closest to the handler.
+ * client sees), then error mapping, then authentication, then limits (the
+ * client's buckets, then the peer's for each further message of an
+ * open-service stream), then the draining check closest to the handler.
  */
 import type { Interceptor } from "@connectrpc/connect";
 import type { LiveStats } from "../live-stats.js";
@@ -23,8 +24,8 @@ export interface ChainOptions {
   auth: AuthOptions;
   limits: LimitOptions;
   stats: LiveStats;
-  /** Per-message peer limits on open-service request streams (absent: none, e.g. without the edge). */
-  openStreams?: OpenStreamOptions;
+  /** Per-message peer limits on open-service request streams. */
+  openStreams: OpenStreamOptions;
 }
 
 /** Returns the interceptors in order, outermost first. */
@@ -39,7 +40,7 @@ export function createInterceptors(options: ChainOptions): Interceptor[] {
     errorMapping(options.logger),
     authenticate(options.auth),
     limitCalls(options.limits),
-    ...(options.openStreams ? [limitOpenStreams(options.openStreams)] : []),
+    limitOpenStreams(options.openStreams),
     refuseWhileDraining(options.isDraining),
   ];
 }
