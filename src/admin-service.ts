@@ -99,8 +99,8 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
       globalTokens: await limits.globalLevel(),
       globalBurst: global?.burst,
       topClients: top.map((figures, i) => ({
-        // Limits keys clients "client:<name>" or "peer:<address>"; a name reads better alone.
-        client: figures.client.replace(/^client:/, ""),
+        // Limits keys clients "client:<tenant>/<name>" or "peer:<address>"; names read better alone.
+        ...clientAndTenant(figures.client),
         allowed: BigInt(figures.allowed),
         blocked: BigInt(figures.blocked),
         tokens: clientTokens[i],
@@ -147,4 +147,11 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
       if (deps.shutdown.aborted) throw shuttingDown();
     },
   };
+}
+
+/** The client and tenant of a limits key: "client:<tenant>/<name>", or "peer:<address>" (no tenant). */
+function clientAndTenant(key: string): { client: string; tenant: string } {
+  if (!key.startsWith("client:")) return { client: key, tenant: "" };
+  const slash = key.indexOf("/");
+  return { client: key.slice(slash + 1), tenant: key.slice("client:".length, slash) };
 }

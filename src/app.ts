@@ -20,6 +20,7 @@ import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamg
 import { createAdminService } from "./admin-service.js";
 import { CallAdmission } from "./call-admission.js";
 import { ApiKeyStore, sha256, type ApiKeyEntry, type Principal } from "./auth/api-keys.js";
+import { ALL_SCOPES } from "./auth/scopes.js";
 import { createJwtVerifier } from "./auth/jwt.js";
 import { localLimitSettings, type LimitSettingsStore } from "./limit-settings.js";
 import { Limits, type BucketStore } from "./limits.js";
@@ -155,7 +156,16 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
    */
   const warnings = createRateLimitedLog(logger, config.edge.refusalLogsPerSecond);
   const counters = new StreamCounters();
-  const registry = createRegistry({ broker: log, topic: topics.streams, resultsTopic: topics.results, logger });
+  const registry = createRegistry({
+    broker: log,
+    topic: topics.streams,
+    resultsTopic: topics.results,
+    logger,
+    maxStreamsPerTenant: config.tenantMaxStreams,
+    closedRetentionMs: config.closedStreamRetentionMs,
+    onQuotaRefused: () => metrics.refused("stream_quota"),
+  });
+  registry.onRemoved((key) => counters.delete(key));
   await registry.start();
   // Stream expressions (StartStream, processor) and watcher filters: the same settings, refusals counted alike;
   // a watcher filter failing on a result is counted here (a stream's by the processor, onFailed).
@@ -208,13 +218,15 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   const generatedApiKey =
     auth.apiKeys.length === 0 && auth.jwt === undefined ? randomBytes(32).toString("base64url") : undefined;
   const keys: ApiKeyEntry[] =
-    generatedApiKey === undefined ? auth.apiKeys : [{ name: "generated", role: "admin", digest: sha256(generatedApiKey) }];
+    generatedApiKey === undefined
+      ? auth.apiKeys
+      : [{ name: "generated", tenant: "generated", role: "admin", scopes: ALL_SCOPES, digest: sha256(generatedApiKey) }];
   const apiKeys = new ApiKeyStore(keys);
   const jwtVerifier = auth.jwt && createJwtVerifier(auth.jwt);
 
   const initialLimits = await limitSettings.load(config.limits);
   const limits = new Limits(initialLimits, limitStores.buckets, (result, limit, client) =>
-    metrics.limiter.inc({ result, limit, client: client.label }),
+    metrics.limiter.inc({ result, limit, client: client.label, tenant: client.tenantLabel }),
   );
   limitSettings.onChange((next) => {
     if (limits.apply(next)) logger.info({ limits: next }, "request limits changed");
@@ -264,7 +276,6 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       limits: {
         limits,
         exemptServices: new Set([...auth.openServices, ...auth.adminServices]),
-        keyNames: new Set(keys.map((key) => key.name)),
         stats,
       },
       stats,

@@ -150,8 +150,12 @@ export interface Config {
   fanoutCacheResults: number;
   /** Results buffered per watcher before a slow watcher is ended with its resume cursor. */
   watchBuffer: number;
-  /** Event ids remembered for deduplication (across all streams). */
+  /** Event ids remembered for deduplication, per tenant (each tenant's sends forget only its own). */
   dedupWindow: number;
+  /** Streams a tenant may have, open or closed (0: no quota). */
+  tenantMaxStreams: number;
+  /** How long a closed stream stays before it is removed from memory (0: for ever). */
+  closedStreamRetentionMs: number;
   /** Records a processor partition may hold in flight before it stops reading. */
   processorMaxInFlight: number;
   /** How often the broker's health is probed. */
@@ -250,6 +254,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     fanoutCacheResults: read.int("FANOUT_CACHE_RESULTS", 200_000, 1, 100_000_000),
     watchBuffer: read.int("WATCH_BUFFER", 1024, 1, 1_000_000),
     dedupWindow: read.int("DEDUP_WINDOW", 100_000, 1, 100_000_000),
+    tenantMaxStreams: read.int("TENANT_MAX_STREAMS", 10_000, 0, 10_000_000),
+    closedStreamRetentionMs: read.int("CLOSED_STREAM_RETENTION_MS", 86_400_000, 0, Number.MAX_SAFE_INTEGER),
     processorMaxInFlight: read.int("PROCESSOR_MAX_IN_FLIGHT", 10_000, 1, 10_000_000),
     healthProbeIntervalMs: read.int("HEALTH_PROBE_INTERVAL_MS", 2000, 100, 3_600_000),
     shutdownTimeoutMs: read.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
@@ -338,6 +344,7 @@ function readAuth(read: EnvReader, problems: string[]): AuthConfig {
     jwks,
     issuer: read.string("JWT_ISSUER", "") || undefined,
     audience: read.string("JWT_AUDIENCE", "") || undefined,
+    tenantClaim: read.string("JWT_TENANT_CLAIM", "tenant"),
     adminClaim: read.string("JWT_ADMIN_CLAIM", "role"),
     adminValue: read.string("JWT_ADMIN_VALUE", "admin"),
   };

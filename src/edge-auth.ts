@@ -3,8 +3,8 @@
  * connect reads its body (connect reads a unary body whole before any
  * interceptor runs): a call without a valid credential is answered
  * UNAUTHENTICATED at once, and its body is never read; so is a valid
- * credential without the admin role calling an admin service
- * (PERMISSION_DENIED).
+ * credential that may not make the call (PERMISSION_DENIED: an admin service
+ * without the admin role, a method without its scope, another tenant).
  *
  * Calls that fail authentication and calls to the open services (health,
  * reflection), which have no client to charge, take a token from their peer
@@ -24,8 +24,9 @@ import type { Principal } from "./auth/api-keys.js";
 import type { BucketConfig } from "./config.js";
 import { peerGroup } from "./connection-admission.js";
 import { writeEdgeError, wireOf } from "./edge-response.js";
-import { invalidCredential, missingCredential, permissionDenied, rateLimited } from "./errors.js";
-import { credentialOf, type Identify } from "./interceptors/auth.js";
+import { invalidCredential, missingCredential, rateLimited } from "./errors.js";
+import { TENANT_HEADER } from "./request-context.js";
+import { authorize, credentialOf, type Identify } from "./interceptors/auth.js";
 import type { Buckets } from "./limits.js";
 import type { GrpcType, Metrics, RefusalReason } from "./metrics.js";
 import type { RateLimitedLog } from "./rate-limited-log.js";
@@ -164,8 +165,10 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
     // wrong role spends no peer token, but its body is not read either.
     const decide = (found: Principal | undefined): EdgeDecision | Promise<EdgeDecision> => {
       if (!found) return failed(request, response, caller, procedure, invalidCredential());
-      if (adminServices.has(procedure.grpc_service) && found.role !== "admin") {
-        return refuse(request, response, caller, procedure, "permission_denied", permissionDenied(found.client, procedure.grpc_service));
+      try {
+        authorize(found, procedure.grpc_service, procedure.grpc_method, adminServices, first(headers[TENANT_HEADER]));
+      } catch (error) {
+        return refuse(request, response, caller, procedure, "permission_denied", error as ConnectError);
       }
       return { principal: found };
     };

@@ -29,6 +29,11 @@ export function streamNotFound(streamId: string): ConnectError {
   return new ConnectError(`stream ${quote(streamId)} not found`, Code.NotFound);
 }
 
+/** The stream was deleted, or removed as closed long enough ago, while it was watched. */
+export function streamRemoved(streamId: string): ConnectError {
+  return new ConnectError(`stream ${quote(streamId)} not found: it was deleted`, Code.NotFound);
+}
+
 /** The stream exists but is closed, so it accepts no more records. */
 export function streamClosed(streamId: string): ConnectError {
   return new ConnectError(`stream ${quote(streamId)} is closed`, Code.FailedPrecondition);
@@ -159,6 +164,27 @@ export function invalidCredential(): ConnectError {
 /** A valid credential without the role `service` needs. */
 export function permissionDenied(client: string, service: string): ConnectError {
   return new ConnectError(`client ${quote(client)} may not call ${service}: it needs the admin role`, Code.PermissionDenied);
+}
+
+/** A valid credential without the scope a method needs. */
+export function scopeMissing(client: string, method: string, scope: string): ConnectError {
+  return new ConnectError(`client ${quote(client)} may not call ${method}: it needs the scope ${scope}`, Code.PermissionDenied);
+}
+
+/** A credential naming a tenant other than its own without the admin role. */
+export function foreignTenant(client: string): ConnectError {
+  return new ConnectError(
+    `client ${quote(client)} may not name a tenant in streamgate-tenant: only the admin role may act in another tenant`,
+    Code.PermissionDenied,
+  );
+}
+
+/** The tenant already has TENANT_MAX_STREAMS streams. */
+export function streamQuotaReached(max: number): ConnectError {
+  return new ConnectError(
+    `the tenant has ${max} streams, its quota (TENANT_MAX_STREAMS): delete a stream (DeleteStream) to start another`,
+    Code.ResourceExhausted,
+  );
 }
 
 /** How a rate-limit refusal names its limit. */

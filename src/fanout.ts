@@ -23,11 +23,12 @@ import {
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
 import { CelCompiler, celRecordOf, passes, type CelProgram, type CelRecord } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
-import { invalidArgument, streamNotFound, watchInterrupted } from "./errors.js";
+import { invalidArgument, streamNotFound, streamRemoved, watchInterrupted } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { warnTo, type RateLimitedLog } from "./rate-limited-log.js";
 import { HEADER, decodeRecord, type DecodedRecord } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
+import { streamKey, type StreamKey } from "./stream-key.js";
 import { requireStreamId } from "./validation.js";
 
 /** Dependencies and limits of the fanout. */
@@ -87,7 +88,10 @@ export class Fanout {
   private subscription: Subscription | undefined;
   private stopped = false;
 
-  constructor(private readonly options: FanoutOptions) {}
+  constructor(private readonly options: FanoutOptions) {
+    // A stream removed (deleted, or closed long enough ago): its watchers end NOT_FOUND, its window goes.
+    options.registry.onRemoved((key) => this.removed(key));
+  }
 
   /** Starts following the results topic from its current end. */
   async start(): Promise<void> {
@@ -123,29 +127,43 @@ export class Fanout {
    * to stream. Checks run before the first result is asked for, so a bad
    * request fails the call instead of ending an empty stream.
    */
-  watch(request: WatchRequest, signal: AbortSignal): AsyncIterable<WatchResultsResponse> {
+  watch(tenant: string, request: WatchRequest, signal: AbortSignal): AsyncIterable<WatchResultsResponse> {
     const streamId = requireStreamId(request.streamId);
     const filter = request.filter === "" ? undefined : (this.options.cel ?? defaultCompiler).compile(request.filter, "filter");
-    const entry = this.options.registry.get(streamId);
+    const key = streamKey(tenant, streamId);
+    const entry = this.options.registry.get(key);
     if (!entry) throw streamNotFound(streamId);
-    const partition = this.options.broker.partitionFor(this.options.resultsTopic, streamId);
+    const partition = this.options.broker.partitionFor(this.options.resultsTopic, key);
     let start: number;
     if (request.afterCursor !== "") {
       const cursor = decodeCursor(request.afterCursor, "results", "after_cursor");
       if (cursor.partition !== partition) throw invalidArgument("after_cursor belongs to another stream");
-      start = cursor.offset + 1;
+      // Never before the stream began: results of a deleted stream of the same id are not its.
+      start = Math.max(cursor.offset + 1, entry.resultsStart);
     } else if (request.startPosition === StartPosition.LATEST) {
       if (entry.stream.state === StreamState.CLOSED) return empty();
       start = this.consumed[partition]!;
     } else {
       start = entry.resultsStart;
     }
-    const watcher = new Watcher(this.options.watchBuffer, request.afterCursor);
-    return this.stream(streamId, partition, start, filter, watcher, signal);
+    const watcher = new Watcher(this.options.watchBuffer, request.afterCursor, streamId);
+    return this.stream(key, partition, start, filter, watcher, signal);
+  }
+
+  /** Ends the watchers of a removed stream and drops its window. */
+  private removed(key: StreamKey): void {
+    const window = this.windows.get(key);
+    if (!window) return;
+    for (const watcher of window.watchers) watcher.interrupt("removed");
+    // Emptied as eviction empties a window: complete again only from past what it held.
+    const last = window.entries[window.entries.length - 1];
+    if (last) window.completeFrom = last.offset + 1;
+    this.cached -= window.entries.length;
+    window.entries = [];
   }
 
   private async *stream(
-    streamId: string,
+    key: StreamKey,
     partition: number,
     start: number,
     filter: CelProgram | undefined,
@@ -170,7 +188,7 @@ export class Fanout {
       let next = start;
       // Catch up from the broker until the window covers the rest.
       for (;;) {
-        window = this.window(streamId, partition);
+        window = this.window(key, partition);
         if (next >= window.completeFrom) break;
         const boundary = window.completeFrom;
         const records = await this.options.broker.fetch(this.options.resultsTopic, partition, next, CATCH_UP_BATCH);
@@ -182,7 +200,7 @@ export class Fanout {
         for (const record of records) {
           if (record.offset >= boundary) break;
           next = record.offset + 1;
-          if (record.key !== streamId) continue;
+          if (record.key !== key) continue;
           const entry = new Entry(record);
           if (entry.end) return;
           watcher.passed(entry);
@@ -193,7 +211,10 @@ export class Fanout {
       if (watcher.interruption) throw watcher.error();
       if (signal.aborted) return;
       // Same turn as the snapshot: join the live feed.
-      window = this.window(streamId, partition);
+      // Removed while catching up: nothing more to join.
+      if (!this.options.registry.get(key)) watcher.interrupt("removed");
+      if (watcher.interruption) throw watcher.error();
+      window = this.window(key, partition);
       watcher.enqueue(window.entries.filter((entry) => entry.offset >= next));
       window.watchers.add(watcher);
       for (;;) {
@@ -228,7 +249,7 @@ export class Fanout {
   private readable(entry: Entry): boolean {
     if (entry.readable()) return true;
     if (entry.report()) {
-      (this.options.failureLog ?? warnTo(this.options.logger))({ streamId: entry.key, cursor: entry.cursor }, "unreadable result skipped");
+      (this.options.failureLog ?? warnTo(this.options.logger))({ stream: entry.key, cursor: entry.cursor }, "unreadable result skipped");
     }
     return false;
   }
@@ -401,7 +422,7 @@ function matches(filter: CelProgram | undefined, entry: Entry): boolean {
 /** One WatchResults call's live buffer and resume position. */
 class Watcher {
   queue: Entry[] = [];
-  interruption: "overflow" | "shutdown" | undefined;
+  interruption: "overflow" | "shutdown" | "removed" | undefined;
   private wake: (() => void) | undefined;
   /** Room for the window's snapshot on top of the live buffer. */
   private snapshot = 0;
@@ -410,6 +431,8 @@ class Watcher {
     private readonly limit: number,
     /** The cursor to resume from: the last result passed, else the request's own. */
     private cursor: string,
+    /** The stream's id, as the client named it. */
+    private readonly streamId: string,
   ) {}
 
   /** Records that the watcher has passed `entry` (delivered it or filtered it out). */
@@ -448,13 +471,14 @@ class Watcher {
   }
 
   /** Ends the watcher at its next step; what it buffered is dropped, the cursor says where to resume. */
-  interrupt(reason: "overflow" | "shutdown"): void {
+  interrupt(reason: "overflow" | "shutdown" | "removed"): void {
     this.interruption ??= reason;
     this.queue = [];
     this.notify();
   }
 
   error(): Error {
+    if (this.interruption === "removed") return streamRemoved(this.streamId);
     return watchInterrupted(this.interruption!, this.cursor, this.limit);
   }
 

@@ -1,8 +1,9 @@
 /**
  * The send path shared by SendData and SendDataStream: check the record, store
- * it on the ingest topic keyed by stream id, and answer with its cursor only
- * once the broker has it. Repeated event ids are answered with the first
- * record's cursor and store nothing.
+ * it on the ingest topic keyed by its stream key (`<tenant>/<stream id>`), and
+ * answer with its cursor only once the broker has it. Repeated event ids are
+ * answered with the first record's cursor and store nothing (each tenant's
+ * ids are remembered apart: src/dedup.ts).
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
@@ -11,7 +12,8 @@ import type { Broker, ProduceRecord, RecordPosition } from "./broker/broker.js";
 import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { encodeCursor } from "./cursor.js";
 import { streamClosed, streamNotFound } from "./errors.js";
-import { Lru, eventKey } from "./lru.js";
+import { TenantDedup } from "./dedup.js";
+import { streamKey, type StreamKey } from "./stream-key.js";
 import { dataHeaders, controlHeaders } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
@@ -38,14 +40,14 @@ export interface IngestOptions {
   registry: StreamRegistry;
   counters: StreamCounters;
   maxPayloadBytes: number;
-  /** Event ids remembered for deduplication at send time. */
+  /** Event ids remembered for deduplication at send time, per tenant. */
   dedupWindow: number;
 }
 
 /** See the module comment. */
 export class Ingest {
   /** Event id → the first send's cursor (a promise while it is being stored). */
-  private readonly seen: Lru<string, Promise<string>>;
+  private readonly seen: TenantDedup<Promise<string>>;
   /** Sends being stored, per stream, so CloseStream can wait for them. */
   private readonly inFlight = new Map<string, Set<Promise<unknown>>>();
 
@@ -53,7 +55,7 @@ export class Ingest {
   private readonly produceCoalesced: CoalescedProduce;
 
   constructor(private readonly options: IngestOptions) {
-    this.seen = new Lru(options.dedupWindow);
+    this.seen = new TenantDedup(options.dedupWindow);
     this.produceCoalesced = coalesceProduces(options.broker, options.ingestTopic);
   }
 
@@ -66,46 +68,47 @@ export class Ingest {
    * of code (broker/coalescer.ts), still in order among them; a call without
    * `coalesce` made in that run reaches the broker before them.
    */
-  send(request: SendRequest, coalesce = false): Promise<SendResult> {
+  send(tenant: string, request: SendRequest, coalesce = false): Promise<SendResult> {
     const { registry, counters } = this.options;
     const streamId = requireStreamId(request.streamId);
-    const entry = registry.get(streamId);
+    const key = streamKey(tenant, streamId);
+    const entry = registry.get(key);
     let payload;
     try {
       checkEventId(request.eventId);
       checkHeaders(request.headers);
       payload = encodePayload(request.payload, this.options.maxPayloadBytes);
     } catch (error) {
-      if (entry) counters.add(streamId, "rejected");
+      if (entry) counters.add(key, "rejected");
       throw error;
     }
     if (!entry) throw streamNotFound(streamId);
     if (entry.stream.state !== StreamState.OPEN) throw streamClosed(streamId);
 
-    const key = request.eventId === "" ? undefined : eventKey(streamId, request.eventId);
-    const first = key === undefined ? undefined : this.seen.get(key);
+    const { eventId } = request;
+    const first = eventId === "" ? undefined : this.seen.get(key, eventId);
     if (first) {
-      counters.add(streamId, "duplicates");
+      counters.add(key, "duplicates");
       return first.then((cursor) => ({ cursor, duplicate: true }));
     }
     const record: ProduceRecord = {
-      key: streamId,
+      key,
       value: payload.bytes,
       headers: dataHeaders(payload.kind, request.headers, request.eventId, Date.now()),
     };
     const stored = this.track(
-      streamId,
+      key,
       coalesce
         ? this.produceCoalesced(record).then(toCursor)
         : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => toCursor(position!)),
     );
-    if (key !== undefined) {
-      this.seen.set(key, stored);
+    if (eventId !== "") {
+      this.seen.set(key, eventId, stored);
       // A failed write must not make a retry look like a duplicate.
-      stored.catch(() => this.seen.delete(key));
+      stored.catch(() => this.seen.delete(key, eventId));
     }
     return stored.then((cursor) => {
-      counters.add(streamId, "accepted");
+      counters.add(key, "accepted");
       return { cursor, duplicate: false };
     });
   }
@@ -114,26 +117,26 @@ export class Ingest {
    * Appends the close marker after every send already under way for the
    * stream, so that the processor sees it after the stream's last record.
    */
-  async appendCloseMarker(streamId: string): Promise<void> {
-    await this.drain(streamId);
+  async appendCloseMarker(key: StreamKey): Promise<void> {
+    await this.drain(key);
     await this.options.broker.produce(this.options.ingestTopic, [
-      { key: streamId, value: new Uint8Array(0), headers: controlHeaders("close", Date.now()) },
+      { key, value: new Uint8Array(0), headers: controlHeaders("close", Date.now()) },
     ]);
   }
 
   /** Resolves when every send under way (for one stream, or all) has settled. */
-  async drain(streamId?: string): Promise<void> {
-    const sets = streamId === undefined ? [...this.inFlight.values()] : [this.inFlight.get(streamId)];
+  async drain(key?: StreamKey): Promise<void> {
+    const sets = key === undefined ? [...this.inFlight.values()] : [this.inFlight.get(key)];
     await Promise.allSettled(sets.flatMap((set) => (set ? [...set] : [])));
   }
 
-  private track<T>(streamId: string, promise: Promise<T>): Promise<T> {
-    let set = this.inFlight.get(streamId);
-    if (!set) this.inFlight.set(streamId, (set = new Set()));
+  private track<T>(key: StreamKey, promise: Promise<T>): Promise<T> {
+    let set = this.inFlight.get(key);
+    if (!set) this.inFlight.set(key, (set = new Set()));
     set.add(promise);
     const forget = () => {
       set.delete(promise);
-      if (set.size === 0) this.inFlight.delete(streamId);
+      if (set.size === 0) this.inFlight.delete(key);
     };
     promise.then(forget, forget);
     return promise;

@@ -21,6 +21,8 @@ export type LimitKind = "global" | "client";
 export interface LimitedClient {
   key: string;
   label: string;
+  /** The client's tenant as a metric label: a configured name, else "anonymous". */
+  tenantLabel: string;
 }
 
 /** Called with each bucket's decision (for metrics). */

@@ -38,9 +38,3 @@ export class Lru<K, V> {
     return this.entries.size;
   }
 }
-
-/** The key of an event id within a stream, for an {@link Lru} shared by all streams. */
-export function eventKey(streamId: string, eventId: string): string {
-  // Stream ids cannot contain a newline, so the pair is unambiguous.
-  return `${streamId}\n${eventId}`;
-}

@@ -13,8 +13,9 @@ export type TopicKind = "ingest" | "results" | "streams";
 export type GrpcType = "unary" | "client_stream" | "server_stream" | "bidi_stream";
 
 /**
- * Why the edge refused a connection or a call before any handler ran: the
- * label values of streamgate_refusals_total (README "Limits and protections").
+ * Why a bound refused a connection, a call or a request (at the edge, or a
+ * quota in the domain): the label values of streamgate_refusals_total
+ * (README "Limits and protections").
  */
 export type RefusalReason =
   | "max_connections"
@@ -27,7 +28,8 @@ export type RefusalReason =
   | "permission_denied"
   | "peer_rate_limit"
   | "cel_too_long"
-  | "cel_too_costly";
+  | "cel_too_costly"
+  | "stream_quota";
 
 /** Why processing one record failed: the label values of streamgate_records_failed_total. */
 export type RecordFailure = "cel_error" | "cel_cost" | "result_too_large" | "serialization" | "exception";
@@ -108,13 +110,13 @@ export class Metrics {
   });
   readonly limiter = new Counter({
     name: "streamgate_limiter_requests_total",
-    help: "Rate-limit decisions, by result (allowed, denied), bucket (global, client) and client (a configured API key's name, else anonymous).",
-    labelNames: ["result", "limit", "client"] as const,
+    help: "Rate-limit decisions, by result (allowed, denied), bucket (global, client), client (a configured API key's name, else anonymous) and tenant (a configured API key's tenant, else anonymous).",
+    labelNames: ["result", "limit", "client", "tenant"] as const,
     registers: [this.registry],
   });
   readonly refusals = new Counter({
     name: "streamgate_refusals_total",
-    help: "Connections and calls the edge refused before any handler ran, by reason (see README \"Limits and protections\").",
+    help: "Connections, calls and requests refused by a bound, by reason (see README \"Limits and protections\").",
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });

@@ -12,7 +12,9 @@ import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { CelCompiler, celRecordOf, celToJson, passes, type CelProgram } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
-import { Lru, eventKey } from "./lru.js";
+import { TenantDedup } from "./dedup.js";
+import { Lru } from "./lru.js";
+import { splitStreamKey } from "./stream-key.js";
 import type { RecordFailure } from "./metrics.js";
 import { Pacer } from "./pacer.js";
 import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "./records.js";
@@ -31,7 +33,7 @@ export interface ProcessorOptions {
   registry: StreamRegistry;
   counters: StreamCounters;
   logger: Logger;
-  /** Event ids remembered for deduplication. */
+  /** Event ids remembered for deduplication, per tenant. */
   dedupWindow: number;
   /** Records a partition may hold in flight before reading pauses. */
   maxInFlight: number;
@@ -83,7 +85,7 @@ export class Processor {
   private subscription: Subscription | undefined;
   private readonly progress = new Map<number, PartitionProgress>();
   private readonly throttles = new Map<string, Pacer>();
-  private readonly seen: Lru<string, true>;
+  private readonly seen: TenantDedup<true>;
   private readonly programs = new Lru<string, CompiledProcessing>(10_000);
   private readonly cel: CelCompiler;
   /**
@@ -102,9 +104,15 @@ export class Processor {
   private readonly produceResult: CoalescedProduce;
 
   constructor(private readonly options: ProcessorOptions) {
-    this.seen = new Lru(options.dedupWindow);
+    this.seen = new TenantDedup(options.dedupWindow);
     this.cel = options.cel ?? new CelCompiler();
     this.produceResult = coalesceProduces(options.broker, options.resultsTopic, { timeoutMs: Infinity });
+    // A stream removed (deleted, or closed long enough ago) leaves nothing behind here.
+    options.registry.onRemoved((key) => {
+      this.throttles.get(key)?.stop();
+      this.throttles.delete(key);
+      this.programs.delete(key);
+    });
   }
 
   /** Joins the consumer group and starts processing. */
@@ -246,7 +254,7 @@ export class Processor {
         found++;
         this.done.set(record.key, Math.max(this.done.get(record.key) ?? -1, cursor.offset));
         const eventId = record.headers[HEADER.eventId];
-        if (eventId !== undefined) this.seen.set(eventKey(record.key, eventId), true);
+        if (eventId !== undefined) this.seen.set(record.key, eventId, true);
       }
     }
     if (found > 0) logger.info({ partition, results: found }, "recovered processed records from the results log");
@@ -288,7 +296,7 @@ export class Processor {
     }
     if (!output) return;
     try {
-      await this.write(output.streamId, output.value, output.headers);
+      await this.write(output.key, output.value, output.headers);
     } catch (error) {
       // A result the broker can never store fails its record; a stop leaves it unfinished.
       if (!(error instanceof RecordFailedError)) throw error;
@@ -301,33 +309,36 @@ export class Processor {
   /** Everything before a record's write: what to write, or undefined when there is nothing to write. */
   private prepare(record: StoredRecord): Output | undefined {
     const decoded = decodeRecord(record);
-    const { streamId } = decoded;
+    const { key } = decoded;
     const sourceCursor = encodeCursor("ingest", record.partition, record.offset);
-    if (record.offset <= (this.done.get(streamId) ?? -1)) return undefined; // has its result already
+    if (record.offset <= (this.done.get(key) ?? -1)) return undefined; // has its result already
+    // A record without a tenant (stored before tenants existed, or a foreign producer's) has no one to watch it.
+    if (!splitStreamKey(key)) return undefined;
     if (decoded.control === "close") {
       return {
-        streamId,
+        key,
         value: new Uint8Array(0),
         headers: { ...controlHeaders("end", Date.now()), [HEADER.sourceCursor]: sourceCursor },
         written: () => {
-          this.throttles.delete(streamId);
-          this.programs.delete(streamId);
+          this.throttles.delete(key);
+          this.programs.delete(key);
         },
       };
     }
+    // Nor do a deleted stream's last records (its close marker still ends its watchers, above).
+    if (this.options.registry.wasDeleted(key)) return undefined;
     if (decoded.eventId !== "") {
-      const key = eventKey(streamId, decoded.eventId);
-      if (this.seen.has(key)) {
-        this.options.counters.add(streamId, "duplicates");
+      if (this.seen.has(key, decoded.eventId)) {
+        this.options.counters.add(key, "duplicates");
         return undefined;
       }
-      this.seen.set(key, true);
+      this.seen.set(key, decoded.eventId, true);
     }
     const { counters } = this.options;
-    counters.add(streamId, "processed");
-    const result = this.evaluate(streamId, decoded);
+    counters.add(key, "processed");
+    const result = this.evaluate(key, decoded);
     if (result === undefined) {
-      counters.add(streamId, "filtered");
+      counters.add(key, "filtered");
       return undefined;
     }
     // A passthrough payload a foreign producer wrote may be over the bound too.
@@ -340,7 +351,7 @@ export class Processor {
       [HEADER.sourceCursor]: sourceCursor,
     };
     if (decoded.eventId !== "") headers[HEADER.eventId] = decoded.eventId;
-    return { streamId, value: result.value, headers, written: () => counters.add(streamId, "results") };
+    return { key, value: result.value, headers, written: () => counters.add(key, "results") };
   }
 
   private get maxPayloadBytes(): number {
@@ -350,7 +361,7 @@ export class Processor {
   /**
    * Finishes a record as failed: GetStream's `failed` count (for a stream
    * this instance knows: a foreign producer's keys must not grow the
-   * counters), the metric by reason, and a warn line with the stream id and
+   * counters), the metric by reason, and a warn line with the stream key and
    * the record's cursor, never its payload.
    */
   private fail(record: StoredRecord, error: unknown): void {
@@ -360,7 +371,7 @@ export class Processor {
       this.options.onFailed?.(reason);
       (this.options.failureLog ?? warnTo(this.options.logger))(
         {
-          streamId: record.key,
+          stream: record.key,
           cursor: encodeCursor("ingest", record.partition, record.offset),
           reason,
           ...failureDetail(error),
@@ -373,14 +384,14 @@ export class Processor {
   }
 
   /** Applies filter and transform; undefined when the filter drops the record. */
-  private evaluate(streamId: string, record: DecodedRecord): { contentType: string; value: Uint8Array } | undefined {
+  private evaluate(key: string, record: DecodedRecord): { contentType: string; value: Uint8Array } | undefined {
     const passthrough = {
       contentType: record.payload.kind === "json" ? CONTENT_TYPE.json : (record.headers[HEADER.contentType] ?? CONTENT_TYPE.bytes),
       value: record.payload.bytes,
     };
-    const processing = this.options.registry.get(streamId)?.stream.processing;
+    const processing = this.options.registry.get(key)?.stream.processing;
     if (!processing || (processing.filter === "" && processing.transform === "")) return passthrough;
-    const programs = this.compiled(streamId, processing);
+    const programs = this.compiled(key, processing);
     const input = celRecordOf(record);
     if (programs.filter && !passes(programs.filter, input)) return undefined;
     if (!programs.transform) return passthrough;
@@ -388,15 +399,15 @@ export class Processor {
     return { contentType: CONTENT_TYPE.json, value: serializeResult(value, this.maxPayloadBytes) };
   }
 
-  private compiled(streamId: string, processing: Processing): CompiledProcessing {
-    let programs = this.programs.get(streamId);
+  private compiled(key: string, processing: Processing): CompiledProcessing {
+    let programs = this.programs.get(key);
     if (!programs) {
       // StartStream already compiled these once to validate them, so they compile here.
       programs = {
         filter: processing.filter === "" ? undefined : this.cel.compile(processing.filter, "filter"),
         transform: processing.transform === "" ? undefined : this.cel.compile(processing.transform, "transform"),
       };
-      this.programs.set(streamId, programs);
+      this.programs.set(key, programs);
     }
     return programs;
   }
@@ -407,10 +418,10 @@ export class Processor {
    * it), and retrying only a write that definitely failed, so per-stream order
    * holds and no result is written twice.
    */
-  private async write(streamId: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
+  private async write(key: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = { key: streamId, value, headers };
+        const result = { key: key, value, headers };
         if (value.byteLength > SOLO_RESULT_BYTES) {
           await this.options.broker.produce(this.options.resultsTopic, [result], { timeoutMs: Infinity });
         } else {
@@ -423,7 +434,7 @@ export class Processor {
         if (error instanceof RecordTooLargeError) {
           throw new RecordFailedError("result_too_large", "the broker refused the result as too large", { cause: error });
         }
-        this.options.logger.warn({ err: error, streamId, attempt }, "writing a result failed; retrying");
+        this.options.logger.warn({ err: error, stream: key, attempt }, "writing a result failed; retrying");
         await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)));
       }
     }
@@ -432,7 +443,7 @@ export class Processor {
 
 /** A result to write, and what to do once it is written. */
 interface Output {
-  streamId: string;
+  key: string;
   value: Uint8Array;
   headers: Record<string, string>;
   written(): void;

@@ -1,10 +1,12 @@
 /**
- * How streamgate's records look on the broker. Keys are stream ids; values are
+ * How streamgate's records look on the broker. Keys are stream keys,
+ * `<tenant>/<stream id>` (src/stream-key.ts); values are
  * the payload as sent (JSON text or raw bytes); metadata travels in headers, so
  * any Kafka client (kcat, a Java consumer) can read the topics without
  * streamgate's code.
  */
 import type { RecordHeaders, StoredRecord } from "./broker/broker.js";
+import { streamIdOf, type StreamKey } from "./stream-key.js";
 
 /** Header names written by streamgate (the "streamgate-" prefix is reserved). */
 export const HEADER = {
@@ -33,6 +35,9 @@ export type Payload = { kind: "json"; bytes: Uint8Array } | { kind: "raw"; bytes
 
 /** A record as a processor or watcher sees it, decoded from its headers. */
 export interface DecodedRecord {
+  /** The record's key: its stream's tenant and id. */
+  key: StreamKey;
+  /** The stream's id, as its clients name it (without the tenant). */
   streamId: string;
   payload: Payload;
   eventId: string;
@@ -79,7 +84,8 @@ export function decodeRecord(record: StoredRecord): DecodedRecord {
   // result built from it unreadable.
   const sent = Number(record.headers[HEADER.sendTime] ?? record.timestamp);
   return {
-    streamId: record.key,
+    key: record.key,
+    streamId: streamIdOf(record.key),
     payload: { kind: contentType === CONTENT_TYPE.json ? "json" : "raw", bytes: record.value },
     eventId: record.headers[HEADER.eventId] ?? "",
     headers,

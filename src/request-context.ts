@@ -31,3 +31,9 @@ export function requestIdFrom(header: string | string[] | undefined): string {
 export function callContext(peer: string, requestId: string): ContextValues {
   return createContextValues().set(PEER, peer).set(REQUEST_ID, requestId);
 }
+
+/** The tenant whose streams a StreamService call works with: the credential's, or the one an admin names (auth interceptor). */
+export const TENANT = createContextKey("", { description: "tenant" });
+
+/** The request header in which an admin credential names the tenant to act in. */
+export const TENANT_HEADER = "streamgate-tenant";

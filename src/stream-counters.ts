@@ -1,5 +1,5 @@
 /**
- * Per-stream counters, as this instance saw them, for GetStream.
+ * Per-stream counters (by stream key), as this instance saw them, for GetStream.
  */
 import { create } from "@bufbuild/protobuf";
 import { StreamCountsSchema, type StreamCounts } from "../gen/streamgate/v1/stream_service_pb.js";
@@ -19,6 +19,11 @@ export class StreamCounters {
       this.counts.set(streamId, counts);
     }
     counts[name] += n;
+  }
+
+  /** Forgets a stream's counters (it was removed). */
+  delete(streamId: string): void {
+    this.counts.delete(streamId);
   }
 
   /** A stream's counters as a message. */

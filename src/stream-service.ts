@@ -1,11 +1,15 @@
 /**
- * StreamService: the six RPCs of the public contract, wired to the registry,
- * the send path and the fanout. Handlers only check and translate; the work is
- * in those parts, so the same handlers serve every protocol and broker.
+ * StreamService: the RPCs of the public contract, wired to the registry, the
+ * send path and the fanout. Handlers only check and translate; the work is in
+ * those parts, so the same handlers serve every protocol and broker.
+ *
+ * Every call works in its tenant (the TENANT context value, set by the auth
+ * interceptor): a stream id names a stream of that tenant only, so another
+ * tenant's stream answers exactly as one that does not exist.
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   ProcessingSchema,
   RejectionSchema,
@@ -17,6 +21,9 @@ import {
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { CelCompiler } from "./cel.js";
 import { invalidArgument, streamNotFound, toConnectError } from "./errors.js";
+import { TENANT } from "./request-context.js";
+import { streamKey } from "./stream-key.js";
+import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
 import type { Fanout } from "./fanout.js";
 import { codeName, type Ingest, type SendResult } from "./ingest.js";
 import type { StreamRegistry } from "./registry.js";
@@ -42,10 +49,13 @@ const MAX_RATE_PER_SECOND = 1_000_000;
 /** Creates the StreamService implementation. */
 export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof StreamService> {
   const { registry, ingest, fanout, counters, cel } = deps;
+  /** The key of the stream a request names, in the caller's tenant. */
+  const keyOf = (streamId: string, context: HandlerContext) => streamKey(tenantOf(context), requireStreamId(streamId));
   return {
-    async startStream(request) {
+    async startStream(request, context) {
       const streamId = request.streamId === "" ? randomUUID() : requireStreamId(request.streamId);
       const { entry, created } = await registry.create({
+        tenant: tenantOf(context),
         streamId,
         labels: checkLabels(request.labels),
         processing: checkProcessing(request.processing, cel),
@@ -53,34 +63,73 @@ export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof
       return { stream: entry.stream, created };
     },
 
-    async sendData(request) {
-      return ingest.send(request);
+    async sendData(request, context) {
+      return ingest.send(tenantOf(context), request);
     },
 
-    async sendDataStream(requests) {
-      return sendAll(ingest, requests);
+    async sendDataStream(requests, context) {
+      return sendAll(ingest, tenantOf(context), requests);
     },
 
     watchResults(request, context) {
-      return fanout.watch(request, context.signal);
+      return fanout.watch(tenantOf(context), request, context.signal);
     },
 
-    async closeStream(request) {
-      const streamId = requireStreamId(request.streamId);
-      const before = registry.get(streamId);
-      if (!before) throw streamNotFound(streamId);
-      const entry = await registry.close(streamId);
-      if (before.stream.state === StreamState.OPEN) await ingest.appendCloseMarker(streamId);
+    async closeStream(request, context) {
+      const key = keyOf(request.streamId, context);
+      const before = registry.get(key);
+      if (!before) throw streamNotFound(request.streamId);
+      const entry = await registry.close(key);
+      if (before.stream.state === StreamState.OPEN) await ingest.appendCloseMarker(key);
       return { stream: entry.stream };
     },
 
-    async getStream(request) {
-      const streamId = requireStreamId(request.streamId);
-      const entry = registry.get(streamId);
-      if (!entry) throw streamNotFound(streamId);
-      return { stream: entry.stream, counts: counters.snapshot(streamId) };
+    async getStream(request, context) {
+      const key = keyOf(request.streamId, context);
+      const entry = registry.get(key);
+      if (!entry) throw streamNotFound(request.streamId);
+      return { stream: entry.stream, counts: counters.snapshot(key) };
+    },
+
+    async listStreams(request, context) {
+      const limit = pageSizeOf(request.pageSize);
+      const labels = checkLabels(request.labels);
+      // One more than the page: whether there is a next page, without a second pass.
+      const found = registry.list(tenantOf(context), {
+        state: request.state === StreamState.UNSPECIFIED ? undefined : request.state,
+        labels,
+        after: decodePageToken(request.pageToken),
+        limit: limit + 1,
+      });
+      const page = found.slice(0, limit);
+      const more = found.length > limit;
+      return {
+        streams: page.map((entry) => entry.stream),
+        nextPageToken: more ? encodePageToken(page[page.length - 1]!.stream.streamId) : "",
+      };
+    },
+
+    async deleteStream(request, context) {
+      const key = keyOf(request.streamId, context);
+      const entry = registry.get(key);
+      if (!entry) throw streamNotFound(request.streamId);
+      // Gone at once here (its watchers on this instance end NOT_FOUND), then on
+      // every instance as the tombstone reaches them.
+      await registry.delete(key);
+      // The close marker still follows its last records: the processor lets go of
+      // the stream, and watchers elsewhere that reach it first end as for a close.
+      if (entry.stream.state === StreamState.OPEN) await ingest.appendCloseMarker(key);
+      return {};
     },
   };
+}
+
+/** The tenant a call works in (set by the auth interceptor for every StreamService call). */
+function tenantOf(context: HandlerContext): string {
+  const tenant = context.values.get(TENANT);
+  // Only a server built without the auth interceptor could get here: refuse rather than share a tenant "".
+  if (tenant === "") throw new Error("no tenant in the call's context: the auth interceptor must run before StreamService");
+  return tenant;
 }
 
 /** Checks processing options; CEL expressions are compiled here so a bad one fails StartStream. */
@@ -100,7 +149,7 @@ function checkProcessing(processing: Processing | undefined, cel: CelCompiler): 
  * the previous one's acknowledgement (in order, bounded in number), so a client
  * stream is not limited to one broker round trip per record.
  */
-async function sendAll(ingest: Ingest, requests: AsyncIterable<SendDataStreamRequest>) {
+async function sendAll(ingest: Ingest, tenant: string, requests: AsyncIterable<SendDataStreamRequest>) {
   let accepted = 0n;
   let duplicates = 0n;
   let rejected = 0n;
@@ -123,7 +172,7 @@ async function sendAll(ingest: Ingest, requests: AsyncIterable<SendDataStreamReq
     if (index === 0) failFast = request.failFast;
     streamId = request.streamId === "" ? streamId : request.streamId;
     try {
-      const send = ingest.send({ streamId, payload: request.payload, eventId: request.eventId, headers: request.headers }, true);
+      const send = ingest.send(tenant, { streamId, payload: request.payload, eventId: request.eventId, headers: request.headers }, true);
       // Awaited in order below; this keeps a failure from being an unhandled rejection meanwhile.
       send.catch(() => undefined);
       inFlight.push(send);

@@ -240,7 +240,7 @@ describe("WatchStats", () => {
     expect(blockedSeen).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
     expect(latest.topClients).toEqual([
-      expect.objectContaining({ client: "acc", allowed: BigInt(6 - refused), blocked: BigInt(refused) }),
+      expect.objectContaining({ client: "acc", tenant: "acc", allowed: BigInt(6 - refused), blocked: BigInt(refused) }),
     ]);
     expect(latest.globalTokens).toBeLessThan(3);
     expect(latest.activeStreams).toBe(BigInt(6 - refused));

@@ -25,6 +25,7 @@ import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { ApiKeyStore, parseKeyList } from "../src/auth/api-keys.js";
 import { createJwtVerifier } from "../src/auth/jwt.js";
 import { ConfigError, loadConfig } from "../src/config.js";
+import { ALL_SCOPES } from "../src/auth/scopes.js";
 import { authorize } from "../src/interceptors/auth.js";
 import type { Logger } from "../src/logger.js";
 import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
@@ -347,14 +348,14 @@ describe("open services", () => {
 });
 
 describe("admin services", () => {
-  const user = { client: "acc", role: "user" as const };
-  const admin = { client: "adm", role: "admin" as const };
+  const user = { client: "acc", tenant: "acc", role: "user" as const, scopes: ALL_SCOPES, configured: true };
+  const admin = { client: "adm", tenant: "adm", role: "admin" as const, scopes: ALL_SCOPES, configured: true };
   const adminServices = new Set(["streamgate.v1.AdminService"]);
 
   it("refuses a non-admin principal with PERMISSION_DENIED, naming the client, not the key", () => {
     let error: unknown;
     try {
-      authorize(user, "streamgate.v1.AdminService", adminServices);
+      authorize(user, "streamgate.v1.AdminService", "GetLimits", adminServices, undefined);
     } catch (caught) {
       error = caught;
     }
@@ -366,8 +367,8 @@ describe("admin services", () => {
   });
 
   it("lets an admin call it, and anyone call other services", () => {
-    expect(() => authorize(admin, "streamgate.v1.AdminService", adminServices)).not.toThrow();
-    expect(() => authorize(user, "streamgate.v1.StreamService", adminServices)).not.toThrow();
+    expect(authorize(admin, "streamgate.v1.AdminService", "GetLimits", adminServices, undefined)).toBe("adm");
+    expect(authorize(user, "streamgate.v1.StreamService", "GetStream", adminServices, undefined)).toBe("acc");
   });
 
   it("applies ADMIN_SERVICES end to end: a user key is refused, an ADMIN_API_KEYS key served", async () => {
@@ -392,12 +393,31 @@ describe("admin services", () => {
       jwks: undefined,
       issuer: undefined,
       audience: undefined,
+      tenantClaim: "tenant",
       adminClaim: "groups",
       adminValue: "ops",
     });
-    expect(await verify(await hs256({ sub: "a", groups: ["dev", "ops"] }))).toEqual({ client: "a", role: "admin" });
-    expect(await verify(await hs256({ sub: "b", groups: ["dev"] }))).toEqual({ client: "b", role: "user" });
-    expect(await verify(await hs256({ sub: "c", role: "admin" }))).toEqual({ client: "c", role: "user" });
+    expect(await verify(await hs256({ sub: "a", groups: ["dev", "ops"] }))).toEqual({
+      client: "a",
+      tenant: "a",
+      role: "admin",
+      scopes: ALL_SCOPES,
+      configured: false,
+    });
+    expect(await verify(await hs256({ sub: "b", groups: ["dev"] }))).toEqual({
+      client: "b",
+      tenant: "b",
+      role: "user",
+      scopes: ALL_SCOPES,
+      configured: false,
+    });
+    expect(await verify(await hs256({ sub: "c", role: "admin" }))).toEqual({
+      client: "c",
+      tenant: "c",
+      role: "user",
+      scopes: ALL_SCOPES,
+      configured: false,
+    });
   });
 });
 
@@ -517,7 +537,7 @@ describe("secrets stay out of logs and error messages", () => {
     let problems: string[] = [];
     try {
       loadConfig({
-        API_KEYS: `${secret},bad name:${secret},ok:${secret} x,x:sha256:${secret},dup:k1,dup:k2`,
+        API_KEYS: `${secret},bad name:${secret},ok:${secret} x,x:sha256:${secret},dup:k1,dup:k2,v:${secret}\u00e9`,
         ADMIN_API_KEYS: "other:k1",
       });
     } catch (error) {
@@ -527,8 +547,10 @@ describe("secrets stay out of logs and error messages", () => {
     expect(problems).toEqual([
       "API_KEYS entry 1 is not name:key",
       "API_KEYS entry 2: the name must be 1 to 64 of A-Z a-z 0-9 . _ -",
-      'API_KEYS entry 3 ("ok"): the key must be 1 to 4096 visible ASCII characters',
+      // A word after the key must be a scope; it may be part of a key, so it is not echoed either.
+      'API_KEYS entry 3 ("ok"): after the key come only scopes (streams:read, streams:write, streams:manage), separated by spaces',
       'API_KEYS entry 4 ("x"): a sha256: key must be 64 hexadecimal digits',
+      'API_KEYS entry 7 ("v"): the key must be 1 to 4096 visible ASCII characters',
       'API key name "dup" is used more than once',
       'API keys "dup" and "other" are the same key',
     ]);
@@ -544,9 +566,9 @@ describe("ApiKeyStore", () => {
       ...parseKeyList("c:key-c", "ADMIN_API_KEYS", "admin", problems),
     ]);
     expect(problems).toEqual([]);
-    expect(store.lookup("key-a")).toEqual({ client: "a", role: "user" });
-    expect(store.lookup("key-b")).toEqual({ client: "b", role: "user" });
-    expect(store.lookup("key-c")).toEqual({ client: "c", role: "admin" });
+    expect(store.lookup("key-a")).toEqual({ client: "a", tenant: "a", role: "user", scopes: ALL_SCOPES, configured: true });
+    expect(store.lookup("key-b")).toEqual({ client: "b", tenant: "b", role: "user", scopes: ALL_SCOPES, configured: true });
+    expect(store.lookup("key-c")).toEqual({ client: "c", tenant: "c", role: "admin", scopes: ALL_SCOPES, configured: true });
     expect(store.lookup("key-")).toBeUndefined();
     expect(store.lookup("")).toBeUndefined();
   });

@@ -18,6 +18,7 @@ import { Ingest } from "../src/ingest.js";
 import { createProcessor, type Processor } from "../src/processor.js";
 import { createRegistry } from "../src/registry.js";
 import { StreamCounters } from "../src/stream-counters.js";
+import { streamKey } from "../src/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics.js";
 import { jsonData, payloadOf, pollUntil } from "./support/kafka-gateway.js";
 import { BROKERS, startTestServer, streamClient, take, type TestServer } from "./support/server.js";
@@ -77,6 +78,7 @@ describe("Processor.lag()", () => {
   const logger = pino({ level: "silent" });
   const topicConfig = { prefix: "lag.", partitions: 2 };
   const topics = topicNames(topicConfig);
+  const tenant = "lag-tenant";
   const processors: Processor[] = [];
   const subscriptions: Subscription[] = [];
   afterEach(async () => {
@@ -97,11 +99,11 @@ describe("Processor.lag()", () => {
     const broker = keepingAssignments(memory, assignments);
     const registry = createRegistry({ broker, topic: topics.streams, resultsTopic: topics.results, logger });
     await registry.start();
-    await registry.create({ streamId, labels: {}, processing });
+    await registry.create({ tenant, streamId, labels: {}, processing });
     const counters = new StreamCounters();
     const ingest = new Ingest({ broker, ingestTopic: topics.ingest, registry, counters, maxPayloadBytes: 1024, dedupWindow: 100 });
     for (const payload of payloads) {
-      await ingest.send({ streamId, payload: { case: "data", value: fromJson(ValueSchema, payload) }, eventId: "", headers: {} });
+      await ingest.send(tenant, { streamId, payload: { case: "data", value: fromJson(ValueSchema, payload) }, eventId: "", headers: {} });
     }
     const processor = createProcessor({
       broker,
@@ -127,7 +129,7 @@ describe("Processor.lag()", () => {
               topic: topics.results,
               from: "earliest",
               eachBatch: async (batch) => {
-                seen += batch.records.filter((record) => record.key === streamId).length;
+                seen += batch.records.filter((record) => record.key === streamKey(tenant, streamId)).length;
                 if (seen >= count) resolve();
               },
             })

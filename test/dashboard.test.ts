@@ -124,7 +124,7 @@ async function leaderboardClients(): Promise<string[]> {
   return (await Promise.all(rows.map((row) => row.getAttribute("data-client")))).map(String).sort();
 }
 
-/** The leaderboard's row of `client`: [client, allowed, blocked, tokens] as shown. */
+/** The leaderboard's row of `client`: [client, tenant, allowed, blocked, tokens] as shown. */
 function leaderboardRow(client: string): Promise<string[]> {
   return page.locator(`#leaderboard tbody tr[data-client="${client}"] td`).allTextContents();
 }
@@ -224,8 +224,10 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
     expect(summary.allowed).toBeGreaterThan(0);
     expect(summary.blocked).toBe(0);
     // Each key's row ends with the simulator's own counts for it (plus the StartStream that opened its stream).
+    // Each key is a tenant of its own, named by the key's name.
     for (const [i, client] of summary.perClient.entries()) {
-      await expect.poll(() => leaderboardRow(NAMES[i]!).then((cells) => cells.slice(0, 3)), POLL).toEqual([
+      await expect.poll(() => leaderboardRow(NAMES[i]!).then((cells) => cells.slice(0, 4)), POLL).toEqual([
+        NAMES[i],
         NAMES[i],
         String(client.allowed + 1),
         "0",
@@ -235,12 +237,14 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
 
   it("follows one stream's results in the viewer, live, and closes the watch on Stop", async () => {
     const streamId = "viewer-1";
+    // A client's stream, in its tenant (named by the key): the admin session watches it by naming that tenant.
     const client = streamClient(server, "grpc", KEYS["sim-a"]);
     await client.startStream({ streamId });
     const send = (n: number) => client.sendData({ streamId, payload: { case: "data", value: fromJson(ValueSchema, { n }) } });
     for (const n of [1, 2]) await send(n);
 
     await page.locator("#results-stream-id").fill(streamId);
+    await page.locator("#results-tenant").fill("sim-a");
     await page.locator("#results-from").selectOption("earliest");
     await page.locator("#results-start").click();
     const payloads = () => page.locator("#results-list li .payload").allTextContents();

@@ -19,11 +19,14 @@ import { encodeCursor } from "../src/cursor.js";
 import { createFanout, type WatchRequest } from "../src/fanout.js";
 import { HEADER, controlHeaders, dataHeaders } from "../src/records.js";
 import { createRegistry } from "../src/registry.js";
+import { streamKey } from "../src/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics.js";
 import { refusal } from "./support/refusal.js";
 
 const encoder = new TextEncoder();
 const logger = pino({ level: "silent" });
+/** The tenant of every stream here. */
+const TENANT = "t";
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -68,7 +71,7 @@ async function startFanout(limits: Limits = {}) {
     fanout,
     topics,
     /** Creates an open stream. */
-    startStream: (streamId: string) => registry.create({ streamId, labels: {}, processing: undefined }),
+    startStream: (streamId: string) => registry.create({ tenant: TENANT, streamId, labels: {}, processing: undefined }),
     /** Writes one result as the processor does (JSON or raw) and returns its cursor. */
     async publish(streamId: string, payload: JsonValue | Uint8Array): Promise<string> {
       const raw = payload instanceof Uint8Array;
@@ -78,17 +81,17 @@ async function startFanout(limits: Limits = {}) {
         [HEADER.sourceCursor]: encodeCursor("ingest", 0, sourceOffset++),
       };
       const value = raw ? payload : encoder.encode(JSON.stringify(payload));
-      const [position] = await broker.produce(topics.results, [{ key: streamId, value, headers }]);
+      const [position] = await broker.produce(topics.results, [{ key: streamKey(TENANT, streamId), value, headers }]);
       return encodeCursor("results", position!.partition, position!.offset);
     },
     /** Writes the end marker the processor writes when a stream is closed. */
     async publishEnd(streamId: string): Promise<void> {
-      await broker.produce(topics.results, [{ key: streamId, value: new Uint8Array(0), headers: controlHeaders("end", Date.now()) }]);
+      await broker.produce(topics.results, [{ key: streamKey(TENANT, streamId), value: new Uint8Array(0), headers: controlHeaders("end", Date.now()) }]);
     },
     /** Starts a watch and returns its iterator (nothing runs until the first `next`). */
     watch(streamId: string, request: Partial<WatchRequest> = {}): AsyncIterator<Result> {
       const full = { streamId, afterCursor: "", startPosition: StartPosition.UNSPECIFIED, filter: "", ...request };
-      const responses = fanout.watch(full, watches.signal)[Symbol.asyncIterator]();
+      const responses = fanout.watch(TENANT, full, watches.signal)[Symbol.asyncIterator]();
       return {
         next: async () => {
           const step = await responses.next();
@@ -98,9 +101,10 @@ async function startFanout(limits: Limits = {}) {
     },
     /** The cursors of a stream's results as stored on the broker, in order. */
     async storedCursors(streamId: string): Promise<string[]> {
-      const partition = broker.partitionFor(topics.results, streamId);
+      const key = streamKey(TENANT, streamId);
+      const partition = broker.partitionFor(topics.results, key);
       const records = await broker.fetch(topics.results, partition, 0, 100_000);
-      return records.filter((r) => r.key === streamId).map((r) => encodeCursor("results", r.partition, r.offset));
+      return records.filter((r) => r.key === key).map((r) => encodeCursor("results", r.partition, r.offset));
     },
   };
 }
@@ -233,7 +237,7 @@ describe("fanout", () => {
   it("refuses cursors of another stream's partition or of SendData, and bad filters", async () => {
     const h = await startFanout({ partitions: 4 });
     await h.startStream("s");
-    const partition = h.broker.partitionFor(h.topics.results, "s");
+    const partition = h.broker.partitionFor(h.topics.results, streamKey(TENANT, "s"));
 
     const otherPartition = refusal(() => h.watch("s", { afterCursor: encodeCursor("results", (partition + 1) % 4, 0) }));
     expect(otherPartition.code).toBe(Code.InvalidArgument);

@@ -1,7 +1,7 @@
 /**
  * The topics as a non-Node Kafka client sees them: after SendData calls (JSON
  * data, raw bytes, event ids, a client header), kcat reads the ingest and
- * results topics and finds the stream id as key, streamgate's metadata in
+ * results topics and finds the stream key (`<tenant>/<stream id>`) as key, streamgate's metadata in
  * plain string headers, and the payload as sent (JSON text, or the bytes
  * unchanged), at the partition and offset the cursors name. The registry topic
  * is compacted.
@@ -12,7 +12,8 @@ import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { kafkaBrokers } from "./support/kafka-control.js";
 import { jsonData, startKafkaTestServer, uniqueTopicPrefix } from "./support/kafka-gateway.js";
 import { kcatPath, kcatReadTopic, kcatValueBytes, type KcatRecord } from "./support/kafka-kcat.js";
-import { streamClient, take, type TestServer } from "./support/server.js";
+import { streamKey } from "../src/stream-key.js";
+import { TEST_TENANT, streamClient, take, type TestServer } from "./support/server.js";
 
 const prefix = uniqueTopicPrefix("topics");
 let server: TestServer | undefined;
@@ -40,6 +41,9 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
   const brokers = kafkaBrokers();
   const client = streamClient(server!);
   const streamId = "kcat-stream";
+  // Every record of the stream is keyed by its tenant (the test key's) and its id.
+  const key = streamKey(TEST_TENANT, streamId);
+  expect(key).toBe("test/kcat-stream");
   await client.startStream({ streamId });
 
   const sentAt = Date.now();
@@ -67,7 +71,7 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
   expect(ingest).toHaveLength(2);
   const ingestJson = at(ingest, json.cursor);
   const ingestRaw = at(ingest, raw.cursor);
-  expect(ingestJson.key).toBe(streamId);
+  expect(ingestJson.key).toBe(key);
   expect(ingestJson.headers).toEqual({
     "x-origin": "kcat-test",
     "content-type": "application/json",
@@ -79,7 +83,7 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
   expect(sendTime).toBeGreaterThanOrEqual(sentAt);
   expect(sendTime).toBeLessThanOrEqual(sentBy);
 
-  expect(ingestRaw.key).toBe(streamId);
+  expect(ingestRaw.key).toBe(key);
   expect(ingestRaw.headers).toEqual({
     "x-origin": "kcat-test",
     "content-type": "application/octet-stream",
@@ -94,7 +98,7 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
   expect(resultRecords).toHaveLength(2);
   const resultJson = at(resultRecords, results[0]!.cursor);
   const resultRaw = at(resultRecords, results[1]!.cursor);
-  expect(resultJson.key).toBe(streamId);
+  expect(resultJson.key).toBe(key);
   expect(resultJson.headers).toEqual({
     "x-origin": "kcat-test",
     "content-type": "application/json",
@@ -106,7 +110,7 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
   expect(Number(resultJson.headers["streamgate-process-time"])).toBeGreaterThanOrEqual(sendTime);
   expect(JSON.parse(resultJson.payload!)).toEqual({ temp: 21.5, unit: "C" });
 
-  expect(resultRaw.key).toBe(streamId);
+  expect(resultRaw.key).toBe(key);
   expect(resultRaw.headers).toEqual({
     "x-origin": "kcat-test",
     "content-type": "application/octet-stream",
@@ -120,9 +124,9 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
     Buffer.from(rawBytes),
   );
 
-  // The registry: the stream's state under its id, as JSON.
+  // The registry: the stream's state under its key, as JSON.
   const registry = await kcatReadTopic(brokers, `${prefix}streams`);
-  expect(registry.map((record) => record.key)).toEqual([streamId]);
+  expect(registry.map((record) => record.key)).toEqual([key]);
   expect(JSON.parse(registry[0]!.payload!)).toMatchObject({ stream: { streamId, state: "STREAM_STATE_OPEN" } });
 });
 

@@ -20,7 +20,7 @@ import { localBuckets } from "../src/limits-local.js";
 import { startTestServer, streamClient, take, TRANSPORTS, type TestServer } from "./support/server.js";
 import { failureOf } from "./support/refusal.js";
 
-const CLIENT = { key: "client:a", label: "a" };
+const CLIENT = { key: "client:a/a", label: "a", tenantLabel: "a" };
 
 // Only performance.now is faked: the local buckets refill by it (a monotonic clock).
 describe("Limits (fake timers)", () => {
@@ -66,7 +66,7 @@ describe("Limits (fake timers)", () => {
     try {
       expect((await limits.take(CLIENT)).allowed).toBe(true);
       expect(await limits.take(CLIENT)).toEqual({ allowed: false, limit: "client", retryMs: 1000 });
-      expect((await limits.take({ key: "client:b", label: "b" })).allowed).toBe(true);
+      expect((await limits.take({ key: "client:b/b", label: "b", tenantLabel: "b" })).allowed).toBe(true);
       expect(decisions).toEqual(["a:client:allowed", "a:client:denied", "b:client:allowed"]);
     } finally {
       await limits.close();
@@ -120,8 +120,8 @@ describe("rate limits on a real server", () => {
       for (const error of refused) expect(error.rawMessage).not.toContain("k1");
       // The metric counts each decision under the key's name.
       const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
-      expect(metrics).toContain(`streamgate_limiter_requests_total{result="denied",limit="global",client="acc"} ${refused.length}`);
-      expect(metrics).toContain(`streamgate_limiter_requests_total{result="allowed",limit="global",client="acc"} ${20 - refused.length}`);
+      expect(metrics).toContain(`streamgate_limiter_requests_total{result="denied",limit="global",client="acc",tenant="acc"} ${refused.length}`);
+      expect(metrics).toContain(`streamgate_limiter_requests_total{result="allowed",limit="global",client="acc",tenant="acc"} ${20 - refused.length}`);
     });
   });
 
@@ -137,7 +137,8 @@ describe("rate limits on a real server", () => {
   });
 
   it("refuses a client stream mid-stream: earlier records stored, the refused one and later ones not", async () => {
-    server = await startTestServer({ API_KEYS: "a:ka,b:kb", CLIENT_RATE_LIMIT_RPS: "1", CLIENT_RATE_LIMIT_BURST: "4" });
+    // Two clients of one tenant: they share its streams, not their limits.
+    server = await startTestServer({ API_KEYS: "a@shared:ka,b@shared:kb", CLIENT_RATE_LIMIT_RPS: "1", CLIENT_RATE_LIMIT_BURST: "4" });
     const a = streamClient(server, "grpc", "ka");
     const b = streamClient(server, "grpc", "kb");
     const streamId = "mid-stream";
@@ -164,7 +165,8 @@ describe("rate limits on a real server", () => {
   });
 
   it("caps a client's open watchers at CLIENT_MAX_WATCHERS, per client", async () => {
-    server = await startTestServer({ API_KEYS: "a:ka,b:kb", CLIENT_MAX_WATCHERS: "1" });
+    // Two clients of one tenant: they share its streams, not their limits.
+    server = await startTestServer({ API_KEYS: "a@shared:ka,b@shared:kb", CLIENT_MAX_WATCHERS: "1" });
     const a = streamClient(server, "connect-json", "ka");
     const b = streamClient(server, "connect-json", "kb");
     const streamId = "watched";

@@ -55,7 +55,7 @@ beforeEach(() => {
 describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
   const client = () => createClient(StreamService, TRANSPORTS[transport]!(baseUrl, [apiKeyHeader(TEST_API_KEY)]));
 
-  it("logs procedure, code, duration, client, peer and the client's request id, and echoes the id", async () => {
+  it("logs procedure, code, duration, client, tenant, peer and the client's request id, and echoes the id", async () => {
     let echoed: string | null = null;
     await client().startStream({ streamId: `log-${transport}` }, {
       headers: { "x-request-id": `req.${transport}-1_A` },
@@ -64,7 +64,7 @@ describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
     expect(echoed).toBe(`req.${transport}-1_A`);
     const [line, ...others] = rpcLines("StartStream");
     expect(others).toHaveLength(0);
-    expect(line).toMatchObject({ level: 30, code: "ok", client: "test", peer: "127.0.0.1", request_id: `req.${transport}-1_A` });
+    expect(line).toMatchObject({ level: 30, code: "ok", client: "test", tenant: "test", peer: "127.0.0.1", request_id: `req.${transport}-1_A` });
     expect(typeof line!.duration_ms).toBe("number");
     expect(line!.duration_ms as number).toBeGreaterThanOrEqual(0);
   });

@@ -2,7 +2,7 @@
  * Poison records: a record whose processing fails in any way (a result over
  * MAX_PAYLOAD_BYTES, a record a foreign producer wrote that cannot be read)
  * ends as `failed` with a reason (GetStream's counts, the metric, a warn line
- * with the stream id and cursor and never the payload), and its partition
+ * with the stream key and cursor and never the payload), and its partition
  * moves on: the other streams on that partition, and another client's, keep
  * getting results. A result on the results topic that cannot be read is
  * skipped by watchers. On Kafka, a poison record met after a restart fails
@@ -17,10 +17,12 @@ import type { Client } from "@connectrpc/connect";
 import type { Result, StreamService, WatchResultsResponse } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Logger } from "../src/logger.js";
 import { dataHeaders } from "../src/records.js";
+import { streamKey } from "../src/stream-key.js";
 import { testKafkaClient } from "./support/kafka-control.js";
 import {
   BROKERS,
   TEST_API_KEY,
+  TEST_TENANT,
   brokerEnv,
   collect,
   startTestServer,
@@ -32,6 +34,8 @@ import {
 } from "./support/server.js";
 
 const OTHER_KEY = "streamgate-other-client-key-0123456789";
+/** The key of a stream of the test key's tenant (the other key's too): its records' key on every topic, and in log lines. */
+const keyOf = (streamId: string) => streamKey(TEST_TENANT, streamId);
 /** In every payload of a poison record: no log line may contain it. */
 const SECRET = "SECRET-PAYLOAD-";
 const MAX_PAYLOAD_BYTES = 4096;
@@ -62,7 +66,8 @@ function serverEnv(kind: BrokerKind, prefix: string): Record<string, string> {
     KAFKA_PARTITIONS: "3",
     MAX_PAYLOAD_BYTES: String(MAX_PAYLOAD_BYTES),
     PROCESSOR_MAX_IN_FLIGHT: "4",
-    API_KEYS: `test:${TEST_API_KEY},other:${OTHER_KEY}`,
+    // Another client of the same tenant: it works with the test key's streams.
+    API_KEYS: `test:${TEST_API_KEY},other@${TEST_TENANT}:${OTHER_KEY}`,
   };
 }
 
@@ -77,13 +82,13 @@ function capturingLogger(lines: Array<Record<string, unknown>>): Logger {
   return pino({ level: "warn" }, destination);
 }
 
-/** `count` stream ids whose records share the ingest partition of `streamId`. */
+/** `count` stream ids (of the test tenant) whose records share the ingest partition of `streamId`. */
 function samePartition(server: TestServer, ingest: string, streamId: string, count: number): string[] {
-  const partition = server.app.broker.partitionFor(ingest, streamId);
+  const partition = server.app.broker.partitionFor(ingest, keyOf(streamId));
   const ids: string[] = [];
   for (let n = 0; ids.length < count; n++) {
     const id = `${streamId}-neighbour-${n}`;
-    if (server.app.broker.partitionFor(ingest, id) === partition) ids.push(id);
+    if (server.app.broker.partitionFor(ingest, keyOf(id)) === partition) ids.push(id);
   }
   return ids;
 }
@@ -139,7 +144,7 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     const { counts } = await client.getStream({ streamId: poisoned });
     expect(counts).toMatchObject({ accepted: 2n, processed: 2n, failed: 1n, results: 1n });
     expect(await failedMetric(server, "result_too_large")).toBe(before + 1);
-    const warned = lines.filter((line) => line.streamId === poisoned && line.reason === "result_too_large");
+    const warned = lines.filter((line) => line.stream === keyOf(poisoned) && line.reason === "result_too_large");
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatchObject({ level: 40, cursor: expect.any(String) });
     expect(JSON.stringify(lines)).not.toContain(SECRET);
@@ -160,11 +165,11 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     // whose send time is not a time (its result must still be readable).
     await server.app.broker.produce(topics.ingest, [
       {
-        key: poisoned,
+        key: keyOf(poisoned),
         value: encoder.encode(`{"v": ${SECRET}}`),
         headers: { "content-type": "application/json", "streamgate-send-time": "garbage" },
       },
-      { key: neighbour, value: new Uint8Array([1, 2, 3]), headers: { "streamgate-send-time": "not a time" } },
+      { key: keyOf(neighbour), value: new Uint8Array([1, 2, 3]), headers: { "streamgate-send-time": "not a time" } },
     ]);
     for (const n of range(BEHIND)) {
       await client.sendData({ streamId: neighbour, payload: json({ n }) });
@@ -183,7 +188,7 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     const { counts } = await client.getStream({ streamId: poisoned });
     expect(counts).toMatchObject({ failed: 1n, results: 1n });
     expect(await failedMetric(server, "exception")).toBe(before + 1);
-    const warned = lines.filter((line) => line.streamId === poisoned && line.reason === "exception");
+    const warned = lines.filter((line) => line.stream === keyOf(poisoned) && line.reason === "exception");
     expect(warned).toHaveLength(1);
     expect(warned[0]).toMatchObject({ level: 40, cursor: expect.any(String), error: "SyntaxError" });
     expect(JSON.stringify(lines)).not.toContain(SECRET);
@@ -199,7 +204,7 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     await client.sendData({ streamId, payload: json({ n: 1 }) });
     await server.app.broker.produce(topics.results, [
       {
-        key: streamId,
+        key: keyOf(streamId),
         value: encoder.encode(`{bad ${SECRET}`),
         headers: { "content-type": "application/json", "streamgate-process-time": "never" },
       },
@@ -214,7 +219,7 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     expect(all.map(dataOf)).toEqual([{ n: 1 }, { n: 2 }]);
     const resumed = await collect(other.watchResults({ streamId, afterCursor: all[0]!.result!.cursor }));
     expect(resumed.map(dataOf)).toEqual([{ n: 2 }]);
-    expect(lines.filter((line) => line.streamId === streamId && line.msg === "unreadable result skipped")).not.toHaveLength(0);
+    expect(lines.filter((line) => line.stream === keyOf(streamId) && line.msg === "unreadable result skipped")).not.toHaveLength(0);
     expect(JSON.stringify(lines)).not.toContain(SECRET);
   });
 });
@@ -244,14 +249,14 @@ describe("on Kafka, across restarts", () => {
     const writer = await testKafkaClient(`${prefix}writer`);
     try {
       await writer.ensureTopics([{ name: ingest, partitions: 3, compacted: false }]);
-      const record = (key: string, value: JsonValue) => ({
-        key,
+      const record = (streamId: string, value: JsonValue) => ({
+        key: keyOf(streamId),
         value: encoder.encode(JSON.stringify(value)),
         headers: dataHeaders("json", {}, "", Date.now()),
       });
       await writer.produce(ingest, [
         record(poisoned, { s: SECRET.repeat(200) }),
-        { key: poisoned, value: encoder.encode(`{"s": ${SECRET}}`), headers: { "content-type": "application/json" } },
+        { key: keyOf(poisoned), value: encoder.encode(`{"s": ${SECRET}}`), headers: { "content-type": "application/json" } },
         ...range(BEHIND).map((n) => record(neighbour, { n })),
         record(poisoned, { s: "ok" }),
       ]);

@@ -17,11 +17,14 @@ import { Ingest } from "../src/ingest.js";
 import { createProcessor, type Processor } from "../src/processor.js";
 import { createRegistry, type StreamRegistry } from "../src/registry.js";
 import { StreamCounters } from "../src/stream-counters.js";
+import { streamKey } from "../src/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics.js";
 
 const logger = pino({ level: "silent" });
 const topicConfig = { prefix: "t.", partitions: 2 };
 const topics = topicNames(topicConfig);
+/** The tenant of every stream here. */
+const TENANT = "acme";
 
 interface Rig {
   broker: Broker;
@@ -78,13 +81,15 @@ async function stop(processor: Processor): Promise<void> {
 
 /** The stream's results stored so far. */
 async function stored(broker: Broker, streamId: string): Promise<StoredRecord[]> {
-  const partition = broker.partitionFor(topics.results, streamId);
+  const key = streamKey(TENANT, streamId);
+  const partition = broker.partitionFor(topics.results, key);
   const records = await broker.fetch(topics.results, partition, 0, 1_000_000);
-  return records.filter((record) => record.key === streamId && !record.headers["streamgate-control"]);
+  return records.filter((record) => record.key === key && !record.headers["streamgate-control"]);
 }
 
 /** Resolves once the stream has `count` results, following the results log (no polling). */
 async function until(broker: Broker, streamId: string, count: number): Promise<void> {
+  const key = streamKey(TENANT, streamId);
   let seen = 0;
   await new Promise<void>((resolve) => {
     void broker
@@ -92,7 +97,7 @@ async function until(broker: Broker, streamId: string, count: number): Promise<v
         topic: topics.results,
         from: "earliest",
         eachBatch: async (batch) => {
-          seen += batch.records.filter((record) => record.key === streamId && !record.headers["streamgate-control"]).length;
+          seen += batch.records.filter((record) => record.key === key && !record.headers["streamgate-control"]).length;
           if (seen >= count) resolve();
         },
       })
@@ -107,10 +112,10 @@ describe("processor restart", () => {
   it("resumes a throttled backlog from the committed offset: one result per record, in order", async () => {
     const { broker, registry, ingest, newProcessor } = await rig();
     const streamId = "throttled";
-    await registry.create({ streamId, labels: {}, processing: throttle(100) });
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: throttle(100) });
     const first = await newProcessor();
     const total = 30;
-    for (let n = 0; n < total; n++) await ingest.send({ streamId, payload: value(n), eventId: `e${n}`, headers: {} });
+    for (let n = 0; n < total; n++) await ingest.send(TENANT, { streamId, payload: value(n), eventId: `e${n}`, headers: {} });
 
     await until(broker, streamId, 5);
     await stop(first); // in the middle of the backlog
@@ -127,9 +132,9 @@ describe("processor restart", () => {
   it("stops promptly with a backlog beyond its in-flight bound", async () => {
     const { broker, registry, ingest, newProcessor } = await rig();
     const streamId = "very-slow";
-    await registry.create({ streamId, labels: {}, processing: throttle(1) });
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: throttle(1) });
     const processor = await newProcessor(3);
-    for (let n = 0; n < 10; n++) await ingest.send({ streamId, payload: value(n), eventId: "", headers: {} });
+    for (let n = 0; n < 10; n++) await ingest.send(TENANT, { streamId, payload: value(n), eventId: "", headers: {} });
     await until(broker, streamId, 1);
     // At 1 record/s the backlog would take 9 s (past the test's timeout); the stop
     // drops it, uncommitted, at once, and a new processor picks it up.
@@ -182,11 +187,11 @@ describe("processor commits", () => {
     const commits = recordingCommits();
     const { broker, registry, ingest, newProcessor } = await rig(commits.wrap);
     const streamId = "paced-commits";
-    await registry.create({ streamId, labels: {}, processing: undefined });
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: undefined });
     const processor = await newProcessor(1000);
     // One record per turn: each is read, processed and finished in a turn of its own.
     for (let n = 0; n < 30; n++) {
-      await ingest.send({ streamId, payload: value(n), eventId: "", headers: {} });
+      await ingest.send(TENANT, { streamId, payload: value(n), eventId: "", headers: {} });
       await nextTurn();
     }
     await until(broker, streamId, 30);
@@ -205,11 +210,11 @@ describe("processor commits", () => {
     const commits = recordingCommits();
     const { registry, ingest, newProcessor } = await rig(commits.wrap);
     const streamId = "bounded-commits";
-    await registry.create({ streamId, labels: {}, processing: undefined });
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: undefined });
     const processor = await newProcessor(10); // commits once 5 finished records wait
     const committed = commits.next();
     for (let n = 0; n < 12; n++) {
-      await ingest.send({ streamId, payload: value(n), eventId: "", headers: {} });
+      await ingest.send(TENANT, { streamId, payload: value(n), eventId: "", headers: {} });
       await nextTurn();
     }
     // The interval has not passed, yet a commit comes once 5 finished records wait, and each after it 5 or more later.
@@ -230,17 +235,17 @@ describe("processor recovery", () => {
   it("skips records whose results were written before a crash that lost the commit", async () => {
     const { broker, registry, ingest, freshIngest, newProcessor } = await rig();
     const streamId = "crashed";
-    await registry.create({ streamId, labels: {}, processing: undefined });
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: undefined });
     const cursors: string[] = [];
     for (let n = 0; n < 6; n++) {
-      cursors.push((await ingest.send({ streamId, payload: value(n), eventId: `e${n}`, headers: {} })).cursor);
+      cursors.push((await ingest.send(TENANT, { streamId, payload: value(n), eventId: `e${n}`, headers: {} })).cursor);
     }
     // A processor that died after writing the results of records 0-2 and before
     // committing them: their results are in the log, the group has no offset.
     for (let n = 0; n < 3; n++) {
       await broker.produce(topics.results, [
         {
-          key: streamId,
+          key: streamKey(TENANT, streamId),
           value: new TextEncoder().encode(JSON.stringify({ n })),
           headers: { "content-type": "application/json", "streamgate-source-cursor": cursors[n]!, "streamgate-event-id": `e${n}` },
         },
@@ -253,8 +258,8 @@ describe("processor recovery", () => {
     // Event ids are remembered across the restart too: resent through a gateway
     // that has forgotten it, e1 is stored again but gets no second result.
     const restarted = freshIngest();
-    expect((await restarted.send({ streamId, payload: value(1), eventId: "e1", headers: {} })).duplicate).toBe(false);
-    await restarted.send({ streamId, payload: value(6), eventId: "e6", headers: {} });
+    expect((await restarted.send(TENANT, { streamId, payload: value(1), eventId: "e1", headers: {} })).duplicate).toBe(false);
+    await restarted.send(TENANT, { streamId, payload: value(6), eventId: "e6", headers: {} });
     await until(broker, streamId, 7);
     expect((await stored(broker, streamId)).map(numberOf)).toEqual([0, 1, 2, 3, 4, 5, 6]);
   });

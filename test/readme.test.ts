@@ -55,7 +55,11 @@ function readmeCommands(from = "## Use it", to = "### The API"): string[] {
  * Runs one command in bash from the project root, with .tools/bin on PATH;
  * `until` ends it (SIGTERM) once its output so far satisfies it.
  */
-function run(command: string, until?: (stdout: string) => boolean): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  command: string,
+  until?: (stdout: string) => boolean,
+  env: Record<string, string> = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((done) => {
     const child = spawn("bash", ["-c", `exec ${command}`], {
       cwd: root,
@@ -64,6 +68,7 @@ function run(command: string, until?: (stdout: string) => boolean): Promise<{ co
         PATH: `${toolsBin}:${process.env.PATH}`,
         STREAMGATE_API_KEY: README_KEY,
         STREAMGATE_ADMIN_KEY: README_ADMIN_KEY,
+        ...env,
       },
     });
     let stdout = "";
@@ -119,4 +124,32 @@ it("runs the AdminService examples of the README", async () => {
   // The stats stream runs until stopped: stopped once it has shown the limits just set.
   const watched = await run(watch, (stdout) => stdout.includes('"burst": 200'));
   expect(watched.stdout, watched.stderr).toContain('"globalBurst": 200');
+});
+
+it("runs the Tenants examples of the README: a watch-only key reads and is refused a send", async () => {
+  const watchKey = "readme-watch-key-0123456789abcdef";
+  // The keys as the section configures them.
+  const tenants = await startTestServer({ API_KEYS: `ingest@acme:${README_KEY}, dashboard@acme:${watchKey} streams:read` });
+  try {
+    const commands = readmeCommands("## Tenants", "**The admin role**").map((command) =>
+      command.replaceAll(":8080", `:${tenants.port}`),
+    );
+    expect(commands).toHaveLength(4);
+    const outputs: string[] = [];
+    for (const command of commands) {
+      const result = await run(command, undefined, { STREAMGATE_WATCH_KEY: watchKey });
+      expect(result, `${command}\n${result.stderr}`).toMatchObject({ code: 0 });
+      outputs.push(result.stdout);
+    }
+    const [started, listed, got, refused] = outputs as [string, string, string, string];
+    expect(JSON.parse(started)).toMatchObject({ created: true, stream: { streamId: "line-4" } });
+    expect(JSON.parse(listed)).toMatchObject({ streams: [{ streamId: "line-4", labels: { site: "north" } }] });
+    expect(JSON.parse(got)).toMatchObject({ stream: { streamId: "line-4", state: "STREAM_STATE_OPEN" } });
+    expect(JSON.parse(refused)).toEqual({
+      code: "permission_denied",
+      message: 'client "dashboard" may not call SendData: it needs the scope streams:write',
+    });
+  } finally {
+    await tenants.close();
+  }
 });

@@ -7,6 +7,7 @@ import { afterEach, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { createMemoryBroker } from "../src/broker/memory.js";
 import { createRegistry } from "../src/registry.js";
+import { streamKey } from "../src/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics.js";
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -25,17 +26,17 @@ it("shares high-watermark reads among concurrent creations, each start a lower b
     await registry.stop();
     await broker.close();
   });
-  await broker.produce(topics.results, [{ key: "older", value: new Uint8Array(1), headers: {} }]);
+  await broker.produce(topics.results, [{ key: streamKey("t", "older"), value: new Uint8Array(1), headers: {} }]);
 
   const offsets = vi.spyOn(broker, "offsets");
   const created = await Promise.all(
-    Array.from({ length: 20 }, (_, i) => registry.create({ streamId: `s${i}`, labels: {}, processing: undefined })),
+    Array.from({ length: 20 }, (_, i) => registry.create({ tenant: "t", streamId: `s${i}`, labels: {}, processing: undefined })),
   );
   expect(created.every(({ created }) => created)).toBe(true);
   expect(offsets.mock.calls.filter(([topic]) => topic === topics.results).length).toBeLessThan(20);
 
   // A result written now, after the streams exist, is at or past every recorded start.
-  const [first] = await broker.produce(topics.results, [{ key: "s0", value: new Uint8Array(1), headers: {} }]);
+  const [first] = await broker.produce(topics.results, [{ key: streamKey("t", "s0"), value: new Uint8Array(1), headers: {} }]);
   for (const { entry } of created) {
     expect(entry.resultsStart).toBeGreaterThanOrEqual(1); // past the older stream's result
     expect(entry.resultsStart).toBeLessThanOrEqual(first!.offset);

@@ -43,10 +43,12 @@ function simulate(...args: string[]) {
   return run(SIMULATOR[0], [...SIMULATOR[1], "--url", server.baseUrl, ...args], { timeoutMs: 60_000 });
 }
 
-/** The server's value of the limiter counter for `client`'s `result` ("allowed" or "denied"). */
+/** The server's value of the limiter counter for `client`'s `result` ("allowed" or "denied"); each key here is a tenant of its own, named by it. */
 async function limiterCount(client: string, result: string): Promise<number> {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith(`streamgate_limiter_requests_total{result="${result}",limit="client",client="${client}"}`));
+  const line = text
+    .split("\n")
+    .find((l) => l.startsWith(`streamgate_limiter_requests_total{result="${result}",limit="client",client="${client}",tenant="${client}"}`));
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 

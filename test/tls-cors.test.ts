@@ -82,9 +82,9 @@ describe("CORS", () => {
     expect(response.headers.get("access-control-allow-origin")).toBe("https://app.example");
     expect(response.headers.get("access-control-allow-methods")).toContain("POST");
     const allowed = response.headers.get("access-control-allow-headers")!.toLowerCase().split(/,\s*/);
-    // The credential headers too, so a browser can authenticate.
+    // The credential headers too, so a browser can authenticate (and an admin name a tenant).
     expect(allowed).toEqual(
-      expect.arrayContaining(["content-type", "connect-protocol-version", "x-grpc-web", "x-api-key", "authorization"]),
+      expect.arrayContaining(["content-type", "connect-protocol-version", "x-grpc-web", "x-api-key", "authorization", "streamgate-tenant"]),
     );
   });
 

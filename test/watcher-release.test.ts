@@ -26,6 +26,7 @@ import {
   type WatchResultsResponse,
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import { Fanout } from "../src/fanout.js";
+import { streamKey } from "../src/stream-key.js";
 import {
   BROKERS,
   TRANSPORTS,
@@ -37,6 +38,8 @@ import {
 
 const ATTACKER_KEY = "attacker-key-0123456789abcdef";
 const OTHER_KEY = "other-key-0123456789abcdef01";
+/** The tenant of both keys: the attacker may watch the other client's streams. */
+const TENANT = "shared";
 /** Small, so a few results overflow a stalled watcher. */
 const WATCH_BUFFER = 8;
 /** The attacker's cap on open watchers: every test opens this many, so a slot not given back fails the next. */
@@ -63,9 +66,9 @@ setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
 /**
- * What every watch of a stream held: its Watcher (buffer, resume cursor) and
- * the fanout's generator serving it, as weak references, recorded by the
- * fanout's own watch path (observed, not replaced).
+ * What every watch of a stream held, by stream key: its Watcher (buffer,
+ * resume cursor) and the fanout's generator serving it, as weak references,
+ * recorded by the fanout's own watch path (observed, not replaced).
  */
 const held = new Map<string, WeakRef<object>[]>();
 type StreamMethod = (...args: unknown[]) => object;
@@ -73,10 +76,10 @@ const fanoutStream = (Fanout.prototype as unknown as { stream: StreamMethod }).s
 beforeAll(() => {
   (Fanout.prototype as unknown as { stream: StreamMethod }).stream = function (this: Fanout, ...args: unknown[]) {
     const generator = fanoutStream.apply(this, args);
-    const [streamId, , , , watcher] = args as [string, number, number, unknown, object];
-    const refs = held.get(streamId) ?? [];
+    const [key, , , , watcher] = args as [string, number, number, unknown, object];
+    const refs = held.get(key) ?? [];
     refs.push(new WeakRef(watcher), new WeakRef(generator));
-    held.set(streamId, refs);
+    held.set(key, refs);
     return generator;
   };
 });
@@ -86,7 +89,7 @@ afterAll(() => {
 
 /** Waits until everything the watches of `streamId` held has been collected. */
 async function expectCollected(streamId: string): Promise<void> {
-  const refs = held.get(streamId) ?? [];
+  const refs = held.get(streamKey(TENANT, streamId)) ?? [];
   expect(refs.length).toBeGreaterThan(0);
   await until(async () => {
     gc();
@@ -191,7 +194,8 @@ describe.each(BROKERS)("watchers of vanished clients, on the %s broker", (broker
   beforeAll(async () => {
     server = await startTestServer(
       {
-        API_KEYS: `attacker:${ATTACKER_KEY},other:${OTHER_KEY}`,
+        // Two clients of one tenant: the attacker may watch the other's streams; each has its own watcher slots.
+        API_KEYS: `attacker@${TENANT}:${ATTACKER_KEY},other@${TENANT}:${OTHER_KEY}`,
         WATCH_BUFFER: String(WATCH_BUFFER),
         CLIENT_MAX_WATCHERS: String(MAX_WATCHERS),
       },

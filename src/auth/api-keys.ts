@@ -2,28 +2,45 @@
  * API keys: parsed from `API_KEYS`, `API_KEYS_FILE` and `ADMIN_API_KEYS`, held
  * only as SHA-256 digests, and looked up in constant time.
  *
+ * An entry is `name[@tenant]:key[ scope ...]`: the key's name (the client),
+ * optionally the tenant it belongs to (else a tenant of its own, named by the
+ * key's name), the key (or `sha256:<64 hex>`), and optionally the scopes it is
+ * limited to, separated by spaces (none: every scope).
+ *
  * Nothing here ever puts a key, or text that might be part of one, into a
  * message: a malformed entry is named by its position, not its content.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
+import { ALL_SCOPES, SCOPES, isScope, type Scope } from "./scopes.js";
 
 /** What a credential may do: `admin` may also call the admin services. */
 export type Role = "user" | "admin";
 
-/** One configured key: its name (the client identity), role and the SHA-256 of the key. */
+/** One configured key: its name (the client identity), tenant, role, scopes and the SHA-256 of the key. */
 export interface ApiKeyEntry {
   name: string;
+  tenant: string;
   role: Role;
+  scopes: ReadonlySet<Scope>;
   digest: Buffer;
 }
 
-/** Who made a call: the client's name (a key's name or a JWT's `sub`) and its role. */
+/**
+ * Who made a call: the client's name (a key's name or a JWT's `sub`), the
+ * tenant whose streams it works with, its role and scopes, and whether its
+ * names are configured ones (API keys), which alone may be metric labels.
+ */
 export interface Principal {
   client: string;
+  tenant: string;
   role: Role;
+  scopes: ReadonlySet<Scope>;
+  configured: boolean;
 }
 
 const NAME = /^[A-Za-z0-9._-]{1,64}$/;
+/** A tenant's name: as a key's name (it is one, for a key without a tenant), and never containing "/", which joins it to stream ids. */
+export const TENANT_NAME = NAME;
 /** Visible ASCII only: a key travels in an HTTP header, and `,` separates API_KEYS entries. */
 const KEY = /^[\x21-\x7e]{1,4096}$/;
 const HASHED = /^sha256:([0-9a-fA-F]{64})$/;
@@ -34,8 +51,9 @@ export function sha256(key: string): Buffer {
 }
 
 /**
- * Parses one `name:key` entry (the key may be `sha256:<64 hex>`); `where`
- * names the entry in a problem ("API_KEYS entry 2", "API_KEYS_FILE line 7").
+ * Parses one `name[@tenant]:key[ scope ...]` entry (the key may be
+ * `sha256:<64 hex>`); `where` names the entry in a problem ("API_KEYS entry
+ * 2", "API_KEYS_FILE line 7").
  */
 function parseEntry(text: string, where: string, role: Role, problems: string[]): ApiKeyEntry | undefined {
   const colon = text.indexOf(":");
@@ -43,15 +61,34 @@ function parseEntry(text: string, where: string, role: Role, problems: string[])
     problems.push(`${where} is not name:key`);
     return undefined;
   }
-  const name = text.slice(0, colon).trim();
-  const key = text.slice(colon + 1).trim();
+  // "k:key streams:read,streams:write" in API_KEYS splits into a second entry that is a scope: not a key named "streams".
+  if (isScope(text)) {
+    problems.push(`${where} is a scope: scopes follow their key separated by spaces, not commas`);
+    return undefined;
+  }
+  const head = text.slice(0, colon).trim();
+  const [key = "", ...scopeWords] = text.slice(colon + 1).trim().split(/[ \t]+/);
+  const at = head.indexOf("@");
+  const name = at < 0 ? head : head.slice(0, at);
+  const tenant = at < 0 ? name : head.slice(at + 1);
   if (!NAME.test(name)) {
     // Not echoed: a missing name may leave part of a key before the colon.
     problems.push(`${where}: the name must be 1 to 64 of A-Z a-z 0-9 . _ -`);
     return undefined;
   }
+  if (!TENANT_NAME.test(tenant)) {
+    problems.push(`${where} (${JSON.stringify(name)}): the tenant after "@" must be 1 to 64 of A-Z a-z 0-9 . _ -`);
+    return undefined;
+  }
+  const unknown = scopeWords.filter((word) => !isScope(word));
+  if (unknown.length > 0) {
+    // Scopes come after the key, so a word that is not one may be part of a key: not echoed.
+    problems.push(`${where} (${JSON.stringify(name)}): after the key come only scopes (${SCOPES.join(", ")}), separated by spaces`);
+    return undefined;
+  }
+  const scopes: ReadonlySet<Scope> = scopeWords.length === 0 ? ALL_SCOPES : new Set(scopeWords as Scope[]);
   const hashed = HASHED.exec(key);
-  if (hashed) return { name, role, digest: Buffer.from(hashed[1]!, "hex") };
+  if (hashed) return { name, tenant, role, scopes, digest: Buffer.from(hashed[1]!, "hex") };
   if (key.startsWith("sha256:")) {
     problems.push(`${where} (${JSON.stringify(name)}): a sha256: key must be 64 hexadecimal digits`);
     return undefined;
@@ -60,10 +97,10 @@ function parseEntry(text: string, where: string, role: Role, problems: string[])
     problems.push(`${where} (${JSON.stringify(name)}): the key must be 1 to 4096 visible ASCII characters`);
     return undefined;
   }
-  return { name, role, digest: sha256(key) };
+  return { name, tenant, role, scopes, digest: sha256(key) };
 }
 
-/** Parses a comma-separated list of `name:key` entries, as in API_KEYS and ADMIN_API_KEYS. */
+/** Parses a comma-separated list of `name[@tenant]:key[ scope ...]` entries, as in API_KEYS and ADMIN_API_KEYS. */
 export function parseKeyList(text: string, variable: string, role: Role, problems: string[]): ApiKeyEntry[] {
   const entries: ApiKeyEntry[] = [];
   text.split(",").forEach((item, index) => {
@@ -74,7 +111,7 @@ export function parseKeyList(text: string, variable: string, role: Role, problem
   return entries;
 }
 
-/** Parses a keys file: one `name:key` per line; blank lines and lines starting with `#` are skipped. */
+/** Parses a keys file: one `name[@tenant]:key[ scope ...]` per line; blank lines and lines starting with `#` are skipped. */
 export function parseKeyFile(text: string, variable: string, role: Role, problems: string[]): ApiKeyEntry[] {
   const entries: ApiKeyEntry[] = [];
   text.split(/\r?\n/).forEach((line, index) => {
@@ -123,6 +160,6 @@ export class ApiKeyStore {
       const same = timingSafeEqual(entry.digest, digest);
       found = same ? entry : found;
     }
-    return found && { client: found.name, role: found.role };
+    return found && { client: found.name, tenant: found.tenant, role: found.role, scopes: found.scopes, configured: true };
   }
 }

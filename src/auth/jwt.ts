@@ -1,10 +1,13 @@
 /**
  * JWT bearer tokens (jose): HS256 with a shared secret and/or RS256/ES256 with
  * public keys from a local JWKS file. `exp` and `nbf` are enforced with 30 s of
- * clock tolerance; `sub` is the client id; a configurable claim grants admin.
+ * clock tolerance; `sub` is the client id; a configurable claim (JWT_TENANT_CLAIM,
+ * else `sub`) names the tenant; the OAuth `scope` claim limits what the token
+ * may do; a configurable claim grants admin.
  */
 import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTPayload } from "jose";
-import type { Principal } from "./api-keys.js";
+import { TENANT_NAME, type Principal } from "./api-keys.js";
+import { ALL_SCOPES, isScope, type Scope } from "./scopes.js";
 
 /** JWT verification settings (see README "Authentication"). */
 export interface JwtConfig {
@@ -16,6 +19,8 @@ export interface JwtConfig {
   issuer: string | undefined;
   /** Required `aud`, when set. */
   audience: string | undefined;
+  /** The claim naming the token's tenant; without it, the tenant is the token's `sub`. */
+  tenantClaim: string;
   /** The claim that grants the admin role... */
   adminClaim: string;
   /** ...when it equals (or, as an array, contains) this value. */
@@ -51,8 +56,26 @@ export function createJwtVerifier(config: JwtConfig): JwtVerifier {
       return undefined; // expired, not yet valid, bad signature, unknown key, malformed: all "invalid credential"
     }
     if (typeof payload.sub !== "string" || payload.sub === "") return undefined;
+    const tenant = payload[config.tenantClaim] ?? payload.sub;
+    // A tenant joins stream ids on the broker: a name that cannot be one is no credential.
+    if (typeof tenant !== "string" || !TENANT_NAME.test(tenant)) return undefined;
+    const scopes = scopesOf(payload.scope);
+    if (!scopes) return undefined;
     const claim = payload[config.adminClaim];
     const admin = Array.isArray(claim) ? claim.includes(config.adminValue) : claim === config.adminValue;
-    return { client: payload.sub, role: admin ? "admin" : "user" };
+    return { client: payload.sub, tenant, role: admin ? "admin" : "user", scopes, configured: false };
   };
+}
+
+/**
+ * The streamgate scopes of an OAuth `scope` claim (space-separated, or an
+ * array of strings as some issuers write it): every scope when the claim is
+ * absent; only the streamgate scopes it names when present (others, for other
+ * services, are ignored); undefined when it is neither.
+ */
+function scopesOf(claim: unknown): ReadonlySet<Scope> | undefined {
+  if (claim === undefined) return ALL_SCOPES;
+  const words = typeof claim === "string" ? claim.split(" ") : claim;
+  if (!Array.isArray(words) || !words.every((word) => typeof word === "string")) return undefined;
+  return new Set(words.filter(isScope));
 }

@@ -18,6 +18,11 @@ export interface ProduceRecord {
   headers: RecordHeaders;
   /** Milliseconds since the epoch; the broker's time when omitted. */
   timestamp?: number;
+  /**
+   * A tombstone: on a compacted topic, the key's earlier records are removed
+   * (Kafka: a null value; `value` must be empty). Read back with an empty value.
+   */
+  tombstone?: boolean;
 }
 
 /** How long a produce may take. */

@@ -307,7 +307,7 @@ class KafkaBroker implements Broker {
           topic,
           messages: entries.map(({ partition, record }) => ({
             key: record.key,
-            value: Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength),
+            value: record.tombstone ? null : Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength),
             headers: record.headers,
             partition,
             timestamp: record.timestamp === undefined ? undefined : String(record.timestamp),

@@ -1,15 +1,18 @@
 /**
  * Authentication and authorization of every call, on every protocol: a
  * credential from `x-api-key` or `authorization: Bearer`, checked against the
- * API keys (or verified as a JWT), and the principal put in the call's context
- * for the log line (and, later, limits). Services listed as open (health and
- * reflection by default) need none; admin services need the admin role.
+ * API keys (or verified as a JWT), and the principal and the tenant it acts in
+ * put in the call's context. Services listed as open (health and reflection
+ * by default) need none; admin services need the admin role; each
+ * StreamService method needs its scope (src/auth/scopes.ts).
  */
 import type { Interceptor } from "@connectrpc/connect";
-import type { ApiKeyStore, Principal } from "../auth/api-keys.js";
+import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { TENANT_NAME, type ApiKeyStore, type Principal } from "../auth/api-keys.js";
 import type { JwtVerifier } from "../auth/jwt.js";
-import { invalidCredential, missingCredential, permissionDenied } from "../errors.js";
-import { PRINCIPAL } from "../request-context.js";
+import { METHOD_SCOPE } from "../auth/scopes.js";
+import { foreignTenant, invalidArgument, invalidCredential, missingCredential, permissionDenied, scopeMissing } from "../errors.js";
+import { PRINCIPAL, TENANT, TENANT_HEADER } from "../request-context.js";
 
 /** What the interceptor needs. */
 export interface AuthOptions {
@@ -40,9 +43,28 @@ export function credentialOf(
   return bearer ? { value: bearer[1]!, bearer: true } : undefined;
 }
 
-/** Throws PERMISSION_DENIED when `principal` may not call `service`. */
-export function authorize(principal: Principal, service: string, adminServices: ReadonlySet<string>): void {
+/**
+ * The tenant `principal` acts in when it calls `method` of `service`: its own,
+ * or for the admin role the one it names in the streamgate-tenant header
+ * (`namedTenant`; never another by default). Throws PERMISSION_DENIED when the
+ * principal may not make the call (an admin service without the admin role,
+ * a StreamService method without its scope, another tenant without the admin
+ * role), INVALID_ARGUMENT for a tenant name that cannot be one.
+ */
+export function authorize(
+  principal: Principal,
+  service: string,
+  method: string,
+  adminServices: ReadonlySet<string>,
+  namedTenant: string | null | undefined,
+): string {
   if (adminServices.has(service) && principal.role !== "admin") throw permissionDenied(principal.client, service);
+  const scope = service === StreamService.typeName ? METHOD_SCOPE[method] : undefined;
+  if (scope !== undefined && !principal.scopes.has(scope)) throw scopeMissing(principal.client, method, scope);
+  if (namedTenant == null || namedTenant === "" || namedTenant === principal.tenant) return principal.tenant;
+  if (principal.role !== "admin") throw foreignTenant(principal.client);
+  if (!TENANT_NAME.test(namedTenant)) throw invalidArgument(`${TENANT_HEADER} must be a tenant name: 1 to 64 of A-Z a-z 0-9 . _ -`);
+  return namedTenant;
 }
 
 /**
@@ -69,17 +91,16 @@ export function authenticate(options: AuthOptions): Interceptor {
   return (next) => async (request) => {
     const service = request.service.typeName;
     if (openServices.has(service)) return next(request);
-    const verified = request.contextValues.get(PRINCIPAL);
-    if (verified) {
-      authorize(verified, service, adminServices);
-      return next(request);
+    let principal = request.contextValues.get(PRINCIPAL);
+    if (!principal) {
+      const credential = credentialFrom(request.header);
+      if (!credential) throw missingCredential();
+      principal = await identify(credential);
+      if (!principal) throw invalidCredential();
+      request.contextValues.set(PRINCIPAL, principal);
     }
-    const credential = credentialFrom(request.header);
-    if (!credential) throw missingCredential();
-    const principal = await identify(credential);
-    if (!principal) throw invalidCredential();
-    authorize(principal, service, adminServices);
-    request.contextValues.set(PRINCIPAL, principal);
+    const tenant = authorize(principal, service, request.method.name, adminServices, request.header.get(TENANT_HEADER));
+    request.contextValues.set(TENANT, tenant);
     return next(request);
   };
 }

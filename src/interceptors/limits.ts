@@ -20,15 +20,13 @@ export interface LimitOptions {
   limits: Limits;
   /** Services not limited: those callable without a credential, and the admin services. */
   exemptServices: ReadonlySet<string>;
-  /** The configured API key names: the only client names used as metric labels. */
-  keyNames: ReadonlySet<string>;
   /** Told of every request of a limited service. */
   stats: LiveStats;
 }
 
 /** Creates the limits interceptor. */
 export function limitCalls(options: LimitOptions): Interceptor {
-  const { limits, exemptServices, keyNames, stats } = options;
+  const { limits, exemptServices, stats } = options;
   /**
    * Takes a token for `client`, or rejects with RESOURCE_EXHAUSTED and when to
    * retry. With no limit set it settles nothing and returns undefined: a
@@ -48,9 +46,15 @@ export function limitCalls(options: LimitOptions): Interceptor {
   return (next) => async (request) => {
     if (exemptServices.has(request.service.typeName)) return next(request);
     const principal = request.contextValues.get(PRINCIPAL);
+    // Keyed by tenant and client: a JWT's sub names a client within its tenant only.
+    // Only configured names (API keys') become metric labels.
     const client: LimitedClient = principal
-      ? { key: `client:${principal.client}`, label: keyNames.has(principal.client) ? principal.client : "anonymous" }
-      : { key: `peer:${request.contextValues.get(PEER)}`, label: "anonymous" };
+      ? {
+          key: `client:${principal.tenant}/${principal.client}`,
+          label: principal.configured ? principal.client : "anonymous",
+          tenantLabel: principal.configured ? principal.tenant : "anonymous",
+        }
+      : { key: `peer:${request.contextValues.get(PEER)}`, label: "anonymous", tenantLabel: "anonymous" };
 
     if (!request.stream) {
       await take(client);

@@ -11,7 +11,7 @@ import { abortedByClient } from "../errors.js";
 import type { Logger } from "../logger.js";
 import type { LiveStats } from "../live-stats.js";
 import type { GrpcType, Metrics } from "../metrics.js";
-import { PEER, PRINCIPAL, REQUEST_ID } from "../request-context.js";
+import { PEER, PRINCIPAL, REQUEST_ID, TENANT } from "../request-context.js";
 import { tap, type TapEnd } from "./tap.js";
 
 /** What the interceptor needs. */
@@ -74,6 +74,7 @@ export function observeCalls(options: ObserveOptions): Interceptor {
           duration_ms: Math.round(seconds * 1e6) / 1e3,
           // The credential's name (or JWT sub) once auth has run; never the credential itself.
           client: request.contextValues.get(PRINCIPAL)?.client,
+          tenant: request.contextValues.get(TENANT) || undefined,
           peer: request.contextValues.get(PEER),
           request_id: request.contextValues.get(REQUEST_ID),
         },

@@ -23,6 +23,13 @@ import { kafkaBrokers } from "./kafka-control.js";
 /** The API key every test server accepts unless the test configures auth itself (name "test"). */
 export const TEST_API_KEY = "streamgate-test-key-0123456789";
 
+/**
+ * The tenant of {@link TEST_API_KEY}: a key configured without "@tenant" is a
+ * tenant of its own, named by the key's name. Its streams' records are keyed
+ * `test/<stream id>` on every topic.
+ */
+export const TEST_TENANT = "test";
+
 /** The variables that configure credentials: a test setting any of them (even to "") gets no default key. */
 export const AUTH_VARIABLES = [
   "API_KEYS",

@@ -19,6 +19,7 @@ export class Leaderboard {
       row.dataset.client = figures.client;
       row.append(
         element("td", figures.client, "client"),
+        element("td", figures.tenant, "tenant"),
         element("td", formatNumber(figures.allowed), "number"),
         element("td", formatNumber(figures.blocked), "number"),
         tokensCell(figures.tokens, burst),
@@ -27,7 +28,7 @@ export class Leaderboard {
     });
     if (rows.length === 0) {
       const empty = element("td", "No requests in the last minute.", "empty");
-      empty.colSpan = 4;
+      empty.colSpan = 5;
       const row = element("tr");
       row.append(empty);
       rows.push(row);

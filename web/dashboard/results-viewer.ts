@@ -1,7 +1,9 @@
 /**
  * A live view of one stream's results (StreamService.WatchResults), newest
  * first. One watch at a time: starting another, changing the stream id or
- * pressing stop ends the current one.
+ * pressing stop ends the current one. The stream is the session key's
+ * tenant's, or (the admin key acting across tenants) the tenant named, sent
+ * in the streamgate-tenant header.
  */
 import { toJsonString } from "@bufbuild/protobuf";
 import { ValueSchema, timestampDate } from "@bufbuild/protobuf/wkt";
@@ -26,6 +28,7 @@ const POSITIONS: Record<string, StartPosition> = {
 export class ResultsViewer {
   private readonly form = byId("results-form", HTMLFormElement);
   private readonly streamId = byId("results-stream-id", HTMLInputElement);
+  private readonly tenant = byId("results-tenant", HTMLInputElement);
   private readonly from = byId("results-from", HTMLSelectElement);
   private readonly startButton = byId("results-start", HTMLButtonElement);
   private readonly stopButton = byId("results-stop", HTMLButtonElement);
@@ -46,6 +49,9 @@ export class ResultsViewer {
     // A watch shows the stream it was started for: editing the id ends it.
     this.streamId.addEventListener("input", () => {
       if (this.watch) this.stop("stopped: the stream id changed");
+    });
+    this.tenant.addEventListener("input", () => {
+      if (this.watch) this.stop("stopped: the tenant changed");
     });
     this.showWatching(false);
   }
@@ -79,8 +85,10 @@ export class ResultsViewer {
     this.showWatching(true);
     this.report(`watching ${streamId}`, "live");
     const startPosition = POSITIONS[this.from.value] ?? StartPosition.LATEST;
+    const tenant = this.tenant.value.trim();
+    const headers: Record<string, string> = tenant === "" ? {} : { "streamgate-tenant": tenant };
     try {
-      for await (const { result } of this.streams.watchResults({ streamId, startPosition }, { signal: watch.signal })) {
+      for await (const { result } of this.streams.watchResults({ streamId, startPosition }, { signal: watch.signal, headers })) {
         if (result) this.add(result);
       }
       if (this.watch === watch) this.finish(`ended: ${streamId} is closed`, "idle");

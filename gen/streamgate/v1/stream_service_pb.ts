@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file streamgate/v1/stream_service.proto.
  */
 export const file_streamgate_v1_stream_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJzdHJlYW1nYXRlL3YxL3N0cmVhbV9zZXJ2aWNlLnByb3RvEg1zdHJlYW1nYXRlLnYxIkgKClByb2Nlc3NpbmcSDgoGZmlsdGVyGAEgASgJEhEKCXRyYW5zZm9ybRgCIAEoCRIXCg9yYXRlX3Blcl9zZWNvbmQYAyABKAEiuAIKBlN0cmVhbRIRCglzdHJlYW1faWQYASABKAkSKQoFc3RhdGUYAiABKA4yGi5zdHJlYW1nYXRlLnYxLlN0cmVhbVN0YXRlEjEKBmxhYmVscxgDIAMoCzIhLnN0cmVhbWdhdGUudjEuU3RyZWFtLkxhYmVsc0VudHJ5Ei0KCnByb2Nlc3NpbmcYBCABKAsyGS5zdHJlYW1nYXRlLnYxLlByb2Nlc3NpbmcSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEijAEKDFN0cmVhbUNvdW50cxIQCghhY2NlcHRlZBgBIAEoBBISCgpkdXBsaWNhdGVzGAIgASgEEhAKCHJlamVjdGVkGAMgASgEEhEKCXByb2Nlc3NlZBgEIAEoBBIQCghmaWx0ZXJlZBgFIAEoBBIOCgZmYWlsZWQYBiABKAQSDwoHcmVzdWx0cxgHIAEoBCLEAQoSU3RhcnRTdHJlYW1SZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRI9CgZsYWJlbHMYAiADKAsyLS5zdHJlYW1nYXRlLnYxLlN0YXJ0U3RyZWFtUmVxdWVzdC5MYWJlbHNFbnRyeRItCgpwcm9jZXNzaW5nGAMgASgLMhkuc3RyZWFtZ2F0ZS52MS5Qcm9jZXNzaW5nGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTQoTU3RhcnRTdHJlYW1SZXNwb25zZRIlCgZzdHJlYW0YASABKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbRIPCgdjcmVhdGVkGAIgASgIIuYBCg9TZW5kRGF0YVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRI8CgdoZWFkZXJzGAUgAygLMisuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlcXVlc3QuSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB3BheWxvYWQiNQoQU2VuZERhdGFSZXNwb25zZRIOCgZjdXJzb3IYASABKAkSEQoJZHVwbGljYXRlGAIgASgIIoUCChVTZW5kRGF0YVN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRJCCgdoZWFkZXJzGAUgAygLMjEuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVN0cmVhbVJlcXVlc3QuSGVhZGVyc0VudHJ5EhEKCWZhaWxfZmFzdBgGIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIpMBChZTZW5kRGF0YVN0cmVhbVJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEhIKCmR1cGxpY2F0ZXMYAiABKAQSEAoIcmVqZWN0ZWQYAyABKAQSLAoKcmVqZWN0aW9ucxgEIAMoCzIYLnN0cmVhbWdhdGUudjEuUmVqZWN0aW9uEhMKC2xhc3RfY3Vyc29yGAUgASgJIjgKCVJlamVjdGlvbhINCgVpbmRleBgBIAEoBBIMCgRjb2RlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSKEAQoTV2F0Y2hSZXN1bHRzUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEjQKDnN0YXJ0X3Bvc2l0aW9uGAMgASgOMhwuc3RyZWFtZ2F0ZS52MS5TdGFydFBvc2l0aW9uEg4KBmZpbHRlchgEIAEoCSI9ChRXYXRjaFJlc3VsdHNSZXNwb25zZRIlCgZyZXN1bHQYASABKAsyFS5zdHJlYW1nYXRlLnYxLlJlc3VsdCLcAgoGUmVzdWx0EhEKCXN0cmVhbV9pZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSJgoEZGF0YRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA3JhdxgFIAEoDEgAEjMKB2hlYWRlcnMYBiADKAsyIi5zdHJlYW1nYXRlLnYxLlJlc3VsdC5IZWFkZXJzRW50cnkSLQoJc2VuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxwcm9jZXNzX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXNvdXJjZV9jdXJzb3IYCSABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCInChJDbG9zZVN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJIjwKE0Nsb3NlU3RyZWFtUmVzcG9uc2USJQoGc3RyZWFtGAEgASgLMhUuc3RyZWFtZ2F0ZS52MS5TdHJlYW0iJQoQR2V0U3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiZwoRR2V0U3RyZWFtUmVzcG9uc2USJQoGc3RyZWFtGAEgASgLMhUuc3RyZWFtZ2F0ZS52MS5TdHJlYW0SKwoGY291bnRzGAIgASgLMhsuc3RyZWFtZ2F0ZS52MS5TdHJlYW1Db3VudHMiHAoKUmVzdW1lSW5mbxIOCgZjdXJzb3IYASABKAkqWwoLU3RyZWFtU3RhdGUSHAoYU1RSRUFNX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRU1RSRUFNX1NUQVRFX09QRU4QARIXChNTVFJFQU1fU1RBVEVfQ0xPU0VEEAIqZwoNU3RhcnRQb3NpdGlvbhIeChpTVEFSVF9QT1NJVElPTl9VTlNQRUNJRklFRBAAEhsKF1NUQVJUX1BPU0lUSU9OX0VBUkxJRVNUEAESGQoVU1RBUlRfUE9TSVRJT05fTEFURVNUEAIylAQKDVN0cmVhbVNlcnZpY2USVAoLU3RhcnRTdHJlYW0SIS5zdHJlYW1nYXRlLnYxLlN0YXJ0U3RyZWFtUmVxdWVzdBoiLnN0cmVhbWdhdGUudjEuU3RhcnRTdHJlYW1SZXNwb25zZRJLCghTZW5kRGF0YRIeLnN0cmVhbWdhdGUudjEuU2VuZERhdGFSZXF1ZXN0Gh8uc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlc3BvbnNlEl8KDlNlbmREYXRhU3RyZWFtEiQuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVN0cmVhbVJlcXVlc3QaJS5zdHJlYW1nYXRlLnYxLlNlbmREYXRhU3RyZWFtUmVzcG9uc2UoARJZCgxXYXRjaFJlc3VsdHMSIi5zdHJlYW1nYXRlLnYxLldhdGNoUmVzdWx0c1JlcXVlc3QaIy5zdHJlYW1nYXRlLnYxLldhdGNoUmVzdWx0c1Jlc3BvbnNlMAESVAoLQ2xvc2VTdHJlYW0SIS5zdHJlYW1nYXRlLnYxLkNsb3NlU3RyZWFtUmVxdWVzdBoiLnN0cmVhbWdhdGUudjEuQ2xvc2VTdHJlYW1SZXNwb25zZRJOCglHZXRTdHJlYW0SHy5zdHJlYW1nYXRlLnYxLkdldFN0cmVhbVJlcXVlc3QaIC5zdHJlYW1nYXRlLnYxLkdldFN0cmVhbVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiJzdHJlYW1nYXRlL3YxL3N0cmVhbV9zZXJ2aWNlLnByb3RvEg1zdHJlYW1nYXRlLnYxIkgKClByb2Nlc3NpbmcSDgoGZmlsdGVyGAEgASgJEhEKCXRyYW5zZm9ybRgCIAEoCRIXCg9yYXRlX3Blcl9zZWNvbmQYAyABKAEiuAIKBlN0cmVhbRIRCglzdHJlYW1faWQYASABKAkSKQoFc3RhdGUYAiABKA4yGi5zdHJlYW1nYXRlLnYxLlN0cmVhbVN0YXRlEjEKBmxhYmVscxgDIAMoCzIhLnN0cmVhbWdhdGUudjEuU3RyZWFtLkxhYmVsc0VudHJ5Ei0KCnByb2Nlc3NpbmcYBCABKAsyGS5zdHJlYW1nYXRlLnYxLlByb2Nlc3NpbmcSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEijAEKDFN0cmVhbUNvdW50cxIQCghhY2NlcHRlZBgBIAEoBBISCgpkdXBsaWNhdGVzGAIgASgEEhAKCHJlamVjdGVkGAMgASgEEhEKCXByb2Nlc3NlZBgEIAEoBBIQCghmaWx0ZXJlZBgFIAEoBBIOCgZmYWlsZWQYBiABKAQSDwoHcmVzdWx0cxgHIAEoBCLEAQoSU3RhcnRTdHJlYW1SZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRI9CgZsYWJlbHMYAiADKAsyLS5zdHJlYW1nYXRlLnYxLlN0YXJ0U3RyZWFtUmVxdWVzdC5MYWJlbHNFbnRyeRItCgpwcm9jZXNzaW5nGAMgASgLMhkuc3RyZWFtZ2F0ZS52MS5Qcm9jZXNzaW5nGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTQoTU3RhcnRTdHJlYW1SZXNwb25zZRIlCgZzdHJlYW0YASABKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbRIPCgdjcmVhdGVkGAIgASgIIuYBCg9TZW5kRGF0YVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRI8CgdoZWFkZXJzGAUgAygLMisuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlcXVlc3QuSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB3BheWxvYWQiNQoQU2VuZERhdGFSZXNwb25zZRIOCgZjdXJzb3IYASABKAkSEQoJZHVwbGljYXRlGAIgASgIIoUCChVTZW5kRGF0YVN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRJCCgdoZWFkZXJzGAUgAygLMjEuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVN0cmVhbVJlcXVlc3QuSGVhZGVyc0VudHJ5EhEKCWZhaWxfZmFzdBgGIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIpMBChZTZW5kRGF0YVN0cmVhbVJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEhIKCmR1cGxpY2F0ZXMYAiABKAQSEAoIcmVqZWN0ZWQYAyABKAQSLAoKcmVqZWN0aW9ucxgEIAMoCzIYLnN0cmVhbWdhdGUudjEuUmVqZWN0aW9uEhMKC2xhc3RfY3Vyc29yGAUgASgJIjgKCVJlamVjdGlvbhINCgVpbmRleBgBIAEoBBIMCgRjb2RlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSKEAQoTV2F0Y2hSZXN1bHRzUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEjQKDnN0YXJ0X3Bvc2l0aW9uGAMgASgOMhwuc3RyZWFtZ2F0ZS52MS5TdGFydFBvc2l0aW9uEg4KBmZpbHRlchgEIAEoCSI9ChRXYXRjaFJlc3VsdHNSZXNwb25zZRIlCgZyZXN1bHQYASABKAsyFS5zdHJlYW1nYXRlLnYxLlJlc3VsdCLcAgoGUmVzdWx0EhEKCXN0cmVhbV9pZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSJgoEZGF0YRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA3JhdxgFIAEoDEgAEjMKB2hlYWRlcnMYBiADKAsyIi5zdHJlYW1nYXRlLnYxLlJlc3VsdC5IZWFkZXJzRW50cnkSLQoJc2VuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxwcm9jZXNzX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXNvdXJjZV9jdXJzb3IYCSABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCInChJDbG9zZVN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJIjwKE0Nsb3NlU3RyZWFtUmVzcG9uc2USJQoGc3RyZWFtGAEgASgLMhUuc3RyZWFtZ2F0ZS52MS5TdHJlYW0iJQoQR2V0U3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiZwoRR2V0U3RyZWFtUmVzcG9uc2USJQoGc3RyZWFtGAEgASgLMhUuc3RyZWFtZ2F0ZS52MS5TdHJlYW0SKwoGY291bnRzGAIgASgLMhsuc3RyZWFtZ2F0ZS52MS5TdHJlYW1Db3VudHMi1AEKEkxpc3RTdHJlYW1zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIpCgVzdGF0ZRgDIAEoDjIaLnN0cmVhbWdhdGUudjEuU3RyZWFtU3RhdGUSPQoGbGFiZWxzGAQgAygLMi0uc3RyZWFtZ2F0ZS52MS5MaXN0U3RyZWFtc1JlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJWChNMaXN0U3RyZWFtc1Jlc3BvbnNlEiYKB3N0cmVhbXMYASADKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoTRGVsZXRlU3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiFgoURGVsZXRlU3RyZWFtUmVzcG9uc2UiHAoKUmVzdW1lSW5mbxIOCgZjdXJzb3IYASABKAkqWwoLU3RyZWFtU3RhdGUSHAoYU1RSRUFNX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRU1RSRUFNX1NUQVRFX09QRU4QARIXChNTVFJFQU1fU1RBVEVfQ0xPU0VEEAIqZwoNU3RhcnRQb3NpdGlvbhIeChpTVEFSVF9QT1NJVElPTl9VTlNQRUNJRklFRBAAEhsKF1NUQVJUX1BPU0lUSU9OX0VBUkxJRVNUEAESGQoVU1RBUlRfUE9TSVRJT05fTEFURVNUEAIywwUKDVN0cmVhbVNlcnZpY2USVAoLU3RhcnRTdHJlYW0SIS5zdHJlYW1nYXRlLnYxLlN0YXJ0U3RyZWFtUmVxdWVzdBoiLnN0cmVhbWdhdGUudjEuU3RhcnRTdHJlYW1SZXNwb25zZRJLCghTZW5kRGF0YRIeLnN0cmVhbWdhdGUudjEuU2VuZERhdGFSZXF1ZXN0Gh8uc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlc3BvbnNlEl8KDlNlbmREYXRhU3RyZWFtEiQuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVN0cmVhbVJlcXVlc3QaJS5zdHJlYW1nYXRlLnYxLlNlbmREYXRhU3RyZWFtUmVzcG9uc2UoARJZCgxXYXRjaFJlc3VsdHMSIi5zdHJlYW1nYXRlLnYxLldhdGNoUmVzdWx0c1JlcXVlc3QaIy5zdHJlYW1nYXRlLnYxLldhdGNoUmVzdWx0c1Jlc3BvbnNlMAESVAoLQ2xvc2VTdHJlYW0SIS5zdHJlYW1nYXRlLnYxLkNsb3NlU3RyZWFtUmVxdWVzdBoiLnN0cmVhbWdhdGUudjEuQ2xvc2VTdHJlYW1SZXNwb25zZRJOCglHZXRTdHJlYW0SHy5zdHJlYW1nYXRlLnYxLkdldFN0cmVhbVJlcXVlc3QaIC5zdHJlYW1nYXRlLnYxLkdldFN0cmVhbVJlc3BvbnNlElQKC0xpc3RTdHJlYW1zEiEuc3RyZWFtZ2F0ZS52MS5MaXN0U3RyZWFtc1JlcXVlc3QaIi5zdHJlYW1nYXRlLnYxLkxpc3RTdHJlYW1zUmVzcG9uc2USVwoMRGVsZXRlU3RyZWFtEiIuc3RyZWFtZ2F0ZS52MS5EZWxldGVTdHJlYW1SZXF1ZXN0GiMuc3RyZWFtZ2F0ZS52MS5EZWxldGVTdHJlYW1SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Processing holds a stream's optional processing options.
@@ -717,6 +717,112 @@ export const GetStreamResponseSchema: GenMessage<GetStreamResponse> = /*@__PURE_
   messageDesc(file_streamgate_v1_stream_service, 16);
 
 /**
+ * ListStreamsRequest asks for a page of the tenant's streams.
+ *
+ * @generated from message streamgate.v1.ListStreamsRequest
+ */
+export type ListStreamsRequest = Message<"streamgate.v1.ListStreamsRequest"> & {
+  /**
+   * Streams per page, 1 to 1000; 0 means 100.
+   *
+   * @generated from field: uint32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only streams in this state; UNSPECIFIED lists every state.
+   *
+   * @generated from field: streamgate.v1.StreamState state = 3;
+   */
+  state: StreamState;
+
+  /**
+   * Only streams having every one of these labels with these values.
+   *
+   * @generated from field: map<string, string> labels = 4;
+   */
+  labels: { [key: string]: string };
+};
+
+/**
+ * Describes the message streamgate.v1.ListStreamsRequest.
+ * Use `create(ListStreamsRequestSchema)` to create a new message.
+ */
+export const ListStreamsRequestSchema: GenMessage<ListStreamsRequest> = /*@__PURE__*/
+  messageDesc(file_streamgate_v1_stream_service, 17);
+
+/**
+ * ListStreamsResponse is one page of streams, by stream id.
+ *
+ * @generated from message streamgate.v1.ListStreamsResponse
+ */
+export type ListStreamsResponse = Message<"streamgate.v1.ListStreamsResponse"> & {
+  /**
+   * The streams of this page.
+   *
+   * @generated from field: repeated streamgate.v1.Stream streams = 1;
+   */
+  streams: Stream[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message streamgate.v1.ListStreamsResponse.
+ * Use `create(ListStreamsResponseSchema)` to create a new message.
+ */
+export const ListStreamsResponseSchema: GenMessage<ListStreamsResponse> = /*@__PURE__*/
+  messageDesc(file_streamgate_v1_stream_service, 18);
+
+/**
+ * DeleteStreamRequest deletes a stream.
+ *
+ * @generated from message streamgate.v1.DeleteStreamRequest
+ */
+export type DeleteStreamRequest = Message<"streamgate.v1.DeleteStreamRequest"> & {
+  /**
+   * The stream to delete.
+   *
+   * @generated from field: string stream_id = 1;
+   */
+  streamId: string;
+};
+
+/**
+ * Describes the message streamgate.v1.DeleteStreamRequest.
+ * Use `create(DeleteStreamRequestSchema)` to create a new message.
+ */
+export const DeleteStreamRequestSchema: GenMessage<DeleteStreamRequest> = /*@__PURE__*/
+  messageDesc(file_streamgate_v1_stream_service, 19);
+
+/**
+ * DeleteStreamResponse confirms a deletion.
+ *
+ * @generated from message streamgate.v1.DeleteStreamResponse
+ */
+export type DeleteStreamResponse = Message<"streamgate.v1.DeleteStreamResponse"> & {
+};
+
+/**
+ * Describes the message streamgate.v1.DeleteStreamResponse.
+ * Use `create(DeleteStreamResponseSchema)` to create a new message.
+ */
+export const DeleteStreamResponseSchema: GenMessage<DeleteStreamResponse> = /*@__PURE__*/
+  messageDesc(file_streamgate_v1_stream_service, 20);
+
+/**
  * ResumeInfo is an error detail on a WatchResults call that the server ended
  * early (the watcher fell behind, or the server is shutting down): resume with
  * after_cursor set to cursor to continue without a gap or a duplicate.
@@ -737,7 +843,7 @@ export type ResumeInfo = Message<"streamgate.v1.ResumeInfo"> & {
  * Use `create(ResumeInfoSchema)` to create a new message.
  */
 export const ResumeInfoSchema: GenMessage<ResumeInfo> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 17);
+  messageDesc(file_streamgate_v1_stream_service, 21);
 
 /**
  * StreamState is the lifecycle state of a stream.
@@ -883,6 +989,30 @@ export const StreamService: GenService<{
     methodKind: "unary";
     input: typeof GetStreamRequestSchema;
     output: typeof GetStreamResponseSchema;
+  },
+  /**
+   * ListStreams lists the caller's tenant's streams by stream id, a page at a
+   * time, optionally only those in one state or with given labels.
+   *
+   * @generated from rpc streamgate.v1.StreamService.ListStreams
+   */
+  listStreams: {
+    methodKind: "unary";
+    input: typeof ListStreamsRequestSchema;
+    output: typeof ListStreamsResponseSchema;
+  },
+  /**
+   * DeleteStream deletes a stream, open or closed: it is gone at once, on every
+   * instance, its id may be started again (as a new stream, without the old
+   * results), and its records age out with the topics' retention. Its watchers
+   * end with NOT_FOUND (or OK, as for a close, when they had reached its end).
+   *
+   * @generated from rpc streamgate.v1.StreamService.DeleteStream
+   */
+  deleteStream: {
+    methodKind: "unary";
+    input: typeof DeleteStreamRequestSchema;
+    output: typeof DeleteStreamResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_streamgate_v1_stream_service, 0);

@@ -1413,6 +1413,217 @@ func (x *GetStreamResponse) GetCounts() *StreamCounts {
 	return nil
 }
 
+// ListStreamsRequest asks for a page of the tenant's streams.
+type ListStreamsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Streams per page, 1 to 1000; 0 means 100.
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; empty for the first page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only streams in this state; UNSPECIFIED lists every state.
+	State StreamState `protobuf:"varint,3,opt,name=state,proto3,enum=streamgate.v1.StreamState" json:"state,omitempty"`
+	// Only streams having every one of these labels with these values.
+	Labels        map[string]string `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStreamsRequest) Reset() {
+	*x = ListStreamsRequest{}
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStreamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStreamsRequest) ProtoMessage() {}
+
+func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStreamsRequest.ProtoReflect.Descriptor instead.
+func (*ListStreamsRequest) Descriptor() ([]byte, []int) {
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListStreamsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListStreamsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListStreamsRequest) GetState() StreamState {
+	if x != nil {
+		return x.State
+	}
+	return StreamState_STREAM_STATE_UNSPECIFIED
+}
+
+func (x *ListStreamsRequest) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// ListStreamsResponse is one page of streams, by stream id.
+type ListStreamsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The streams of this page.
+	Streams []*Stream `protobuf:"bytes,1,rep,name=streams,proto3" json:"streams,omitempty"`
+	// Pass as page_token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListStreamsResponse) Reset() {
+	*x = ListStreamsResponse{}
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListStreamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListStreamsResponse) ProtoMessage() {}
+
+func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListStreamsResponse.ProtoReflect.Descriptor instead.
+func (*ListStreamsResponse) Descriptor() ([]byte, []int) {
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListStreamsResponse) GetStreams() []*Stream {
+	if x != nil {
+		return x.Streams
+	}
+	return nil
+}
+
+func (x *ListStreamsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// DeleteStreamRequest deletes a stream.
+type DeleteStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream to delete.
+	StreamId      string `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteStreamRequest) Reset() {
+	*x = DeleteStreamRequest{}
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteStreamRequest) ProtoMessage() {}
+
+func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteStreamRequest.ProtoReflect.Descriptor instead.
+func (*DeleteStreamRequest) Descriptor() ([]byte, []int) {
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeleteStreamRequest) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+// DeleteStreamResponse confirms a deletion.
+type DeleteStreamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteStreamResponse) Reset() {
+	*x = DeleteStreamResponse{}
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteStreamResponse) ProtoMessage() {}
+
+func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteStreamResponse.ProtoReflect.Descriptor instead.
+func (*DeleteStreamResponse) Descriptor() ([]byte, []int) {
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{20}
+}
+
 // ResumeInfo is an error detail on a WatchResults call that the server ended
 // early (the watcher fell behind, or the server is shutting down): resume with
 // after_cursor set to cursor to continue without a gap or a duplicate.
@@ -1426,7 +1637,7 @@ type ResumeInfo struct {
 
 func (x *ResumeInfo) Reset() {
 	*x = ResumeInfo{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1438,7 +1649,7 @@ func (x *ResumeInfo) String() string {
 func (*ResumeInfo) ProtoMessage() {}
 
 func (x *ResumeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1451,7 +1662,7 @@ func (x *ResumeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeInfo.ProtoReflect.Descriptor instead.
 func (*ResumeInfo) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{17}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ResumeInfo) GetCursor() string {
@@ -1575,7 +1786,22 @@ const file_streamgate_v1_stream_service_proto_rawDesc = "" +
 	"\tstream_id\x18\x01 \x01(\tR\bstreamId\"w\n" +
 	"\x11GetStreamResponse\x12-\n" +
 	"\x06stream\x18\x01 \x01(\v2\x15.streamgate.v1.StreamR\x06stream\x123\n" +
-	"\x06counts\x18\x02 \x01(\v2\x1b.streamgate.v1.StreamCountsR\x06counts\"$\n" +
+	"\x06counts\x18\x02 \x01(\v2\x1b.streamgate.v1.StreamCountsR\x06counts\"\x84\x02\n" +
+	"\x12ListStreamsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x120\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x1a.streamgate.v1.StreamStateR\x05state\x12E\n" +
+	"\x06labels\x18\x04 \x03(\v2-.streamgate.v1.ListStreamsRequest.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"n\n" +
+	"\x13ListStreamsResponse\x12/\n" +
+	"\astreams\x18\x01 \x03(\v2\x15.streamgate.v1.StreamR\astreams\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"2\n" +
+	"\x13DeleteStreamRequest\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\"\x16\n" +
+	"\x14DeleteStreamResponse\"$\n" +
 	"\n" +
 	"ResumeInfo\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\tR\x06cursor*[\n" +
@@ -1586,14 +1812,16 @@ const file_streamgate_v1_stream_service_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n" +
-	"\x15START_POSITION_LATEST\x10\x022\x94\x04\n" +
+	"\x15START_POSITION_LATEST\x10\x022\xc3\x05\n" +
 	"\rStreamService\x12T\n" +
 	"\vStartStream\x12!.streamgate.v1.StartStreamRequest\x1a\".streamgate.v1.StartStreamResponse\x12K\n" +
 	"\bSendData\x12\x1e.streamgate.v1.SendDataRequest\x1a\x1f.streamgate.v1.SendDataResponse\x12_\n" +
 	"\x0eSendDataStream\x12$.streamgate.v1.SendDataStreamRequest\x1a%.streamgate.v1.SendDataStreamResponse(\x01\x12Y\n" +
 	"\fWatchResults\x12\".streamgate.v1.WatchResultsRequest\x1a#.streamgate.v1.WatchResultsResponse0\x01\x12T\n" +
 	"\vCloseStream\x12!.streamgate.v1.CloseStreamRequest\x1a\".streamgate.v1.CloseStreamResponse\x12N\n" +
-	"\tGetStream\x12\x1f.streamgate.v1.GetStreamRequest\x1a .streamgate.v1.GetStreamResponseB\xb6\x01\n" +
+	"\tGetStream\x12\x1f.streamgate.v1.GetStreamRequest\x1a .streamgate.v1.GetStreamResponse\x12T\n" +
+	"\vListStreams\x12!.streamgate.v1.ListStreamsRequest\x1a\".streamgate.v1.ListStreamsResponse\x12W\n" +
+	"\fDeleteStream\x12\".streamgate.v1.DeleteStreamRequest\x1a#.streamgate.v1.DeleteStreamResponseB\xb6\x01\n" +
 	"\x11com.streamgate.v1B\x12StreamServiceProtoP\x01Z8streamgate.example/client/gen/streamgate/v1;streamgatev1\xa2\x02\x03SXX\xaa\x02\rStreamgate.V1\xca\x02\rStreamgate\\V1\xe2\x02\x19Streamgate\\V1\\GPBMetadata\xea\x02\x0eStreamgate::V1b\x06proto3"
 
 var (
@@ -1609,7 +1837,7 @@ func file_streamgate_v1_stream_service_proto_rawDescGZIP() []byte {
 }
 
 var file_streamgate_v1_stream_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_streamgate_v1_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_streamgate_v1_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_streamgate_v1_stream_service_proto_goTypes = []any{
 	(StreamState)(0),               // 0: streamgate.v1.StreamState
 	(StartPosition)(0),             // 1: streamgate.v1.StartPosition
@@ -1630,55 +1858,67 @@ var file_streamgate_v1_stream_service_proto_goTypes = []any{
 	(*CloseStreamResponse)(nil),    // 16: streamgate.v1.CloseStreamResponse
 	(*GetStreamRequest)(nil),       // 17: streamgate.v1.GetStreamRequest
 	(*GetStreamResponse)(nil),      // 18: streamgate.v1.GetStreamResponse
-	(*ResumeInfo)(nil),             // 19: streamgate.v1.ResumeInfo
-	nil,                            // 20: streamgate.v1.Stream.LabelsEntry
-	nil,                            // 21: streamgate.v1.StartStreamRequest.LabelsEntry
-	nil,                            // 22: streamgate.v1.SendDataRequest.HeadersEntry
-	nil,                            // 23: streamgate.v1.SendDataStreamRequest.HeadersEntry
-	nil,                            // 24: streamgate.v1.Result.HeadersEntry
-	(*timestamppb.Timestamp)(nil),  // 25: google.protobuf.Timestamp
-	(*structpb.Value)(nil),         // 26: google.protobuf.Value
+	(*ListStreamsRequest)(nil),     // 19: streamgate.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),    // 20: streamgate.v1.ListStreamsResponse
+	(*DeleteStreamRequest)(nil),    // 21: streamgate.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),   // 22: streamgate.v1.DeleteStreamResponse
+	(*ResumeInfo)(nil),             // 23: streamgate.v1.ResumeInfo
+	nil,                            // 24: streamgate.v1.Stream.LabelsEntry
+	nil,                            // 25: streamgate.v1.StartStreamRequest.LabelsEntry
+	nil,                            // 26: streamgate.v1.SendDataRequest.HeadersEntry
+	nil,                            // 27: streamgate.v1.SendDataStreamRequest.HeadersEntry
+	nil,                            // 28: streamgate.v1.Result.HeadersEntry
+	nil,                            // 29: streamgate.v1.ListStreamsRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
+	(*structpb.Value)(nil),         // 31: google.protobuf.Value
 }
 var file_streamgate_v1_stream_service_proto_depIdxs = []int32{
 	0,  // 0: streamgate.v1.Stream.state:type_name -> streamgate.v1.StreamState
-	20, // 1: streamgate.v1.Stream.labels:type_name -> streamgate.v1.Stream.LabelsEntry
+	24, // 1: streamgate.v1.Stream.labels:type_name -> streamgate.v1.Stream.LabelsEntry
 	2,  // 2: streamgate.v1.Stream.processing:type_name -> streamgate.v1.Processing
-	25, // 3: streamgate.v1.Stream.create_time:type_name -> google.protobuf.Timestamp
-	25, // 4: streamgate.v1.Stream.close_time:type_name -> google.protobuf.Timestamp
-	21, // 5: streamgate.v1.StartStreamRequest.labels:type_name -> streamgate.v1.StartStreamRequest.LabelsEntry
+	30, // 3: streamgate.v1.Stream.create_time:type_name -> google.protobuf.Timestamp
+	30, // 4: streamgate.v1.Stream.close_time:type_name -> google.protobuf.Timestamp
+	25, // 5: streamgate.v1.StartStreamRequest.labels:type_name -> streamgate.v1.StartStreamRequest.LabelsEntry
 	2,  // 6: streamgate.v1.StartStreamRequest.processing:type_name -> streamgate.v1.Processing
 	3,  // 7: streamgate.v1.StartStreamResponse.stream:type_name -> streamgate.v1.Stream
-	26, // 8: streamgate.v1.SendDataRequest.data:type_name -> google.protobuf.Value
-	22, // 9: streamgate.v1.SendDataRequest.headers:type_name -> streamgate.v1.SendDataRequest.HeadersEntry
-	26, // 10: streamgate.v1.SendDataStreamRequest.data:type_name -> google.protobuf.Value
-	23, // 11: streamgate.v1.SendDataStreamRequest.headers:type_name -> streamgate.v1.SendDataStreamRequest.HeadersEntry
+	31, // 8: streamgate.v1.SendDataRequest.data:type_name -> google.protobuf.Value
+	26, // 9: streamgate.v1.SendDataRequest.headers:type_name -> streamgate.v1.SendDataRequest.HeadersEntry
+	31, // 10: streamgate.v1.SendDataStreamRequest.data:type_name -> google.protobuf.Value
+	27, // 11: streamgate.v1.SendDataStreamRequest.headers:type_name -> streamgate.v1.SendDataStreamRequest.HeadersEntry
 	11, // 12: streamgate.v1.SendDataStreamResponse.rejections:type_name -> streamgate.v1.Rejection
 	1,  // 13: streamgate.v1.WatchResultsRequest.start_position:type_name -> streamgate.v1.StartPosition
 	14, // 14: streamgate.v1.WatchResultsResponse.result:type_name -> streamgate.v1.Result
-	26, // 15: streamgate.v1.Result.data:type_name -> google.protobuf.Value
-	24, // 16: streamgate.v1.Result.headers:type_name -> streamgate.v1.Result.HeadersEntry
-	25, // 17: streamgate.v1.Result.send_time:type_name -> google.protobuf.Timestamp
-	25, // 18: streamgate.v1.Result.process_time:type_name -> google.protobuf.Timestamp
+	31, // 15: streamgate.v1.Result.data:type_name -> google.protobuf.Value
+	28, // 16: streamgate.v1.Result.headers:type_name -> streamgate.v1.Result.HeadersEntry
+	30, // 17: streamgate.v1.Result.send_time:type_name -> google.protobuf.Timestamp
+	30, // 18: streamgate.v1.Result.process_time:type_name -> google.protobuf.Timestamp
 	3,  // 19: streamgate.v1.CloseStreamResponse.stream:type_name -> streamgate.v1.Stream
 	3,  // 20: streamgate.v1.GetStreamResponse.stream:type_name -> streamgate.v1.Stream
 	4,  // 21: streamgate.v1.GetStreamResponse.counts:type_name -> streamgate.v1.StreamCounts
-	5,  // 22: streamgate.v1.StreamService.StartStream:input_type -> streamgate.v1.StartStreamRequest
-	7,  // 23: streamgate.v1.StreamService.SendData:input_type -> streamgate.v1.SendDataRequest
-	9,  // 24: streamgate.v1.StreamService.SendDataStream:input_type -> streamgate.v1.SendDataStreamRequest
-	12, // 25: streamgate.v1.StreamService.WatchResults:input_type -> streamgate.v1.WatchResultsRequest
-	15, // 26: streamgate.v1.StreamService.CloseStream:input_type -> streamgate.v1.CloseStreamRequest
-	17, // 27: streamgate.v1.StreamService.GetStream:input_type -> streamgate.v1.GetStreamRequest
-	6,  // 28: streamgate.v1.StreamService.StartStream:output_type -> streamgate.v1.StartStreamResponse
-	8,  // 29: streamgate.v1.StreamService.SendData:output_type -> streamgate.v1.SendDataResponse
-	10, // 30: streamgate.v1.StreamService.SendDataStream:output_type -> streamgate.v1.SendDataStreamResponse
-	13, // 31: streamgate.v1.StreamService.WatchResults:output_type -> streamgate.v1.WatchResultsResponse
-	16, // 32: streamgate.v1.StreamService.CloseStream:output_type -> streamgate.v1.CloseStreamResponse
-	18, // 33: streamgate.v1.StreamService.GetStream:output_type -> streamgate.v1.GetStreamResponse
-	28, // [28:34] is the sub-list for method output_type
-	22, // [22:28] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	0,  // 22: streamgate.v1.ListStreamsRequest.state:type_name -> streamgate.v1.StreamState
+	29, // 23: streamgate.v1.ListStreamsRequest.labels:type_name -> streamgate.v1.ListStreamsRequest.LabelsEntry
+	3,  // 24: streamgate.v1.ListStreamsResponse.streams:type_name -> streamgate.v1.Stream
+	5,  // 25: streamgate.v1.StreamService.StartStream:input_type -> streamgate.v1.StartStreamRequest
+	7,  // 26: streamgate.v1.StreamService.SendData:input_type -> streamgate.v1.SendDataRequest
+	9,  // 27: streamgate.v1.StreamService.SendDataStream:input_type -> streamgate.v1.SendDataStreamRequest
+	12, // 28: streamgate.v1.StreamService.WatchResults:input_type -> streamgate.v1.WatchResultsRequest
+	15, // 29: streamgate.v1.StreamService.CloseStream:input_type -> streamgate.v1.CloseStreamRequest
+	17, // 30: streamgate.v1.StreamService.GetStream:input_type -> streamgate.v1.GetStreamRequest
+	19, // 31: streamgate.v1.StreamService.ListStreams:input_type -> streamgate.v1.ListStreamsRequest
+	21, // 32: streamgate.v1.StreamService.DeleteStream:input_type -> streamgate.v1.DeleteStreamRequest
+	6,  // 33: streamgate.v1.StreamService.StartStream:output_type -> streamgate.v1.StartStreamResponse
+	8,  // 34: streamgate.v1.StreamService.SendData:output_type -> streamgate.v1.SendDataResponse
+	10, // 35: streamgate.v1.StreamService.SendDataStream:output_type -> streamgate.v1.SendDataStreamResponse
+	13, // 36: streamgate.v1.StreamService.WatchResults:output_type -> streamgate.v1.WatchResultsResponse
+	16, // 37: streamgate.v1.StreamService.CloseStream:output_type -> streamgate.v1.CloseStreamResponse
+	18, // 38: streamgate.v1.StreamService.GetStream:output_type -> streamgate.v1.GetStreamResponse
+	20, // 39: streamgate.v1.StreamService.ListStreams:output_type -> streamgate.v1.ListStreamsResponse
+	22, // 40: streamgate.v1.StreamService.DeleteStream:output_type -> streamgate.v1.DeleteStreamResponse
+	33, // [33:41] is the sub-list for method output_type
+	25, // [25:33] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_streamgate_v1_stream_service_proto_init() }
@@ -1704,7 +1944,7 @@ func file_streamgate_v1_stream_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamgate_v1_stream_service_proto_rawDesc), len(file_streamgate_v1_stream_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   23,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,8 @@ const (
 	StreamService_WatchResults_FullMethodName   = "/streamgate.v1.StreamService/WatchResults"
 	StreamService_CloseStream_FullMethodName    = "/streamgate.v1.StreamService/CloseStream"
 	StreamService_GetStream_FullMethodName      = "/streamgate.v1.StreamService/GetStream"
+	StreamService_ListStreams_FullMethodName    = "/streamgate.v1.StreamService/ListStreams"
+	StreamService_DeleteStream_FullMethodName   = "/streamgate.v1.StreamService/DeleteStream"
 )
 
 // StreamServiceClient is the client API for StreamService service.
@@ -56,6 +58,14 @@ type StreamServiceClient interface {
 	CloseStream(ctx context.Context, in *CloseStreamRequest, opts ...grpc.CallOption) (*CloseStreamResponse, error)
 	// GetStream returns a stream's state, options and counters.
 	GetStream(ctx context.Context, in *GetStreamRequest, opts ...grpc.CallOption) (*GetStreamResponse, error)
+	// ListStreams lists the caller's tenant's streams by stream id, a page at a
+	// time, optionally only those in one state or with given labels.
+	ListStreams(ctx context.Context, in *ListStreamsRequest, opts ...grpc.CallOption) (*ListStreamsResponse, error)
+	// DeleteStream deletes a stream, open or closed: it is gone at once, on every
+	// instance, its id may be started again (as a new stream, without the old
+	// results), and its records age out with the topics' retention. Its watchers
+	// end with NOT_FOUND (or OK, as for a close, when they had reached its end).
+	DeleteStream(ctx context.Context, in *DeleteStreamRequest, opts ...grpc.CallOption) (*DeleteStreamResponse, error)
 }
 
 type streamServiceClient struct {
@@ -138,6 +148,26 @@ func (c *streamServiceClient) GetStream(ctx context.Context, in *GetStreamReques
 	return out, nil
 }
 
+func (c *streamServiceClient) ListStreams(ctx context.Context, in *ListStreamsRequest, opts ...grpc.CallOption) (*ListStreamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListStreamsResponse)
+	err := c.cc.Invoke(ctx, StreamService_ListStreams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *streamServiceClient) DeleteStream(ctx context.Context, in *DeleteStreamRequest, opts ...grpc.CallOption) (*DeleteStreamResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteStreamResponse)
+	err := c.cc.Invoke(ctx, StreamService_DeleteStream_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StreamServiceServer is the server API for StreamService service.
 // All implementations must embed UnimplementedStreamServiceServer
 // for forward compatibility.
@@ -167,6 +197,14 @@ type StreamServiceServer interface {
 	CloseStream(context.Context, *CloseStreamRequest) (*CloseStreamResponse, error)
 	// GetStream returns a stream's state, options and counters.
 	GetStream(context.Context, *GetStreamRequest) (*GetStreamResponse, error)
+	// ListStreams lists the caller's tenant's streams by stream id, a page at a
+	// time, optionally only those in one state or with given labels.
+	ListStreams(context.Context, *ListStreamsRequest) (*ListStreamsResponse, error)
+	// DeleteStream deletes a stream, open or closed: it is gone at once, on every
+	// instance, its id may be started again (as a new stream, without the old
+	// results), and its records age out with the topics' retention. Its watchers
+	// end with NOT_FOUND (or OK, as for a close, when they had reached its end).
+	DeleteStream(context.Context, *DeleteStreamRequest) (*DeleteStreamResponse, error)
 	mustEmbedUnimplementedStreamServiceServer()
 }
 
@@ -194,6 +232,12 @@ func (UnimplementedStreamServiceServer) CloseStream(context.Context, *CloseStrea
 }
 func (UnimplementedStreamServiceServer) GetStream(context.Context, *GetStreamRequest) (*GetStreamResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetStream not implemented")
+}
+func (UnimplementedStreamServiceServer) ListStreams(context.Context, *ListStreamsRequest) (*ListStreamsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListStreams not implemented")
+}
+func (UnimplementedStreamServiceServer) DeleteStream(context.Context, *DeleteStreamRequest) (*DeleteStreamResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteStream not implemented")
 }
 func (UnimplementedStreamServiceServer) mustEmbedUnimplementedStreamServiceServer() {}
 func (UnimplementedStreamServiceServer) testEmbeddedByValue()                       {}
@@ -306,6 +350,42 @@ func _StreamService_GetStream_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _StreamService_ListStreams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListStreamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamServiceServer).ListStreams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamService_ListStreams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamServiceServer).ListStreams(ctx, req.(*ListStreamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _StreamService_DeleteStream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteStreamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamServiceServer).DeleteStream(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamService_DeleteStream_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamServiceServer).DeleteStream(ctx, req.(*DeleteStreamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // StreamService_ServiceDesc is the grpc.ServiceDesc for StreamService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -328,6 +408,14 @@ var StreamService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetStream",
 			Handler:    _StreamService_GetStream_Handler,
+		},
+		{
+			MethodName: "ListStreams",
+			Handler:    _StreamService_ListStreams_Handler,
+		},
+		{
+			MethodName: "DeleteStream",
+			Handler:    _StreamService_DeleteStream_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -68,6 +68,16 @@ class StreamServiceStub:
                 request_serializer=streamgate_dot_v1_dot_stream__service__pb2.GetStreamRequest.SerializeToString,
                 response_deserializer=streamgate_dot_v1_dot_stream__service__pb2.GetStreamResponse.FromString,
                 _registered_method=True)
+        self.ListStreams = channel.unary_unary(
+                '/streamgate.v1.StreamService/ListStreams',
+                request_serializer=streamgate_dot_v1_dot_stream__service__pb2.ListStreamsRequest.SerializeToString,
+                response_deserializer=streamgate_dot_v1_dot_stream__service__pb2.ListStreamsResponse.FromString,
+                _registered_method=True)
+        self.DeleteStream = channel.unary_unary(
+                '/streamgate.v1.StreamService/DeleteStream',
+                request_serializer=streamgate_dot_v1_dot_stream__service__pb2.DeleteStreamRequest.SerializeToString,
+                response_deserializer=streamgate_dot_v1_dot_stream__service__pb2.DeleteStreamResponse.FromString,
+                _registered_method=True)
 
 
 class StreamServiceServicer:
@@ -127,6 +137,24 @@ class StreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListStreams(self, request, context):
+        """ListStreams lists the caller's tenant's streams by stream id, a page at a
+        time, optionally only those in one state or with given labels.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteStream(self, request, context):
+        """DeleteStream deletes a stream, open or closed: it is gone at once, on every
+        instance, its id may be started again (as a new stream, without the old
+        results), and its records age out with the topics' retention. Its watchers
+        end with NOT_FOUND (or OK, as for a close, when they had reached its end).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StreamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +187,16 @@ def add_StreamServiceServicer_to_server(servicer, server):
                     servicer.GetStream,
                     request_deserializer=streamgate_dot_v1_dot_stream__service__pb2.GetStreamRequest.FromString,
                     response_serializer=streamgate_dot_v1_dot_stream__service__pb2.GetStreamResponse.SerializeToString,
+            ),
+            'ListStreams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStreams,
+                    request_deserializer=streamgate_dot_v1_dot_stream__service__pb2.ListStreamsRequest.FromString,
+                    response_serializer=streamgate_dot_v1_dot_stream__service__pb2.ListStreamsResponse.SerializeToString,
+            ),
+            'DeleteStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteStream,
+                    request_deserializer=streamgate_dot_v1_dot_stream__service__pb2.DeleteStreamRequest.FromString,
+                    response_serializer=streamgate_dot_v1_dot_stream__service__pb2.DeleteStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -327,6 +365,60 @@ class StreamService:
             '/streamgate.v1.StreamService/GetStream',
             streamgate_dot_v1_dot_stream__service__pb2.GetStreamRequest.SerializeToString,
             streamgate_dot_v1_dot_stream__service__pb2.GetStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStreams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/streamgate.v1.StreamService/ListStreams',
+            streamgate_dot_v1_dot_stream__service__pb2.ListStreamsRequest.SerializeToString,
+            streamgate_dot_v1_dot_stream__service__pb2.ListStreamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/streamgate.v1.StreamService/DeleteStream',
+            streamgate_dot_v1_dot_stream__service__pb2.DeleteStreamRequest.SerializeToString,
+            streamgate_dot_v1_dot_stream__service__pb2.DeleteStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
