@@ -4,8 +4,23 @@
  * only that tenant's older ids, never another's. Memory is bounded per tenant
  * that sends event ids: DEDUP_WINDOW entries each.
  */
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Lru } from "./lru.js";
+import type { StreamEntry } from "./registry.js";
 import { tenantOf, type StreamKey } from "./stream-key.js";
+
+/**
+ * What event ids are remembered under: a stream's key and its creation time,
+ * so a stream started again under a deleted stream's id remembers none of the
+ * old one's ids. The key alone for a stream not (or no longer) known.
+ */
+export type DedupScope = string;
+
+/** The {@link DedupScope} of the stream `key`, whose registry entry is `entry`. */
+export function dedupScope(key: StreamKey, entry: StreamEntry | undefined): DedupScope {
+  const created = entry?.stream.createTime;
+  return created ? `${key}@${timestampMs(created)}` : key;
+}
 
 /** See the module comment; `V` is what is remembered with an id. */
 export class TenantDedup<V> {
@@ -13,18 +28,18 @@ export class TenantDedup<V> {
 
   constructor(private readonly window: number) {}
 
-  /** What is remembered for `eventId` on the stream `key`, if it still is. */
-  get(key: StreamKey, eventId: string): V | undefined {
+  /** What is remembered for `eventId` in `key` (a {@link DedupScope}), if it still is. */
+  get(key: DedupScope, eventId: string): V | undefined {
     return this.tenants.get(tenantOf(key))?.get(idKey(key, eventId));
   }
 
   /** Whether `eventId` is remembered on the stream `key`. */
-  has(key: StreamKey, eventId: string): boolean {
+  has(key: DedupScope, eventId: string): boolean {
     return this.tenants.get(tenantOf(key))?.has(idKey(key, eventId)) ?? false;
   }
 
   /** Remembers `eventId` on the stream `key`, forgetting the tenant's oldest id when its window is full. */
-  set(key: StreamKey, eventId: string, value: V): void {
+  set(key: DedupScope, eventId: string, value: V): void {
     const tenant = tenantOf(key);
     let ids = this.tenants.get(tenant);
     if (!ids) this.tenants.set(tenant, (ids = new Lru(this.window)));
@@ -32,12 +47,12 @@ export class TenantDedup<V> {
   }
 
   /** Forgets `eventId` on the stream `key`. */
-  delete(key: StreamKey, eventId: string): void {
+  delete(key: DedupScope, eventId: string): void {
     this.tenants.get(tenantOf(key))?.delete(idKey(key, eventId));
   }
 }
 
 /** Stream keys cannot contain a newline, so the pair is unambiguous. */
-function idKey(key: StreamKey, eventId: string): string {
+function idKey(key: DedupScope, eventId: string): string {
   return `${key}\n${eventId}`;
 }

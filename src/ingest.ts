@@ -12,7 +12,7 @@ import type { Broker, ProduceRecord, RecordPosition } from "./broker/broker.js";
 import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { encodeCursor } from "./cursor.js";
 import { streamClosed, streamNotFound } from "./errors.js";
-import { TenantDedup } from "./dedup.js";
+import { TenantDedup, dedupScope } from "./dedup.js";
 import { streamKey, type StreamKey } from "./stream-key.js";
 import { dataHeaders, controlHeaders } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
@@ -86,7 +86,8 @@ export class Ingest {
     if (entry.stream.state !== StreamState.OPEN) throw streamClosed(streamId);
 
     const { eventId } = request;
-    const first = eventId === "" ? undefined : this.seen.get(key, eventId);
+    const scope = dedupScope(key, entry);
+    const first = eventId === "" ? undefined : this.seen.get(scope, eventId);
     if (first) {
       counters.add(key, "duplicates");
       return first.then((cursor) => ({ cursor, duplicate: true }));
@@ -103,9 +104,9 @@ export class Ingest {
         : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => toCursor(position!)),
     );
     if (eventId !== "") {
-      this.seen.set(key, eventId, stored);
+      this.seen.set(scope, eventId, stored);
       // A failed write must not make a retry look like a duplicate.
-      stored.catch(() => this.seen.delete(key, eventId));
+      stored.catch(() => this.seen.delete(scope, eventId));
     }
     return stored.then((cursor) => {
       counters.add(key, "accepted");

@@ -12,7 +12,7 @@ import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { CelCompiler, celRecordOf, celToJson, passes, type CelProgram } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
-import { TenantDedup } from "./dedup.js";
+import { TenantDedup, dedupScope } from "./dedup.js";
 import { Lru } from "./lru.js";
 import { splitStreamKey } from "./stream-key.js";
 import type { RecordFailure } from "./metrics.js";
@@ -251,10 +251,13 @@ export class Processor {
         const source = record.headers[HEADER.sourceCursor];
         const cursor = source === undefined ? undefined : parseSourceCursor(source);
         if (!cursor || cursor.partition !== partition) continue;
+        // A result from before its stream began is a deleted stream's of the same id: none of this one's.
+        const entry = this.options.registry.get(record.key);
+        if (entry && record.offset < entry.resultsStart) continue;
         found++;
         this.done.set(record.key, Math.max(this.done.get(record.key) ?? -1, cursor.offset));
         const eventId = record.headers[HEADER.eventId];
-        if (eventId !== undefined) this.seen.set(record.key, eventId, true);
+        if (eventId !== undefined) this.seen.set(dedupScope(record.key, entry), eventId, true);
       }
     }
     if (found > 0) logger.info({ partition, results: found }, "recovered processed records from the results log");
@@ -328,11 +331,12 @@ export class Processor {
     // Nor do a deleted stream's last records (its close marker still ends its watchers, above).
     if (this.options.registry.wasDeleted(key)) return undefined;
     if (decoded.eventId !== "") {
-      if (this.seen.has(key, decoded.eventId)) {
+      const scope = dedupScope(key, this.options.registry.get(key));
+      if (this.seen.has(scope, decoded.eventId)) {
         this.options.counters.add(key, "duplicates");
         return undefined;
       }
-      this.seen.set(key, decoded.eventId, true);
+      this.seen.set(scope, decoded.eventId, true);
     }
     const { counters } = this.options;
     counters.add(key, "processed");

@@ -1004,7 +1004,7 @@ export const StreamService: GenService<{
   /**
    * DeleteStream deletes a stream, open or closed: it is gone at once, on every
    * instance, its id may be started again (as a new stream, without the old
-   * results), and its records age out with the topics' retention. Its watchers
+   * results or event ids), and its records age out with the topics' retention. Its watchers
    * end with NOT_FOUND (or OK, as for a close, when they had reached its end).
    *
    * @generated from rpc streamgate.v1.StreamService.DeleteStream

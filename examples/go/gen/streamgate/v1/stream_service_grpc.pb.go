@@ -63,7 +63,7 @@ type StreamServiceClient interface {
 	ListStreams(ctx context.Context, in *ListStreamsRequest, opts ...grpc.CallOption) (*ListStreamsResponse, error)
 	// DeleteStream deletes a stream, open or closed: it is gone at once, on every
 	// instance, its id may be started again (as a new stream, without the old
-	// results), and its records age out with the topics' retention. Its watchers
+	// results or event ids), and its records age out with the topics' retention. Its watchers
 	// end with NOT_FOUND (or OK, as for a close, when they had reached its end).
 	DeleteStream(ctx context.Context, in *DeleteStreamRequest, opts ...grpc.CallOption) (*DeleteStreamResponse, error)
 }
@@ -202,7 +202,7 @@ type StreamServiceServer interface {
 	ListStreams(context.Context, *ListStreamsRequest) (*ListStreamsResponse, error)
 	// DeleteStream deletes a stream, open or closed: it is gone at once, on every
 	// instance, its id may be started again (as a new stream, without the old
-	// results), and its records age out with the topics' retention. Its watchers
+	// results or event ids), and its records age out with the topics' retention. Its watchers
 	// end with NOT_FOUND (or OK, as for a close, when they had reached its end).
 	DeleteStream(context.Context, *DeleteStreamRequest) (*DeleteStreamResponse, error)
 	mustEmbedUnimplementedStreamServiceServer()
