@@ -199,6 +199,8 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     watchBuffer: config.watchBuffer,
     cel: watchCel,
     failureLog: warnings,
+    maxWatchersPerTenant: config.tenantMaxWatchers,
+    onQuotaRefused: () => metrics.refused("watcher_quota"),
     onDeliver: (result) => {
       if (result.sendTime) metrics.endToEnd.observe(Math.max(0, Date.now() - timestampMs(result.sendTime)) / 1000);
     },

@@ -154,6 +154,8 @@ export interface Config {
   dedupWindow: number;
   /** Streams a tenant may have, open or closed (0: no quota). */
   tenantMaxStreams: number;
+  /** Open watchers a tenant may have on one instance (0: no quota). */
+  tenantMaxWatchers: number;
   /** How long a closed stream stays before it is removed from memory (0: for ever). */
   closedStreamRetentionMs: number;
   /** Records a processor partition may hold in flight before it stops reading. */
@@ -254,7 +256,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     fanoutCacheResults: read.int("FANOUT_CACHE_RESULTS", 200_000, 1, 100_000_000),
     watchBuffer: read.int("WATCH_BUFFER", 1024, 1, 1_000_000),
     dedupWindow: read.int("DEDUP_WINDOW", 100_000, 1, 100_000_000),
-    tenantMaxStreams: read.int("TENANT_MAX_STREAMS", 10_000, 0, 10_000_000),
+    tenantMaxStreams: read.int("TENANT_MAX_STREAMS", 1_000, 0, 10_000_000),
+    tenantMaxWatchers: read.int("TENANT_MAX_WATCHERS", 1_000, 0, 10_000_000),
     closedStreamRetentionMs: read.int("CLOSED_STREAM_RETENTION_MS", 86_400_000, 0, Number.MAX_SAFE_INTEGER),
     processorMaxInFlight: read.int("PROCESSOR_MAX_IN_FLIGHT", 10_000, 1, 10_000_000),
     healthProbeIntervalMs: read.int("HEALTH_PROBE_INTERVAL_MS", 2000, 100, 3_600_000),

@@ -187,6 +187,14 @@ export function streamQuotaReached(max: number): ConnectError {
   );
 }
 
+/** The tenant already has TENANT_MAX_WATCHERS open watchers on this instance. */
+export function watcherQuotaReached(max: number): ConnectError {
+  return new ConnectError(
+    `the tenant has ${max} open watchers here, its quota (TENANT_MAX_WATCHERS): close one first`,
+    Code.ResourceExhausted,
+  );
+}
+
 /** How a rate-limit refusal names its limit. */
 const RATE_LIMIT_NAMES = {
   global: "the server's rate limit (RATE_LIMIT_RPS)",

@@ -23,12 +23,12 @@ import {
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
 import { CelCompiler, celRecordOf, passes, type CelProgram, type CelRecord } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
-import { invalidArgument, streamNotFound, streamRemoved, watchInterrupted } from "./errors.js";
+import { invalidArgument, streamNotFound, streamRemoved, watchInterrupted, watcherQuotaReached } from "./errors.js";
 import type { Logger } from "./logger.js";
 import { warnTo, type RateLimitedLog } from "./rate-limited-log.js";
 import { HEADER, decodeRecord, type DecodedRecord } from "./records.js";
 import type { StreamRegistry } from "./registry.js";
-import { streamKey, type StreamKey } from "./stream-key.js";
+import { streamKey, tenantOf, type StreamKey } from "./stream-key.js";
 import { requireStreamId } from "./validation.js";
 
 /** Dependencies and limits of the fanout. */
@@ -49,6 +49,10 @@ export interface FanoutOptions {
   cel?: CelCompiler;
   /** Where the warn lines of unreadable results go: the app's rate-limited log; the logger when omitted. */
   failureLog?: RateLimitedLog;
+  /** Open watchers one tenant may have on this instance (TENANT_MAX_WATCHERS); 0 or omitted: no quota. */
+  maxWatchersPerTenant?: number;
+  /** Told of each watch refused by that quota (streamgate_refusals_total). */
+  onQuotaRefused?: () => void;
 }
 
 /** What a WatchResults call asks for. */
@@ -84,6 +88,8 @@ export class Fanout {
    */
   private readonly unwindowedFrom: number[] = [];
   private readonly watchers = new Set<Watcher>();
+  /** Open watchers per tenant, for TENANT_MAX_WATCHERS. */
+  private readonly tenantWatchers = new Map<string, number>();
   private cached = 0;
   private subscription: Subscription | undefined;
   private stopped = false;
@@ -170,6 +176,16 @@ export class Fanout {
     watcher: Watcher,
     signal: AbortSignal,
   ): AsyncGenerator<WatchResultsResponse> {
+    // Checked at the first step, where the watcher is counted: calls started
+    // together take their steps one after another, so none slips past the quota.
+    const tenant = tenantOf(key);
+    const open = this.tenantWatchers.get(tenant) ?? 0;
+    const max = this.options.maxWatchersPerTenant ?? 0;
+    if (max > 0 && open >= max) {
+      this.options.onQuotaRefused?.();
+      throw watcherQuotaReached(max);
+    }
+    this.tenantWatchers.set(tenant, open + 1);
     this.watchers.add(watcher);
     // A call accepted just before the stop, whose first step runs after it.
     if (this.stopped) watcher.interrupt("shutdown");
@@ -180,7 +196,12 @@ export class Fanout {
     // closed HTTP/2 stream does not emit), and its finally would not run.
     const release = () => {
       window?.watchers.delete(watcher);
-      this.watchers.delete(watcher);
+      // Released once, whether by the abort or the end.
+      if (this.watchers.delete(watcher)) {
+        const left = (this.tenantWatchers.get(tenant) ?? 1) - 1;
+        if (left > 0) this.tenantWatchers.set(tenant, left);
+        else this.tenantWatchers.delete(tenant);
+      }
       watcher.drop();
     };
     signal.addEventListener("abort", release, { once: true });

@@ -5,8 +5,16 @@
  */
 export class Lru<K, V> {
   private readonly entries = new Map<K, V>();
+  private total = 0;
 
-  constructor(private readonly capacity: number) {}
+  /**
+   * Holds entries up to `capacity`, counted by `weigh` (each entry weighs 1
+   * when it is omitted). An entry heavier than the capacity is not kept.
+   */
+  constructor(
+    private readonly capacity: number,
+    private readonly weigh: (value: V) => number = () => 1,
+  ) {}
 
   /** The value for `key`, if still remembered. */
   get(key: K): V | undefined {
@@ -18,18 +26,20 @@ export class Lru<K, V> {
     return this.entries.has(key);
   }
 
-  /** Remembers `value` for `key`, forgetting the oldest entry when full. */
+  /** Remembers `value` for `key`, forgetting the oldest entries while over capacity. */
   set(key: K, value: V): void {
     // Deleting first moves the key to the end of Map's insertion order.
-    this.entries.delete(key);
+    this.delete(key);
     this.entries.set(key, value);
-    if (this.entries.size > this.capacity) {
-      this.entries.delete(this.entries.keys().next().value as K);
-    }
+    this.total += this.weigh(value);
+    while (this.total > this.capacity) this.delete(this.entries.keys().next().value as K);
   }
 
   /** Forgets `key`. */
   delete(key: K): void {
+    const value = this.entries.get(key);
+    if (value === undefined && !this.entries.has(key)) return;
+    this.total -= this.weigh(value as V);
     this.entries.delete(key);
   }
 

@@ -29,7 +29,8 @@ export type RefusalReason =
   | "peer_rate_limit"
   | "cel_too_long"
   | "cel_too_costly"
-  | "stream_quota";
+  | "stream_quota"
+  | "watcher_quota";
 
 /** Why processing one record failed: the label values of streamgate_records_failed_total. */
 export type RecordFailure = "cel_error" | "cel_cost" | "result_too_large" | "serialization" | "exception";

@@ -25,6 +25,7 @@ const SETTING: Record<string, (config: Config) => unknown> = {
   WATCH_BUFFER: (config) => config.watchBuffer,
   DEDUP_WINDOW: (config) => config.dedupWindow,
   TENANT_MAX_STREAMS: (config) => config.tenantMaxStreams,
+  TENANT_MAX_WATCHERS: (config) => config.tenantMaxWatchers,
   CLOSED_STREAM_RETENTION_MS: (config) => config.closedStreamRetentionMs,
   PROCESSOR_MAX_IN_FLIGHT: (config) => config.processorMaxInFlight,
   HEALTH_PROBE_INTERVAL_MS: (config) => config.healthProbeIntervalMs,

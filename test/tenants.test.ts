@@ -380,6 +380,51 @@ describe.each(["memory", "kafka"] as const)("the stream quota on the %s broker",
   });
 });
 
+describe("the watcher quota", () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ ...AUTH, TENANT_MAX_WATCHERS: "2" });
+  });
+  afterAll(() => server?.close());
+
+  it("refuses a tenant's watcher past TENANT_MAX_WATCHERS, whichever of its keys asks, and frees a place when one ends", async () => {
+    const alice = clientOf(server, "grpc", KEY.alice);
+    const reader = clientOf(server, "connect-json", KEY.reader);
+    const bob = clientOf(server, "grpc", KEY.bob);
+    await alice.startStream({ streamId: "watched" });
+    await bob.startStream({ streamId: "watched" });
+    await alice.sendData({ streamId: "watched", payload: json({ n: 1 }) });
+    await bob.sendData({ streamId: "watched", payload: json({ n: 1 }) });
+
+    // Two open watchers of alice's tenant, each having delivered a result (so each is counted).
+    const first = new AbortController();
+    const second = new AbortController();
+    const firstWatch = alice.watchResults({ streamId: "watched" }, { signal: first.signal })[Symbol.asyncIterator]();
+    const secondWatch = reader.watchResults({ streamId: "watched" }, { signal: second.signal })[Symbol.asyncIterator]();
+    await firstWatch.next();
+    await secondWatch.next();
+
+    for (const client of [alice, reader]) {
+      expect(await codeOf(collect(client.watchResults({ streamId: "watched" })))).toEqual({
+        code: "ResourceExhausted",
+        message: expect.stringContaining("its quota (TENANT_MAX_WATCHERS)"),
+      });
+    }
+    // Another tenant has its own.
+    const bobWatch = new AbortController();
+    expect((await bob.watchResults({ streamId: "watched" }, { signal: bobWatch.signal })[Symbol.asyncIterator]().next()).done).toBe(false);
+    bobWatch.abort();
+    const scraped = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    expect(scraped).toContain('streamgate_refusals_total{reason="watcher_quota"} 2');
+
+    first.abort();
+    await expect
+      .poll(() => outcome(() => take(alice.watchResults({ streamId: "watched" }), 1)).then((o) => "ok" in (o as object)), { timeout: 10_000 })
+      .toBe(true);
+    second.abort();
+  });
+});
+
 describe("closed streams", () => {
   let server: TestServer;
   beforeAll(async () => {

@@ -124,6 +124,8 @@ export function startStreamgate(env: Record<string, string>): Promise<Streamgate
     LOG_LEVEL: "warn",
     API_KEYS: `bench:${BENCH_API_KEY}`,
     ADMIN_API_KEYS: "bench-admin:bench-admin-key",
+    // The one bench key stands for every client of a run (10,000 watchers in one tenant).
+    TENANT_MAX_WATCHERS: "0",
     ...env,
   });
 }
