@@ -28,31 +28,31 @@ export class TenantDedup<V> {
 
   constructor(private readonly window: number) {}
 
-  /** What is remembered for `eventId` in `key` (a {@link DedupScope}), if it still is. */
-  get(key: DedupScope, eventId: string): V | undefined {
-    return this.tenants.get(tenantOf(key))?.get(idKey(key, eventId));
+  /** What is remembered for `eventId` in `scope`, if it still is. */
+  get(scope: DedupScope, eventId: string): V | undefined {
+    return this.tenants.get(tenantOf(scope))?.get(idKey(scope, eventId));
   }
 
-  /** Whether `eventId` is remembered on the stream `key`. */
-  has(key: DedupScope, eventId: string): boolean {
-    return this.tenants.get(tenantOf(key))?.has(idKey(key, eventId)) ?? false;
+  /** Whether `eventId` is remembered in `scope`. */
+  has(scope: DedupScope, eventId: string): boolean {
+    return this.tenants.get(tenantOf(scope))?.has(idKey(scope, eventId)) ?? false;
   }
 
-  /** Remembers `eventId` on the stream `key`, forgetting the tenant's oldest id when its window is full. */
-  set(key: DedupScope, eventId: string, value: V): void {
-    const tenant = tenantOf(key);
+  /** Remembers `eventId` in `scope`, forgetting the tenant's oldest id when its window is full. */
+  set(scope: DedupScope, eventId: string, value: V): void {
+    const tenant = tenantOf(scope);
     let ids = this.tenants.get(tenant);
     if (!ids) this.tenants.set(tenant, (ids = new Lru(this.window)));
-    ids.set(idKey(key, eventId), value);
+    ids.set(idKey(scope, eventId), value);
   }
 
-  /** Forgets `eventId` on the stream `key`. */
-  delete(key: DedupScope, eventId: string): void {
-    this.tenants.get(tenantOf(key))?.delete(idKey(key, eventId));
+  /** Forgets `eventId` in `scope`. */
+  delete(scope: DedupScope, eventId: string): void {
+    this.tenants.get(tenantOf(scope))?.delete(idKey(scope, eventId));
   }
 }
 
 /** Stream keys cannot contain a newline, so the pair is unambiguous. */
-function idKey(key: DedupScope, eventId: string): string {
-  return `${key}\n${eventId}`;
+function idKey(scope: DedupScope, eventId: string): string {
+  return `${scope}\n${eventId}`;
 }

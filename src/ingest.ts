@@ -86,8 +86,8 @@ export class Ingest {
     if (entry.stream.state !== StreamState.OPEN) throw streamClosed(streamId);
 
     const { eventId } = request;
-    const scope = dedupScope(key, entry);
-    const first = eventId === "" ? undefined : this.seen.get(scope, eventId);
+    const scope = eventId === "" ? undefined : dedupScope(key, entry);
+    const first = scope === undefined ? undefined : this.seen.get(scope, eventId);
     if (first) {
       counters.add(key, "duplicates");
       return first.then((cursor) => ({ cursor, duplicate: true }));
@@ -103,7 +103,7 @@ export class Ingest {
         ? this.produceCoalesced(record).then(toCursor)
         : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => toCursor(position!)),
     );
-    if (eventId !== "") {
+    if (scope !== undefined) {
       this.seen.set(scope, eventId, stored);
       // A failed write must not make a retry look like a duplicate.
       stored.catch(() => this.seen.delete(scope, eventId));
