@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { PROJECT_DIR } from "./clients-cli.js";
-import { withTestApiKey } from "./server.js";
+import { uniqueTopicPrefix, withTestApiKey } from "./server.js";
 
 /** One pino log line. */
 export interface LogLine {
@@ -30,12 +30,15 @@ export interface StreamgateProcess {
 /**
  * Starts `node --import tsx src/main.ts` with `env` added to this process's
  * environment, and `API_KEYS=test:<TEST_API_KEY>` unless `env` configures
- * credentials (see withTestApiKey). It is not waited for: see {@link listeningPort}.
+ * credentials (see withTestApiKey), and topics of its own (a unique
+ * KAFKA_TOPIC_PREFIX unless `env` sets one: with KAFKA_BROKERS in the
+ * environment, a long-lived broker keeps earlier runs' streams). It is not
+ * waited for: see {@link listeningPort}.
  */
 export function spawnStreamgate(env: Record<string, string>): StreamgateProcess {
   const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
     cwd: PROJECT_DIR,
-    env: { ...process.env, ...withTestApiKey(env) },
+    env: { ...process.env, KAFKA_TOPIC_PREFIX: uniqueTopicPrefix(), ...withTestApiKey(env) },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: LogLine[] = [];
