@@ -57,7 +57,7 @@ export type RequestLimits = Message<"streamgate.v1.RequestLimits"> & {
   global?: TokenBucket | undefined;
 
   /**
-   * One bucket per client: the credential's name, else the peer address.
+   * One bucket per client: the credential's name within its tenant, else the peer address.
    *
    * @generated from field: streamgate.v1.TokenBucket per_client = 2;
    */
@@ -319,7 +319,7 @@ export const StatsSchema: GenMessage<Stats> = /*@__PURE__*/
  */
 export type ClientStats = Message<"streamgate.v1.ClientStats"> & {
   /**
-   * The client: the credential's name, else "peer:<address>".
+   * The client: the credential's name (within `tenant`), else "peer:<address>".
    *
    * @generated from field: string client = 1;
    */
