@@ -194,10 +194,12 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
 
     it("lets a streams:read key watch, get and list, and refuses it send, start, close and delete by scope", async () => {
       const alice = clientOf(pair.a, transport, KEY.alice);
-      const reader = clientOf(pair.a, transport, KEY.reader);
-      const sensor = clientOf(pair.a, transport, KEY.sensor);
+      // On Kafka, the scoped keys use the other instance.
+      const reader = clientOf(pair.b, transport, KEY.reader);
+      const sensor = clientOf(pair.b, transport, KEY.sensor);
       const streamId = `scoped-${transport}`;
       await alice.startStream({ streamId });
+      await knownTo(pair.b, streamId);
       // The sensor (streams:write) sends into alice's tenant's stream; the reader watches it.
       await sensor.sendData({ streamId, payload: json({ temp: 21 }) });
       expect(dataOf((await take(reader.watchResults({ streamId }), 1))[0]!.result!)).toEqual({ temp: 21 });
@@ -296,14 +298,17 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
     await alice.startStream({ streamId });
     await alice.sendData({ streamId, payload: json({ n: 1 }) });
 
-    const opsDefault = clientOf(pair.a, "grpc", KEY.ops);
+    await knownTo(pair.b, streamId);
+
+    // On Kafka, the admin uses the other instance.
+    const opsDefault = clientOf(pair.b, "grpc", KEY.ops);
     await expect(opsDefault.getStream({ streamId })).rejects.toMatchObject({ code: Code.NotFound });
-    const opsInAlice = clientOf(pair.a, "connect-json", KEY.ops, "alice");
+    const opsInAlice = clientOf(pair.b, "connect-json", KEY.ops, "alice");
     expect((await opsInAlice.getStream({ streamId })).stream?.streamId).toBe(streamId);
     expect(dataOf((await take(opsInAlice.watchResults({ streamId }), 1))[0]!.result!)).toEqual({ n: 1 });
     expect((await opsInAlice.listStreams({})).streams.map((s) => s.streamId)).toContain(streamId);
 
-    const bobNamingAlice = clientOf(pair.a, "grpc", KEY.bob, "alice");
+    const bobNamingAlice = clientOf(pair.b, "grpc", KEY.bob, "alice");
     expect(await codeOf(bobNamingAlice.getStream({ streamId }))).toEqual({
       code: "PermissionDenied",
       message: expect.stringContaining("only the admin role may act in another tenant"),
@@ -326,14 +331,23 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
     await alice.sendData({ streamId, payload: json({ old: true }), eventId: "x1" });
     const [old] = await take(alice.watchResults({ streamId }), 1);
 
+    // On Kafka, a watcher on the other instance too.
+    const aliceThere = clientOf(pair.b, "connect-json", KEY.alice);
+    await knownTo(pair.b, streamId);
     const watching = outcome(() => collect(alice.watchResults({ streamId, afterCursor: old!.result!.cursor })));
+    const watchingThere = outcome(() => collect(aliceThere.watchResults({ streamId, afterCursor: old!.result!.cursor })));
     await alice.deleteStream({ streamId });
+    // Here at once; there whichever comes first, the tombstone (NOT_FOUND) or the end of the closed stream (OK, nothing more).
     expect(await watching).toMatchObject({ code: "NotFound" });
+    expect([{ code: "NotFound", message: `stream "${streamId}" not found: it was deleted` }, { ok: [] }]).toContainEqual(await watchingThere);
     await expect(alice.getStream({ streamId })).rejects.toMatchObject({ code: Code.NotFound });
     await expect(alice.sendData({ streamId, payload: json(1) })).rejects.toMatchObject({ code: Code.NotFound });
     expect((await alice.listStreams({})).streams.map((s) => s.streamId)).not.toContain(streamId);
+    await expect.poll(() => outcome(() => aliceThere.getStream({ streamId })), { timeout: 15_000 }).toMatchObject({ code: "NotFound" });
 
-    expect((await alice.startStream({ streamId, labels: { v: "2" } })).created).toBe(true);
+    // Started again on the other instance, used here.
+    expect((await aliceThere.startStream({ streamId, labels: { v: "2" } })).created).toBe(true);
+    await knownTo(pair.a, streamId);
     // The new stream remembers none of the old one's event ids.
     expect((await alice.sendData({ streamId, payload: json({ fresh: true }), eventId: "x1" })).duplicate).toBe(false);
     const fromStart = await take(alice.watchResults({ streamId }), 1);
@@ -425,23 +439,28 @@ describe("the watcher quota", () => {
   });
 });
 
-describe("closed streams", () => {
-  let server: TestServer;
+describe.each(["memory", "kafka"] as const)("closed streams on the %s broker", (kind) => {
+  let pair: Pair;
   beforeAll(async () => {
-    server = await startTestServer({ ...AUTH, CLOSED_STREAM_RETENTION_MS: "300" });
-  });
-  afterAll(() => server?.close());
+    pair = await startPair(kind, { CLOSED_STREAM_RETENTION_MS: "300" });
+  }, 60_000);
+  afterAll(() => pair?.close());
 
-  it("are removed from memory CLOSED_STREAM_RETENTION_MS after their close, freeing their id and quota", async () => {
-    const alice = clientOf(server, "grpc", KEY.alice);
+  it("are removed from memory CLOSED_STREAM_RETENTION_MS after their close, on every instance, freeing their id", async () => {
+    const alice = clientOf(pair.a, "grpc", KEY.alice);
+    const aliceThere = clientOf(pair.b, "connect-json", KEY.alice);
     await alice.startStream({ streamId: "short-lived" });
     await alice.startStream({ streamId: "still-open" });
+    await knownTo(pair.b, "short-lived");
+    await knownTo(pair.b, "still-open");
     await alice.closeStream({ streamId: "short-lived" });
-    await expect
-      .poll(() => outcome(() => alice.getStream({ streamId: "short-lived" })), { timeout: 10_000 })
-      .toMatchObject({ code: "NotFound" });
-    expect((await alice.listStreams({})).streams.map((s) => s.streamId)).toEqual(["still-open"]);
-    expect((await alice.startStream({ streamId: "short-lived" })).created).toBe(true);
+    for (const client of [alice, aliceThere]) {
+      await expect
+        .poll(() => outcome(() => client.getStream({ streamId: "short-lived" })), { timeout: 10_000 })
+        .toMatchObject({ code: "NotFound" });
+      expect((await client.listStreams({})).streams.map((s) => s.streamId)).toEqual(["still-open"]);
+    }
+    expect((await aliceThere.startStream({ streamId: "short-lived" })).created).toBe(true);
   });
 });
 
