@@ -8,7 +8,6 @@
  * neither loses nor skips a record.
  */
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "./broker/broker.js";
-import { coalesceProduces, type CoalescedProduce } from "./broker/coalescer.js";
 import { CelCompiler, celRecordOf, celToJson, passes, type CelProgram } from "./cel.js";
 import { decodeCursor, encodeCursor } from "./cursor.js";
 import type { Logger } from "./logger.js";
@@ -18,9 +17,9 @@ import { splitStreamKey } from "./stream-key.js";
 import type { RecordFailure } from "./metrics.js";
 import { Pacer } from "./pacer.js";
 import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "./records.js";
-import { RecordTooLargeError } from "./errors.js";
 import { RecordFailedError, checkResultSize, failureDetail, failureReason, serializeResult } from "./record-failure.js";
 import { warnTo, type RateLimitedLog } from "./rate-limited-log.js";
+import { ResultWriter } from "./result-writer.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
 import type { Processing } from "../gen/streamgate/v1/stream_service_pb.js";
@@ -66,11 +65,7 @@ function delay(ms: number): Promise<void> {
 
 /** Results read back at least, after a restart, to rebuild event-id deduplication. */
 const RECOVERY_SCAN_MIN = 10_000;
-/**
- * Results larger than this are written in a call of their own, not coalesced:
- * the broker can refuse only a large record as too large (its batches are cut
- * by size), and a coalesced call refused for it would fail every result in it.
- */
+/** Results larger than this are written in a call of their own (see ResultWriterOptions.soloBytes). */
 const SOLO_RESULT_BYTES = 64 * 1024;
 /** A partition's finished records are committed within this long (or sooner, see PartitionProgress). */
 const COMMIT_INTERVAL_MS = 1000;
@@ -109,13 +104,12 @@ export class Processor {
   private readonly running = new Set<Promise<void>>();
   private stopping = false;
 
-  /** Results of the records processed in one run go to the broker in one call. */
-  private readonly produceResult: CoalescedProduce;
+  /** Per ingest partition, its results written in order, one call at a time. */
+  private readonly writers = new Map<number, ResultWriter>();
 
   constructor(private readonly options: ProcessorOptions) {
     this.seen = new TenantDedup(options.dedupWindow);
     this.cel = options.cel ?? new CelCompiler();
-    this.produceResult = coalesceProduces(options.broker, options.resultsTopic, { timeoutMs: Infinity });
     // A stream removed (deleted, or closed long enough ago) leaves nothing behind here.
     options.registry.onRemoved((key) => {
       this.throttles.get(key)?.stop();
@@ -308,7 +302,7 @@ export class Processor {
     }
     if (!output) return;
     try {
-      await this.write(output.key, output.value, output.headers);
+      await this.write(record.partition, output.key, output.value, output.headers);
     } catch (error) {
       // A result the broker can never store fails its record; a stop leaves it unfinished.
       if (!(error instanceof RecordFailedError)) throw error;
@@ -426,32 +420,19 @@ export class Processor {
     return programs;
   }
 
-  /**
-   * Writes a result, waiting for as long as the broker is away (a deadline
-   * could refuse a write that is stored later, and a retry would then repeat
-   * it), and retrying only a write that definitely failed, so per-stream order
-   * holds and no result is written twice.
-   */
-  private async write(key: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        const result = { key: key, value, headers };
-        if (value.byteLength > SOLO_RESULT_BYTES) {
-          await this.options.broker.produce(this.options.resultsTopic, [result], { timeoutMs: Infinity });
-        } else {
-          await this.produceResult(result);
-        }
-        return;
-      } catch (error) {
-        if (this.stopping) throw error;
-        // Retrying would refuse it forever, and hold its partition with it.
-        if (error instanceof RecordTooLargeError) {
-          throw new RecordFailedError("result_too_large", "the broker refused the result as too large", { cause: error });
-        }
-        this.options.logger.warn({ err: error, stream: key, attempt }, "writing a result failed; retrying");
-        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)));
-      }
+  /** Writes a result after every result given before it for the same ingest partition (src/result-writer.ts). */
+  private write(partition: number, key: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
+    let writer = this.writers.get(partition);
+    if (!writer) {
+      writer = new ResultWriter({
+        produce: (records) => this.options.broker.produce(this.options.resultsTopic, records, { timeoutMs: Infinity }),
+        soloBytes: SOLO_RESULT_BYTES,
+        stopping: () => this.stopping,
+        onRetry: (error, attempt) => this.options.logger.warn({ err: error, partition, attempt }, "writing results failed; retrying"),
+      });
+      this.writers.set(partition, writer);
     }
+    return writer.write({ key, value, headers });
   }
 }
 

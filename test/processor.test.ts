@@ -268,3 +268,43 @@ describe("processor recovery", () => {
 function throttle(ratePerSecond: number) {
   return create(ProcessingSchema, { ratePerSecond });
 }
+
+describe("processor writes", () => {
+  it("keeps a stream's order when a result's write fails and a later record comes while it waits to retry", async () => {
+    // The results topic refuses writes while `away`; the first refusal is announced.
+    let away = false;
+    let refused!: () => void;
+    const firstRefusal = new Promise<void>((resolve) => (refused = resolve));
+    const { broker, registry, ingest, newProcessor } = await rig(
+      (inner) =>
+        new Proxy(inner, {
+          get(target, name) {
+            if (name === "produce") {
+              return (topic: string, records: Parameters<Broker["produce"]>[1], options: Parameters<Broker["produce"]>[2]) => {
+                if (topic === topics.results && away) {
+                  refused();
+                  return Promise.reject(new Error("the broker is away"));
+                }
+                return target.produce(topic, records, options);
+              };
+            }
+            const member = Reflect.get(target, name, target) as unknown;
+            return typeof member === "function" ? (member as (...args: unknown[]) => unknown).bind(target) : member;
+          },
+        }),
+    );
+    const streamId = "ordered";
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: undefined });
+    await newProcessor();
+
+    away = true;
+    await ingest.send(TENANT, { streamId, payload: value(1), eventId: "", headers: {} });
+    await firstRefusal;
+    // Back before the first result's retry: the next record's result must still come after it.
+    away = false;
+    await ingest.send(TENANT, { streamId, payload: value(2), eventId: "", headers: {} });
+
+    await until(broker, streamId, 2);
+    expect((await stored(broker, streamId)).map(numberOf)).toEqual([1, 2]);
+  });
+});
