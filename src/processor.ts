@@ -425,7 +425,8 @@ export class Processor {
     let writer = this.writers.get(partition);
     if (!writer) {
       writer = new ResultWriter({
-        produce: (records) => this.options.broker.produce(this.options.resultsTopic, records, { timeoutMs: Infinity }),
+        // No linger: the writer batches what comes while its call is out, and waits for nothing else.
+        produce: (records) => this.options.broker.produce(this.options.resultsTopic, records, { timeoutMs: Infinity, linger: false }),
         soloBytes: SOLO_RESULT_BYTES,
         stopping: () => this.stopping,
         onRetry: (error, attempt) => this.options.logger.warn({ err: error, partition, attempt }, "writing results failed; retrying"),

@@ -52,6 +52,17 @@ describe("ProduceBatcher", () => {
     expect((await Promise.all(second)).flat().map((position) => position.offset)).toEqual([3, 4]);
   });
 
+  it("sends at once, without the linger, a call made with linger false, and the calls of its turn with it", async () => {
+    const broker = manualBroker();
+    // A linger longer than the test's timeout: only a call without it can be sent in time.
+    const batcher = new ProduceBatcher(broker.send, { lingerMs: 60_000, maxRecords: 100, timeoutMs: Infinity });
+    const calls = [batcher.add([record("a")]), batcher.add([record("b")], Infinity, false)];
+    await broker.sent(1);
+    expect(broker.requests[0]!.batch.map((entry) => entry.record.key)).toEqual(["a", "b"]);
+    broker.requests[0]!.answer();
+    await Promise.all(calls);
+  });
+
   it("refuses a call past its deadline and withdraws its queued records", async () => {
     const broker = manualBroker();
     const batcher = new ProduceBatcher(broker.send, { lingerMs: 0, maxRecords: 100, timeoutMs: 50 });

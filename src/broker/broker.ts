@@ -34,6 +34,12 @@ export interface ProduceOptions {
    * for a writer that must not repeat a record (the processor).
    */
   timeoutMs?: number;
+  /**
+   * False: do not wait for other calls to batch with when the producer is
+   * idle (Kafka: KAFKA_LINGER_MS), for a writer that already batches what
+   * comes while its previous call is out (the processor's result writers).
+   */
+  linger?: boolean;
 }
 
 /** Where a record was stored. */

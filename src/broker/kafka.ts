@@ -164,6 +164,7 @@ class KafkaBroker implements Broker {
     return this.batcher.add(
       records.map((record) => ({ topic, partition: partitionForKey(record.key, count), record })),
       options?.timeoutMs,
+      options?.linger,
     );
   }
 

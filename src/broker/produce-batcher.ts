@@ -49,6 +49,10 @@ export class ProduceBatcher {
   private pending: PendingRecord[] = [];
   private inFlight = false;
   private scheduled = false;
+  /** Whether a record waiting now was given with linger false: the next request goes without the linger. */
+  private urgent = false;
+  /** The linger's timer, while the next request waits for it. */
+  private lingering: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly send: SendBatch,
@@ -59,11 +63,13 @@ export class ProduceBatcher {
    * Queues records (already assigned to partitions) and resolves with their
    * positions once stored. Records still queued when the deadline passes are
    * withdrawn, so a refused call stores nothing unless its batch was already
-   * on the wire.
+   * on the wire. With `linger` false, an idle batcher sends without waiting
+   * lingerMs for others (the calls of this turn still join).
    */
   add(
     records: Array<{ topic: string; partition: number; record: ProduceRecord }>,
     timeoutMs = this.options.timeoutMs,
+    linger = true,
   ): Promise<RecordPosition[]> {
     const entries: PendingRecord[] = [];
     const positions = records.map(
@@ -73,6 +79,7 @@ export class ProduceBatcher {
         }),
     );
     this.pending.push(...entries);
+    if (!linger) this.urgent = true;
     const all = Promise.all(positions);
     this.schedule();
     if (timeoutMs === Infinity) return all;
@@ -88,13 +95,20 @@ export class ProduceBatcher {
   }
 
   private schedule(): void {
-    if (this.inFlight || this.scheduled || this.pending.length === 0) return;
+    if (this.inFlight || this.pending.length === 0) return;
+    const now = this.pending.length >= this.options.maxRecords || this.options.lingerMs === 0 || this.urgent;
+    if (this.scheduled) {
+      // Lingering, and now a call that must not wait: cut the linger short.
+      if (!now || this.lingering === undefined) return;
+      clearTimeout(this.lingering);
+    }
     this.scheduled = true;
-    if (this.pending.length >= this.options.maxRecords || this.options.lingerMs === 0) {
+    this.lingering = undefined;
+    if (now) {
       // Still let the calls of this turn of the event loop join the batch.
       setImmediate(() => this.flush());
     } else {
-      setTimeout(() => this.flush(), this.options.lingerMs);
+      this.lingering = setTimeout(() => this.flush(), this.options.lingerMs);
     }
   }
 
@@ -115,6 +129,8 @@ export class ProduceBatcher {
 
   private flush(): void {
     this.scheduled = false;
+    this.urgent = false;
+    this.lingering = undefined;
     if (this.pending.length === 0) return;
     const batch = this.pending.splice(0, this.batchLength());
     this.inFlight = true;
@@ -124,8 +140,14 @@ export class ProduceBatcher {
       })
       .finally(() => {
         this.inFlight = false;
-        // Calls that arrived during the round trip have waited long enough.
-        if (this.pending.length > 0) this.flush();
+        // Calls that arrived during the round trip have waited long enough; the
+        // next request goes once the callers just answered have run, so that a
+        // writer keeping one call out (the processor's) joins it rather than
+        // wait a whole round trip more.
+        if (this.pending.length > 0) {
+          this.scheduled = true;
+          setImmediate(() => this.flush());
+        }
       });
   }
 }
