@@ -47,7 +47,7 @@ import { createProcessor } from "./processor.js";
 import { createReflectionRoutes } from "./reflection.js";
 import { createRateLimitedLog, type RateLimitedLog } from "./rate-limited-log.js";
 import { createRegistry } from "./registry.js";
-import { PRINCIPAL, REQUEST_ID_HEADER, callContext, requestIdFrom } from "./request-context.js";
+import { PRINCIPAL, REQUEST_ID_HEADER, TENANT, callContext, requestIdFrom } from "./request-context.js";
 import { clientGone, listen, peerAddress } from "./server.js";
 import { StreamCounters } from "./stream-counters.js";
 import { createStreamService } from "./stream-service.js";
@@ -283,17 +283,19 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       stats,
       openStreams: { openServices: new Set(auth.openServices), takePeerToken, metrics },
     }),
-    // The peer and request id, which connect's handler context does not carry, and the principal the edge verified.
+    // The peer and request id, which connect's handler context does not carry, and the principal and tenant the edge decided.
     contextValues: (request) => {
       const call = calls.get(request);
-      return callContext(peerAddress(request), call?.requestId ?? requestIdFrom(undefined)).set(PRINCIPAL, call?.principal);
+      return callContext(peerAddress(request), call?.requestId ?? requestIdFrom(undefined))
+        .set(PRINCIPAL, call?.principal)
+        .set(TENANT, call?.tenant ?? "");
     },
     readMaxBytes: config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
     // proto3 JSON: an unknown field is an error, not silently dropped data.
     jsonOptions: { ignoreUnknownFields: false },
   });
-  /** Each request's id, chosen before connect sees the request, and the principal the edge verified. */
-  const calls = new WeakMap<http.IncomingMessage | Http2ServerRequest, { requestId: string; principal?: Principal }>();
+  /** Each request's id, chosen before connect sees the request, and the principal and tenant the edge decided. */
+  const calls = new WeakMap<http.IncomingMessage | Http2ServerRequest, EdgeCall>();
   const cors = createCors(config.corsOrigins);
   const edgeAuth = createEdgeAuth({
     procedures: proceduresOf(SERVED_FILES),
@@ -308,7 +310,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     if (serveMetrics(metrics, request, response)) return;
     if (serveDashboard(request, response)) return;
     const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);
-    const call: { requestId: string; principal?: Principal } = { requestId };
+    const call: EdgeCall = { requestId };
     calls.set(request, call);
     // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
     response.setHeader(REQUEST_ID_HEADER, requestId);
@@ -316,8 +318,9 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     // The credential is checked from the headers before connect reads any of the body (src/edge-auth.ts).
     const admit = (decision: EdgeDecision) => {
       if (!decision) return;
-      // Read into the call's context, so a credential is verified once.
+      // Read into the call's context, so a credential is verified and authorized once.
       call.principal = decision.principal;
+      call.tenant = decision.tenant;
       rpc(request, response);
     };
     const decision = edgeAuth(request, response, { peer: peerAddress(request), requestId });
@@ -392,6 +395,13 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     generatedApiKey,
     close: () => (closing ??= close()),
   };
+}
+
+/** What the edge learned of a call, read into its context by connect. */
+interface EdgeCall {
+  requestId: string;
+  principal?: Principal;
+  tenant?: string;
 }
 
 /** Counts and logs (rate-limited, peer address only) a connection or request refused by the listener's bounds. */

@@ -102,10 +102,11 @@ export interface Caller {
 
 /**
  * The edge's decision on a call: `false` when it has answered the call itself
- * (refused), else the verified principal (undefined for an open service, or a
- * path the edge leaves to connect) for the interceptors.
+ * (refused), else the verified principal and the tenant it acts in (both
+ * undefined for an open service, or a path the edge leaves to connect) for
+ * the interceptors.
  */
-export type EdgeDecision = false | { principal: Principal | undefined };
+export type EdgeDecision = false | { principal: Principal | undefined; tenant?: string };
 
 const PASS: EdgeDecision = { principal: undefined };
 
@@ -166,11 +167,11 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
     const decide = (found: Principal | undefined): EdgeDecision | Promise<EdgeDecision> => {
       if (!found) return failed(request, response, caller, procedure, invalidCredential());
       try {
-        authorize(found, procedure.grpc_service, procedure.grpc_method, adminServices, first(headers[TENANT_HEADER]));
+        const tenant = authorize(found, procedure.grpc_service, procedure.grpc_method, adminServices, first(headers[TENANT_HEADER]));
+        return { principal: found, tenant };
       } catch (error) {
         return refuse(request, response, caller, procedure, "permission_denied", error as ConnectError);
       }
-      return { principal: found };
     };
     return principal instanceof Promise ? principal.then(decide) : decide(principal);
   };

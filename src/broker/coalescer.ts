@@ -2,9 +2,8 @@
  * Coalesces single-record writes to one topic: records produced while the
  * code running now (and the promise callbacks it sets off) runs go to the
  * broker in one produce call, in the order they were given. The messages of
- * a client stream that arrive in one read, or the results of one batch of
- * the processor, then cost one broker call instead of one each, and reach
- * their consumers as one batch. Nothing waits for a timer: the call is made
+ * a client stream that arrive in one read then cost one broker call instead
+ * of one each, and reach their consumers as one batch. Nothing waits for a timer: the call is made
  * on process.nextTick, once that run is over.
  */
 import type { Broker, ProduceOptions, ProduceRecord, RecordPosition } from "./broker.js";

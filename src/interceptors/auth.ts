@@ -80,10 +80,10 @@ export function createIdentify(keys: ApiKeyStore, jwt: JwtVerifier | undefined):
 }
 
 /**
- * Creates the auth interceptor. A call the edge already authenticated
- * (src/edge-auth.ts, which puts the principal in the context) is only
- * authorized here, so a credential is verified once; a call that did not come
- * through the edge (an in-process router transport) is authenticated here.
+ * Creates the auth interceptor. A call the edge already authenticated and
+ * authorized (src/edge-auth.ts, which puts the principal and its tenant in the
+ * context) passes; a call that did not come through the edge (an in-process
+ * router transport) is authenticated and authorized here.
  */
 export function authenticate(options: AuthOptions): Interceptor {
   const { keys, jwt, openServices, adminServices } = options;
@@ -92,6 +92,8 @@ export function authenticate(options: AuthOptions): Interceptor {
     const service = request.service.typeName;
     if (openServices.has(service)) return next(request);
     let principal = request.contextValues.get(PRINCIPAL);
+    // Authorized at the edge already (src/edge-auth.ts): the tenant it decided is in the context.
+    if (principal && request.contextValues.get(TENANT) !== "") return next(request);
     if (!principal) {
       const credential = credentialFrom(request.header);
       if (!credential) throw missingCredential();
