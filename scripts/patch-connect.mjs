@@ -1,5 +1,5 @@
-// Makes patches/@connectrpc+connect+2.1.2.patch and
-// patches/@connectrpc+connect-node+2.1.2.patch from the published packages:
+// Makes patches/@connectrpc+connect+2.3.0.patch and
+// patches/@connectrpc+connect-node+2.3.0.patch from the published packages:
 //
 //   npm install && rm -rf node_modules/@connectrpc && npm install --ignore-scripts
 //   node scripts/patch-connect.mjs && npx patch-package @connectrpc/connect @connectrpc/connect-node

@@ -27,6 +27,7 @@ import { Limits, type BucketStore } from "./limits.js";
 import { boundedLocalBuckets, localBuckets } from "./limits-local.js";
 import { connectRedisLimits } from "./limits-redis.js";
 import { LiveStats } from "./live-stats.js";
+import { writeHead } from "./http-response.js";
 import type { Broker } from "./broker/broker.js";
 import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
@@ -421,11 +422,11 @@ function serveMetrics(
   if (request.method !== "GET" || request.url?.split("?")[0] !== "/metrics") return false;
   void metrics.scrape().then(
     ({ contentType, body }) => {
-      response.writeHead(200, { "content-type": contentType });
+      writeHead(response, 200, { "content-type": contentType });
       response.end(body);
     },
     () => {
-      response.writeHead(500, { "content-type": "text/plain" });
+      writeHead(response, 500, { "content-type": "text/plain" });
       response.end("metrics collection failed\n");
     },
   );
@@ -436,7 +437,7 @@ function serveMetrics(
 async function listenMetrics(metrics: Metrics, config: Config): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((request, response) => {
     if (serveMetrics(metrics, request, response)) return;
-    response.writeHead(404, { "content-type": "text/plain" });
+    writeHead(response, 404, { "content-type": "text/plain" });
     response.end("not found: this port serves GET /metrics only\n");
   });
   await new Promise<void>((resolve, reject) => {

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { cors as connectCors } from "@connectrpc/connect";
 import { TENANT_HEADER } from "./request-context.js";
+import { writeHead } from "./http-response.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
@@ -28,7 +29,7 @@ export function createCors(origins: string[]): (request: Request, response: Resp
     if (!any && !allowed.has(origin)) {
       // Not allowed: answer preflights without CORS headers, so the browser refuses.
       if (request.method === "OPTIONS") {
-        response.writeHead(403).end();
+        writeHead(response, 403).end();
         return true;
       }
       return false;
@@ -37,7 +38,7 @@ export function createCors(origins: string[]): (request: Request, response: Resp
     if (!any) response.setHeader("vary", "origin");
     response.setHeader("access-control-expose-headers", EXPOSE_HEADERS);
     if (request.method === "OPTIONS" && request.headers["access-control-request-method"] !== undefined) {
-      response.writeHead(204, {
+      writeHead(response, 204, {
         "access-control-allow-methods": ALLOW_METHODS,
         "access-control-allow-headers": ALLOW_HEADERS,
         "access-control-max-age": "7200",

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { dirname, extname, join, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
+import { writeHead } from "./http-response.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
@@ -91,7 +92,7 @@ async function serveFile(request: Request, response: Response, dir: string, enco
       return;
     }
     const body = await readFile(file);
-    response.writeHead(200, {
+    writeHead(response, 200, {
       ...SECURITY_HEADERS,
       "content-type": type,
       "content-length": String(body.length),
@@ -129,6 +130,6 @@ async function isFile(path: string): Promise<boolean> {
 }
 
 function answer(response: Response, status: number, text: string, headers: Record<string, string> = {}): void {
-  response.writeHead(status, { ...SECURITY_HEADERS, "content-type": "text/plain; charset=utf-8", ...headers });
+  writeHead(response, status, { ...SECURITY_HEADERS, "content-type": "text/plain; charset=utf-8", ...headers });
   response.end(text);
 }

@@ -26,8 +26,8 @@ async function main(): Promise<void> {
     );
   }
   logger.info(
-    { port: app.port, broker: app.broker.kind, tls: config.tls !== undefined },
-    `streamgate listening on port ${app.port} (gRPC, gRPC-Web, Connect; dashboard at /dashboard/)`,
+    { port: app.port, broker: app.broker.kind, tls: config.tls !== undefined, node: process.version },
+    `streamgate listening on port ${app.port} (gRPC, gRPC-Web, Connect; dashboard at /dashboard/) on Node.js ${process.version}`,
   );
 
   let signalled = false;

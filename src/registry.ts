@@ -111,8 +111,7 @@ export class StreamRegistry {
   async start(): Promise<void> {
     const { broker, topic } = this.options;
     const { high } = await broker.offsets(topic, 0);
-    let caughtUp!: () => void;
-    const ready = new Promise<void>((resolve) => (caughtUp = resolve));
+    const { promise: ready, resolve: caughtUp } = Promise.withResolvers<void>();
     if (high === 0) caughtUp();
     this.subscription = await broker.subscribe({
       topic,

@@ -297,7 +297,7 @@ function routeBySniffing(
 
 /**
  * A duplex over `socket` that first yields `head`, for the HTTP/2 session to
- * read through. Node 20 would also take the socket itself with `head` put back
+ * read through. Node would also take the socket itself with `head` put back
  * (it replays bytes already read), but under 64 unary callers that measured
  * 10-15 % more CPU per call than this duplex (bench/ANALYSIS.md). Nagle is
  * disabled, as the HTTP/2 server does for the sockets it reads directly, or

@@ -1,5 +1,5 @@
 /**
- * connect 2.1.2 and connect-node 2.1.2 are installed with streamgate's patches
+ * connect 2.3.0 and connect-node 2.3.0 are installed with streamgate's patches
  * (patches/, made by scripts/patch-connect.mjs, applied by patch-package at
  * npm install): native async generators instead of tsc's ES2017 helpers,
  * lifted out of the functions that made one per call, and one AbortError per

@@ -36,13 +36,6 @@ function record(key: string, text: string, timestamp?: number) {
   return { key, value: encoder.encode(text), headers: { h: text }, timestamp };
 }
 
-/** A promise with its resolve function (Promise.withResolvers needs Node 22). */
-function deferred(): { promise: Promise<void>; resolve: () => void } {
-  let resolve!: () => void;
-  const promise = new Promise<void>((done) => (resolve = done));
-  return { promise, resolve };
-}
-
 const text = (stored: StoredRecord) => decoder.decode(stored.value);
 const offsetsOf = (records: StoredRecord[]) => records.map((stored) => stored.offset);
 
@@ -302,7 +295,7 @@ describe("subscribe", () => {
     const errors: unknown[] = [];
     const deliveries: number[][] = [];
     let failures = 1;
-    const { promise: redelivered, resolve } = deferred();
+    const { promise: redelivered, resolve } = Promise.withResolvers<void>();
     await broker.subscribe({
       topic: "t",
       from: "earliest",
@@ -325,8 +318,8 @@ describe("subscribe", () => {
   it("waits for the batch being handled when closed, then delivers nothing more", async () => {
     const broker = await brokerWith(1);
     await broker.produce("t", [record("k", "v0")]);
-    const { promise: started, resolve: start } = deferred();
-    const { promise: release, resolve: finish } = deferred();
+    const { promise: started, resolve: start } = Promise.withResolvers<void>();
+    const { promise: release, resolve: finish } = Promise.withResolvers<void>();
     let handled = 0;
     let finished = false;
     const subscription: Subscription = await broker.subscribe({

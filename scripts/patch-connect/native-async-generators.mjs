@@ -3,7 +3,7 @@
 // connect ships its ES modules compiled for ES2017, where every async
 // generator becomes a sync generator driven by the __asyncGenerator helper:
 // eight closures, a queue and a prototype per call, a helper step and extra
-// promises per await. Node 20 runs async generators natively. Only these exact
+// promises per await. Node runs async generators natively. Only these exact
 // shapes of tsc's output are rewritten, and any other use of __await or
 // __asyncDelegator throws, so a new connect version either converts cleanly or
 // says where it did not:
