@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import type { DescFile } from "@bufbuild/protobuf";
+import { createRegistry as createTypeRegistry, type DescFile } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_google_rpc_error_details } from "../gen/google/rpc/error_details_pb.js";
@@ -31,6 +31,7 @@ import { writeHead } from "./http-response.js";
 import type { Broker } from "./broker/broker.js";
 import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
+import { createKafkajsBroker } from "./broker/kafka-kafkajs.js";
 import { createMemoryBroker } from "./broker/memory.js";
 import { CelCompiler, type CelRefusal } from "./cel.js";
 import type { Config } from "./config.js";
@@ -85,7 +86,9 @@ function pushingPaths(files: DescFile[]): Set<string> {
 async function createBroker(config: Config, logger: Logger): Promise<Broker> {
   if (!config.kafka) return createMemoryBroker(config.memory);
   const kafka = config.kafka;
-  return createKafkaBroker({
+  // Temporary, for measuring both clients in the same bench: removed with kafkajs.
+  const create = process.env.STREAMGATE_KAFKA_CLIENT === "kafkajs" ? createKafkajsBroker : createKafkaBroker;
+  return create({
     brokers: kafka.brokers,
     clientId: kafka.clientId,
     replication: kafka.replication,
@@ -108,8 +111,11 @@ async function createLimitStores(config: Config, logger: Logger): Promise<{ buck
 /** Peer-address buckets kept at most (about 100 bytes each): addresses are the client's to choose. */
 const MAX_PEER_BUCKETS = 100_000;
 
-/** Room for a request's fields besides its payload, so an oversized payload gets our message. */
-const REQUEST_OVERHEAD_BYTES = 64 * 1024;
+/**
+ * Room for a request's fields besides its payload, so an oversized payload gets our message:
+ * connect reads at most MAX_PAYLOAD_BYTES plus this of one request message.
+ */
+export const REQUEST_OVERHEAD_BYTES = 64 * 1024;
 
 /** A running streamgate. */
 export interface App {
@@ -128,8 +134,27 @@ export interface App {
   close(): Promise<void>;
 }
 
-/** Starts streamgate with `config`; `broker` replaces the configured one (tests). */
-export async function startApp(config: Config, logger: Logger, broker?: Broker): Promise<App> {
+/**
+ * Services served beside streamgate's own, for tests only: the Connect
+ * conformance suite (test/conformance/server.ts) proves streamgate's RPC stack
+ * (the listener, the edge, the interceptor chain, the patched connect adapter)
+ * with a service of its own, which it calls without credentials. So these
+ * services are open (like health and reflection: limited by peer address,
+ * see AUTH_OPEN_SERVICES), their procedures are known to the edge and to
+ * reflection, and their JSON may carry google.protobuf.Any of their own messages.
+ */
+export interface ExtraServices {
+  /** The files declaring the services. */
+  files: DescFile[];
+  /** Registers the services' implementations. */
+  routes(router: ConnectRouter): void;
+}
+
+/**
+ * Starts streamgate with `config`; `broker` replaces the configured one (tests);
+ * `extra` adds open services (tests only: {@link ExtraServices}).
+ */
+export async function startApp(config: Config, logger: Logger, broker?: Broker, extra?: ExtraServices): Promise<App> {
   // First: an unreachable REDIS_URL stops the start before anything else is running.
   const limitStores = await createLimitStores(config, logger);
   const limitSettings = limitStores.settings;
@@ -241,7 +266,12 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
   const health = createHealthService();
   health.setStatus(StreamService.typeName, HealthCheckResponse_ServingStatus.SERVING);
   health.setStatus(AdminService.typeName, HealthCheckResponse_ServingStatus.SERVING);
-  const reflection = createReflectionRoutes(SERVED_FILES);
+  const servedFiles = extra ? [...SERVED_FILES, ...extra.files] : SERVED_FILES;
+  const openServices = new Set([
+    ...auth.openServices,
+    ...(extra?.files.flatMap((file) => file.services.map((service) => service.typeName)) ?? []),
+  ]);
+  const reflection = createReflectionRoutes(servedFiles);
   let draining = false;
   const routes = (router: ConnectRouter) => {
     router.service(StreamService, createStreamService({ registry, ingest, fanout, counters, cel }));
@@ -258,6 +288,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     );
     health.routes(router);
     reflection(router);
+    extra?.routes(router);
   };
   // Failed authentication and open services are limited by peer address, in this process (README "Limits and protections").
   const peerBuckets = boundedLocalBuckets(MAX_PEER_BUCKETS);
@@ -273,16 +304,16 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
       auth: {
         keys: apiKeys,
         jwt: jwtVerifier,
-        openServices: new Set(auth.openServices),
+        openServices,
         adminServices: new Set(auth.adminServices),
       },
       limits: {
         limits,
-        exemptServices: new Set([...auth.openServices, ...auth.adminServices]),
+        exemptServices: new Set([...openServices, ...auth.adminServices]),
         stats,
       },
       stats,
-      openStreams: { openServices: new Set(auth.openServices), takePeerToken, metrics },
+      openStreams: { openServices, takePeerToken, metrics },
     }),
     // The peer and request id, which connect's handler context does not carry, and the principal and tenant the edge decided.
     contextValues: (request) => {
@@ -293,14 +324,14 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     },
     readMaxBytes: config.maxPayloadBytes + REQUEST_OVERHEAD_BYTES,
     // proto3 JSON: an unknown field is an error, not silently dropped data.
-    jsonOptions: { ignoreUnknownFields: false },
+    jsonOptions: { ignoreUnknownFields: false, ...(extra && { registry: createTypeRegistry(...extra.files) }) },
   });
   /** Each request's id, chosen before connect sees the request, and the principal and tenant the edge decided. */
   const calls = new WeakMap<http.IncomingMessage | Http2ServerRequest, EdgeCall>();
   const cors = createCors(config.corsOrigins);
   const edgeAuth = createEdgeAuth({
-    procedures: proceduresOf(SERVED_FILES),
-    openServices: new Set(auth.openServices),
+    procedures: proceduresOf(servedFiles),
+    openServices,
     adminServices: new Set(auth.adminServices),
     identify: createIdentify(apiKeys, jwtVerifier),
     takePeerToken,
@@ -336,7 +367,7 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker):
     config.callTurnBudgetMs > 0
       ? new CallAdmission(serve, { turnBudgetMs: config.callTurnBudgetMs, isGone: clientGone })
       : undefined;
-  const pushing = pushingPaths(SERVED_FILES);
+  const pushing = pushingPaths(servedFiles);
   metrics.observe({
     activeStreams: () => registry.openCount,
     activeWatchers: () => fanout.watcherCount,

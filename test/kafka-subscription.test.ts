@@ -6,7 +6,7 @@
  * commit after the close fails.
  */
 import { afterAll, expect, it } from "vitest";
-import { Kafka, logLevel } from "kafkajs";
+import { Admin } from "@platformatic/kafka";
 import type { Broker, StoredRecord } from "../src/broker/broker.js";
 import { kafkaBrokers, testKafkaClient } from "./support/kafka-control.js";
 import { uniqueTopicPrefix } from "./support/kafka-gateway.js";
@@ -56,13 +56,13 @@ it("commits in beforeLeaving while still in the group, after the batch being han
 
   expect(handledWhenLeaving).toBe(true);
   expect(delivered.map((record) => new TextDecoder().decode(record.value))).not.toContain("late");
-  const admin = new Kafka({ brokers: kafkaBrokers().split(","), logLevel: logLevel.NOTHING }).admin();
-  await admin.connect();
+  const admin = new Admin({ clientId: `${prefix}admin`, bootstrapBrokers: kafkaBrokers().split(",") });
   try {
-    const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    expect(offsets!.partitions).toEqual([{ partition: 0, offset: String(next), metadata: null }]);
+    const [group] = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: [0] }] }] });
+    const committed = group!.topics.find((entry) => entry.name === topic)!.partitions.map((entry) => [entry.partitionIndex, entry.committedOffset]);
+    expect(committed).toEqual([[0, BigInt(next)]]);
   } finally {
-    await admin.disconnect();
+    await admin.close();
   }
   await expect(subscription.commit(0, next + 1)).rejects.toThrow("committing offsets to the broker failed");
 });

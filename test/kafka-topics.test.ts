@@ -7,7 +7,7 @@
  * is compacted.
  */
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { ConfigResourceTypes, Kafka, logLevel } from "kafkajs";
+import { Admin, ConfigResourceTypes } from "@platformatic/kafka";
 import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { kafkaBrokers } from "./support/kafka-control.js";
 import { jsonData, startKafkaTestServer, uniqueTopicPrefix } from "./support/kafka-gateway.js";
@@ -131,23 +131,17 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
 });
 
 it("the registry topic is compacted; ingest and results are not", async () => {
-  const kafka = new Kafka({ clientId: "kafka-topics-test", brokers: [kafkaBrokers()], logLevel: logLevel.NOTHING });
-  const admin = kafka.admin();
-  await admin.connect();
+  const admin = new Admin({ clientId: "kafka-topics-test", bootstrapBrokers: [kafkaBrokers()] });
   try {
     const names = ["streams", "ingest", "results"].map((name) => `${prefix}${name}`);
-    const { resources } = await admin.describeConfigs({
-      includeSynonyms: false,
-      resources: names.map((name) => ({ type: ConfigResourceTypes.TOPIC, name, configNames: ["cleanup.policy"] })),
+    const described = await admin.describeConfigs({
+      resources: names.map((name) => ({ resourceType: ConfigResourceTypes.TOPIC, resourceName: name, configurationKeys: ["cleanup.policy"] })),
     });
     const policies = Object.fromEntries(
-      resources.map((resource) => [
-        resource.resourceName,
-        resource.configEntries.find((entry) => entry.configName === "cleanup.policy")?.configValue,
-      ]),
+      described.map((resource) => [resource.resourceName, resource.configs.find((entry) => entry.name === "cleanup.policy")?.value]),
     );
     expect(policies).toEqual({ [names[0]!]: "compact", [names[1]!]: "delete", [names[2]!]: "delete" });
   } finally {
-    await admin.disconnect();
+    await admin.close();
   }
 });
