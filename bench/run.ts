@@ -90,7 +90,8 @@ const context: BenchContext = {
       ...(broker === "kafka"
         ? // Topics of their own per server, so no run reads another's records.
           { KAFKA_BROKERS: context.kafkaBrokers, KAFKA_TOPIC_PREFIX: `bench-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.` }
-        : {}),
+        : // The embedded broker, even when the bench's own environment has KAFKA_BROKERS (empty is unset).
+          { KAFKA_BROKERS: "" }),
       ...env,
     }),
 };

@@ -20,6 +20,7 @@ interface Row {
   errors: number;
   baseline?: string;
   ratio?: number;
+  target?: { goal: string; met: boolean; measured: string };
   extra?: Record<string, number | string>;
 }
 
@@ -36,7 +37,7 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
     const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
     expect(code, log).toBe(0);
 
-    const report = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { results: Row[]; scenarios: string[] };
+    const report = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { results: Row[]; scenarios: string[]; node: string };
     const seen = new Set(report.results.map((row) => `${row.scenario}@${row.broker}`));
     for (const expected of [
       "baseline-connect-node@-",
@@ -44,8 +45,12 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
       "baseline-connect-node-stream@-",
       "baseline-grpc-js-stream@-",
       "senddata-limited@memory",
-      "baseline-kafkajs-naive@kafka",
-      "baseline-kafkajs-batched@kafka",
+      ...["kafkajs", "platformatic"].flatMap((client) => [
+        `baseline-${client}-naive@kafka`,
+        `baseline-${client}-batched@kafka`,
+        // The naive producers, measured in senddata's Kafka rounds.
+        `senddata-${client}-naive@kafka`,
+      ]),
       ...["startstream", "senddata", "senddatastream", "fanout", "e2e-1000", "e2e-half-max", "e2e-1000-stream", "watchers"].flatMap((scenario) => [
         `${scenario}@memory`,
         `${scenario}@kafka`,
@@ -57,15 +62,28 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
       expect(row.throughput, `${row.scenario}@${row.broker}`).toBeGreaterThan(0);
       expect(row.errors, `${row.scenario}@${row.broker}`).toBe(0);
     }
-    // The embedded SendData rows are measured in rounds beside the bare server, their ratio taken within them.
-    for (const row of report.results.filter((row) => row.scenario === "senddata" && row.broker === "memory")) {
-      expect(row.baseline, `senddata@memory/${row.payloadBytes}`).toBe("baseline-connect-node");
-      expect(row.extra?.["rounds (ratio each)"], `senddata@memory/${row.payloadBytes}`).toBe(`${row.ratio!.toFixed(2)}×`);
-      expect(row.extra?.["baseline in the same rounds req/s"], `senddata@memory/${row.payloadBytes}`).toBeGreaterThan(0);
+    // The SendData rows, on either broker, are measured in rounds beside the bare server, their ratio taken
+    // within them, with the server's CPU per call beside the bare server's.
+    const sendData = report.results.filter((row) => row.scenario === "senddata");
+    expect(sendData.map((row) => `${row.broker}/${row.payloadBytes}`).sort(), log).toEqual(["kafka/128", "kafka/4096", "memory/128", "memory/4096"]);
+    for (const row of sendData) {
+      const what = `senddata@${row.broker}/${row.payloadBytes}`;
+      expect(row.baseline, what).toBe("baseline-connect-node");
+      expect(row.extra?.["rounds (ratio each)"], what).toBe(`${row.ratio!.toFixed(2)}×`);
+      expect(row.extra?.["baseline in the same rounds req/s"], what).toBeGreaterThan(0);
+      expect(row.extra?.["server CPU µs/call"], what).toBeGreaterThan(0);
+      expect(row.extra?.["baseline server CPU µs/call"], what).toBeGreaterThan(0);
+      expect(row.extra?.["server CPU per call vs baseline"], what).toMatch(/^\d+\.\d\d×$/);
+      expect(row.target?.goal, what).toBe(
+        row.broker === "memory"
+          ? "≥ 0.85 × baseline-connect-node, server CPU per call ≤ 1.20 × its"
+          : "≥ 0.70 × baseline-connect-node",
+      );
     }
     const markdown = await readFile(join(out, "RESULTS.md"), "utf8");
     expect(markdown).toContain("| senddata | memory |");
     expect(markdown).toContain("quick smoke mode");
+    expect(markdown).toContain(`Node.js ${report.node}`);
   } finally {
     await rm(out, { recursive: true, force: true });
   }

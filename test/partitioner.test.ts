@@ -4,6 +4,7 @@
  * a stream's records land in the same partition whichever client wrote them.
  */
 import { describe, expect, it } from "vitest";
+import { murmur2 as clientMurmur2 } from "@platformatic/kafka";
 import { murmur2, partitionForKey } from "../src/broker/partitioner.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
@@ -45,6 +46,15 @@ describe("murmur2", () => {
     expect(murmur2(new Uint8Array([12, 42, 56, 24, 109, 111]))).toBe(274204207);
     expect(murmur2(new Uint8Array([0xff, 0xfe, 0x80, 0x81, 0x90]))).toBe(338919950);
     expect(murmur2(new Uint8Array([0x80, 0x80, 0x80, 0x80]))).toBe(-95523324);
+  });
+});
+
+describe("against @platformatic/kafka", () => {
+  it("agrees with the Kafka client's own murmur2 on keys of every kind of character", () => {
+    // streamgate picks partitions itself and hands them to the client; another producer of the
+    // same keys (the client's compatibilityPartitioner, as Java's) must land in the same ones.
+    const keys = ["", "a", "stream-1", "acme/sensor-42", "héllo wörld", "中文流", "emoji-😀", "\u0000nul", ...Array.from({ length: 100 }, (_, i) => `t${i}/s-${i * 7919}`)];
+    for (const key of keys) expect(murmur2(utf8(key)), key).toBe(clientMurmur2(Buffer.from(key, "utf8"), false));
   });
 });
 

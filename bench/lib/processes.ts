@@ -124,8 +124,10 @@ export function startStreamgate(env: Record<string, string>): Promise<Streamgate
     LOG_LEVEL: "warn",
     API_KEYS: `bench:${BENCH_API_KEY}`,
     ADMIN_API_KEYS: "bench-admin:bench-admin-key",
-    // The one bench key stands for every client of a run (10,000 watchers in one tenant).
+    // The one bench key stands for every client of a run (10,000 watchers in one tenant;
+    // startstream's new stream per call, thousands a second).
     TENANT_MAX_WATCHERS: "0",
+    TENANT_MAX_STREAMS: "0",
     ...env,
   });
 }

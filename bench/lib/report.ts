@@ -16,6 +16,7 @@ export interface RunInfo {
   date: string;
   commit: string;
   machine: { cores: number; model: string; memoryGiB: number };
+  /** The Node.js version (process.version) that ran the bench and the servers it started (the same executable). */
   node: string;
   quick: boolean;
   durationSec: number;
@@ -75,7 +76,7 @@ export function writeReport(dir: string, info: RunInfo, results: BenchResult[]):
   const lines = [
     "# streamgate benchmark results",
     "",
-    `Measured ${info.date} on commit ${info.commit}: ${info.machine.cores} cores (${info.machine.model}), ${info.machine.memoryGiB} GiB, Node ${info.node}.`,
+    `Measured ${info.date} on commit ${info.commit}: ${info.machine.cores} cores (${info.machine.model}), ${info.machine.memoryGiB} GiB, Node.js ${info.node ?? "unknown"} (the bench and the servers it starts).`,
     `Load phases of ${info.durationSec} s${info.quick ? " (quick smoke mode: figures mean nothing)" : ""}; load generator, broker and server share the machine.`,
     "Written by `npm run bench`; the same rows are in results.json.",
     "",

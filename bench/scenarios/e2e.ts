@@ -2,14 +2,15 @@
  * Scenario 5: end-to-end latency, from SendData to the result's delivery on a
  * WatchResults call, at a fixed offered load: 1,000 msg/s, and 50% of the
  * broker's measured SendData maximum (the senddata row, 128 B). Targets at
- * 1,000 msg/s: p99 ≤ 20 ms embedded, ≤ 50 ms on Kafka, nothing lost.
+ * 1,000 msg/s over unary SendData (e2e-1000): p99 ≤ 10 ms embedded, ≤ 25 ms
+ * on Kafka, nothing lost.
  *
  * At 1,000 unary calls/s the server sits at the RPC layer's per-call limit on a
  * small machine (bare connect-node's own maximum is about that), so e2e-1000
  * mostly measures queueing in the RPC layer. e2e-1000-stream sends the same
  * records at the same rate, each written at its due time to one long-lived
  * SendDataStream call per sending connection: the pipeline's own latency
- * under streaming ingestion, with the same target.
+ * under streaming ingestion (no target of its own).
  *
  * The harness (bench/lib/e2e-harness.ts) sends open loop: record i is due at
  * start + i / rate and is sent then whether or not earlier calls have been
@@ -25,7 +26,8 @@ import type { BenchResult } from "../lib/result.js";
 import { SEND_CONCURRENCY } from "./baselines-rpc.js";
 
 const FIXED_RATE = 1000;
-const TARGET_P99_MS: Record<BrokerKind, number> = { memory: 20, kafka: 50 };
+/** p99 required of e2e-1000 (unary SendData at FIXED_RATE), by broker. */
+const TARGET_P99_MS: Record<BrokerKind, number> = { memory: 10, kafka: 25 };
 /** Seconds of unmeasured load before the first phase: the server's code paths get compiled first. */
 const WARMUP_SEC = 1;
 /** Seconds of the fallback SendData maximum measurement (when no senddata row exists). */
@@ -51,7 +53,7 @@ export const e2e: Scenario = {
           // SendDataStream's code paths get their own unmeasured warm-up.
           await harness.run(FIXED_RATE, context.quick ? 0.1 : WARMUP_SEC, "stream");
           const streamed = await harness.run(FIXED_RATE, seconds, "stream");
-          rows.push(row("e2e-1000-stream", broker, streamed, `fixed ${FIXED_RATE.toLocaleString("en-US")} msg/s over SendDataStream`, true));
+          rows.push(row("e2e-1000-stream", broker, streamed, `fixed ${FIXED_RATE.toLocaleString("en-US")} msg/s over SendDataStream`, false));
         } finally {
           await harness.close();
         }

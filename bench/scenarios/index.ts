@@ -3,7 +3,7 @@
  * the scenarios after them can state their ratios.
  */
 import type { Scenario } from "../lib/context.js";
-import { baselinesKafkajs } from "./baselines-kafkajs.js";
+import { baselinesKafka } from "./baselines-kafka.js";
 import { baselinesRpc } from "./baselines-rpc.js";
 import { e2e } from "./e2e.js";
 import { fanout } from "./fanout.js";
@@ -14,7 +14,7 @@ import { watchers } from "./watchers.js";
 
 export const SCENARIOS: Scenario[] = [
   baselinesRpc,
-  baselinesKafkajs,
+  baselinesKafka,
   startStream,
   sendData,
   sendDataStream,

@@ -55,6 +55,8 @@ class KafkaSubscription implements Subscription {
   private wake: (() => void) | undefined;
   /** Assignments are applied one at a time, in the order the group announced them. */
   private assigning: Promise<void> = Promise.resolve();
+  /** Counts the group's assignments: one still being retried gives way to a newer one. */
+  private generation = 0;
 
   constructor(
     private readonly options: SubscribeOptions,
@@ -105,11 +107,25 @@ class KafkaSubscription implements Subscription {
     }
   }
 
-  /** Applies a group's new assignment, after any earlier one. */
+  /**
+   * Applies a group's new assignment, after any earlier one. Reading where
+   * the new partitions start needs the broker; while it cannot answer (a
+   * rejoin right after an outage), the assignment is tried again, or its
+   * partitions would never be read.
+   */
   private reassign(partitions: number[]): void {
-    this.assigning = this.assigning
-      .then(() => this.assign(partitions))
-      .catch((error: unknown) => this.options.onError?.(error));
+    const generation = ++this.generation;
+    this.assigning = this.assigning.then(async () => {
+      while (!this.closing && generation === this.generation) {
+        try {
+          await this.assign(partitions);
+          return;
+        } catch (error) {
+          this.options.onError?.(error);
+          await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+        }
+      }
+    });
     this.wake?.();
   }
 
