@@ -1,14 +1,18 @@
 /**
  * The README's "Use it" examples, run exactly as written (only the port is
  * changed to the test server's) with curl, grpcurl and buf curl, with the
- * server's API key in STREAMGATE_API_KEY as the README tells the reader to
- * export it: a README example that does not work is a bug.
+ * server's API key in STREAMGATE_API_KEY and its admin key in
+ * STREAMGATE_ADMIN_KEY as the README tells the reader to export them; the
+ * Tenants examples likewise; and the Traffic simulator example (shortened to
+ * 2 s) on a server started with the example's environment, whose admin key,
+ * the one the README says to give the dashboard, is then accepted by the
+ * dashboard's AdminService calls: a README example that does not work is a bug.
  */
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { startTestServer, type TestServer } from "./support/server.js";
+import { adminClient, startTestServer, take, type TestServer } from "./support/server.js";
 
 /** The key the README's reader would have exported as STREAMGATE_API_KEY. */
 const README_KEY = "readme-key-0123456789abcdef";
@@ -21,20 +25,31 @@ const toolsBin = resolve(root, ".tools/bin");
 let server: TestServer;
 beforeAll(async () => {
   if (!existsSync(resolve(toolsBin, "grpcurl"))) {
-    throw new Error("grpcurl is missing: run `bash scripts/tools.sh` (npm test does)");
+    throw new Error("grpcurl is missing: run `npm run tools` (npm test installs it too)");
   }
   server = await startTestServer({ API_KEYS: `reader:${README_KEY}`, ADMIN_API_KEYS: `operator:${README_ADMIN_KEY}` });
 });
 afterAll(() => server?.close());
 
-/**
- * The shell commands of the README's "Use it" section, continuation lines
- * joined; the `export STREAMGATE_API_KEY=...` line is left out, as the test
- * sets the variable itself (each command runs in its own shell).
- */
-function readmeCommands(from = "## Use it", to = "### The API"): string[] {
+/** The README's text from `from` up to `to`. */
+function readmeSection(from: string, to: string): string {
   const readme = readFileSync(resolve(root, "README.md"), "utf8");
-  const section = readme.slice(readme.indexOf(from), readme.indexOf(to));
+  const start = readme.indexOf(from);
+  expect(start, from).toBeGreaterThanOrEqual(0);
+  return readme.slice(start, readme.indexOf(to, start));
+}
+
+/**
+ * The commands that set the reader's shell up, which the test does itself
+ * (each command runs in its own shell, with the keys set and .tools/bin on
+ * PATH): `export STREAMGATE_...=<key>`, `npm run tools` (npm test has
+ * installed the tools) and `export PATH=...`.
+ */
+const SETUP = /^(export STREAMGATE_[A-Z_]*=|export PATH=|npm run tools\b)/;
+
+/** The shell commands of a README section, continuation lines joined, the {@link SETUP} lines left out. */
+function readmeCommands(from = "## Use it", to = "### The API"): string[] {
+  const section = readmeSection(from, to);
   const blocks = [...section.matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]!);
   const commands: string[] = [];
   for (const block of blocks) {
@@ -48,7 +63,7 @@ function readmeCommands(from = "## Use it", to = "### The API"): string[] {
       }
     }
   }
-  return commands.filter((command) => !command.startsWith("export STREAMGATE_API_KEY="));
+  return commands.filter((command) => !SETUP.test(command));
 }
 
 /**
@@ -151,5 +166,44 @@ it("runs the Tenants examples of the README: a watch-only key reads and is refus
     });
   } finally {
     await tenants.close();
+  }
+});
+
+it("runs the Traffic simulator example, and the dashboard's admin calls answer its admin key", { timeout: 90_000 }, async () => {
+  const commands = readmeCommands("## Traffic simulator", "| option |");
+  expect(commands).toHaveLength(2);
+  const [start, simulate] = commands as [string, string];
+  // The server as the example starts it: its variable assignments, then `npm start`.
+  const words = start.replace(/\s+#.*$/, "").split(/\s+/);
+  expect(words.slice(-2)).toEqual(["npm", "start"]);
+  const env = Object.fromEntries(
+    words.slice(0, -2).map((word) => {
+      expect(word).toMatch(/^[A-Z_]+=\S+$/);
+      return [word.slice(0, word.indexOf("=")), word.slice(word.indexOf("=") + 1)];
+    }),
+  );
+  // The key the README says to give the dashboard is the example's admin key.
+  const adminKey = /give it the admin key, `([^`]+)`/.exec(readmeSection("## Traffic simulator", "| option |"))?.[1];
+  expect(adminKey).toBeDefined();
+  expect(env.ADMIN_API_KEYS?.split(",").map((entry) => entry.slice(entry.indexOf(":") + 1).split(" ")[0])).toContain(adminKey);
+
+  const simulated = await startTestServer(env);
+  try {
+    // The example's load for 2 s instead of 30, to the test server (the simulator's default URL is port 8080's).
+    const short = simulate.replace("--duration 30", "--duration 2");
+    expect(short).not.toBe(simulate);
+    const result = await run(short, undefined, { STREAMGATE_URL: simulated.baseUrl });
+    expect(result, `${short}\n${result.stderr}`).toMatchObject({ code: 0 });
+    expect(Number(/ blocked (\d+) /.exec(result.stdout)?.[1])).toBeGreaterThan(0);
+
+    // The page is served, and its calls (gRPC-Web, the key as x-api-key) answer OK with the admin key.
+    expect((await fetch(`${simulated.baseUrl}/dashboard/`)).status).toBe(200);
+    const admin = adminClient(simulated, "grpc-web", adminKey!);
+    const { limits } = await admin.getLimits({});
+    expect(limits?.perClient?.ratePerSecond).toBe(Number(env.CLIENT_RATE_LIMIT_RPS));
+    const [snapshot] = await take(admin.watchStats({ intervalMs: 100 }), 1);
+    expect(snapshot!.stats?.topClients.map((client) => client.client).sort()).toEqual(["alice", "bob", "carol"]);
+  } finally {
+    await simulated.close();
   }
 });
