@@ -31,7 +31,6 @@ import { writeHead } from "./http-response.js";
 import type { Broker } from "./broker/broker.js";
 import { instrumentBroker } from "./broker/instrumented.js";
 import { createKafkaBroker } from "./broker/kafka.js";
-import { createKafkajsBroker } from "./broker/kafka-kafkajs.js";
 import { createMemoryBroker } from "./broker/memory.js";
 import { CelCompiler, type CelRefusal } from "./cel.js";
 import type { Config } from "./config.js";
@@ -86,9 +85,7 @@ function pushingPaths(files: DescFile[]): Set<string> {
 async function createBroker(config: Config, logger: Logger): Promise<Broker> {
   if (!config.kafka) return createMemoryBroker(config.memory);
   const kafka = config.kafka;
-  // Temporary, for measuring both clients in the same bench: removed with kafkajs.
-  const create = process.env.STREAMGATE_KAFKA_CLIENT === "kafkajs" ? createKafkajsBroker : createKafkaBroker;
-  return create({
+  return createKafkaBroker({
     brokers: kafka.brokers,
     clientId: kafka.clientId,
     replication: kafka.replication,

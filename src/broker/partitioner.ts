@@ -1,8 +1,8 @@
 /**
  * Kafka's default partitioner for keyed records: murmur2 of the UTF-8 key, made
  * positive, modulo the partition count. Using the same function as the Java
- * client and kafkajs means a stream's records land in the same partition
- * whichever broker or client wrote them.
+ * client (and @platformatic/kafka's compatibilityPartitioner) means a stream's
+ * records land in the same partition whichever broker or client wrote them.
  */
 
 const SEED = 0x9747b28c;

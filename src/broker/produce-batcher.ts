@@ -1,9 +1,11 @@
 /**
- * Coalesces concurrent produce calls into batched broker requests. kafkajs has
- * no linger setting, so without this every SendData would be its own broker
- * round trip. One batch is in flight at a time, which keeps records of a key in
- * call order (as the idempotent producer needs) while calls that arrive during
- * a round trip gather into the next batch.
+ * Coalesces concurrent produce calls into batched broker requests: the Kafka
+ * client sends each call as it comes (it has no linger setting), so without
+ * this every SendData would be its own broker round trip. One batch is in
+ * flight at a time, which keeps records of a key in call order (a failed
+ * request resets the idempotent producer's sequence numbers, so a later
+ * request must not be out while an earlier one may be retried) while calls
+ * that arrive during a round trip gather into the next batch.
  */
 import type { ProduceRecord, RecordPosition } from "./broker.js";
 import { BrokerError } from "../errors.js";
