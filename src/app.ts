@@ -94,6 +94,7 @@ async function createBroker(config: Config, logger: Logger): Promise<Broker> {
     sasl: kafka.sasl,
     lingerMs: kafka.lingerMs,
     maxBatchRecords: kafka.batchMaxRecords,
+    maxInFlight: kafka.maxInFlight,
     produceTimeoutMs: kafka.produceTimeoutMs,
     logger,
   });

@@ -116,8 +116,9 @@ describe("GET /metrics", () => {
 
   it("serves the registry's text format", () => {
     expect(after.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
-    // Default process metrics are there too.
+    // Default process metrics are there too, the Node.js version among them.
     expect(value(after.samples, "process_cpu_user_seconds_total")).toBeGreaterThan(0);
+    expect(after.text).toMatch(new RegExp(`^nodejs_version_info\\{version="${process.version}",major="${process.versions.node.split(".")[0]}"`, "m"));
   });
 
   it("counts RPCs started and handled by service, method, type and the code the client saw", () => {

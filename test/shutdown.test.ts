@@ -5,6 +5,7 @@
  * process logs "stopped" and exits 0. Also: a bad setting stops the process at
  * start with exit code 2 and a message naming the variable.
  */
+import { readFileSync } from "node:fs";
 import { afterEach, describe, expect, it } from "vitest";
 import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
@@ -35,6 +36,11 @@ describe("SIGTERM", () => {
   it("drains: watches end with a resume cursor, new calls are refused, a client stream finishes", async () => {
     running = spawnStreamgate({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info" });
     const baseUrl = `http://127.0.0.1:${await listeningPort(running)}`;
+    // The start line names the Node.js it runs on: the one npm scripts run, the pinned `node` package's.
+    const listening = await running.waitForLog((line) => String(line.msg).startsWith("streamgate listening"));
+    const pinned = JSON.parse(readFileSync(new URL("../node_modules/node/package.json", import.meta.url), "utf8")) as { version: string };
+    expect(listening).toMatchObject({ node: `v${pinned.version}` });
+    expect(String(listening.msg)).toContain(`on Node.js v${pinned.version}`);
     const client = createClient(StreamService, createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] }));
     const streamId = "shutdown";
     await client.startStream({ streamId });

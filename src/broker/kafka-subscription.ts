@@ -15,11 +15,19 @@ import type { SubscribeOptions, Subscription } from "./broker.js";
 import { fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE, type FetchLimits } from "./kafka-fetch.js";
 
 /**
- * Fetch sizes and waits: a short wait, so that results and registry changes
- * arrive in milliseconds, and about a megabyte per partition, as most
- * clients read.
+ * Fetch sizes and waits: about a megabyte per partition, as most clients
+ * read, and a broker wait short enough that results and registry changes
+ * arrive in milliseconds.
  */
 const LIMITS: FetchLimits = { partitionMaxBytes: 1024 * 1024, maxBytes: 8 * 1024 * 1024, maxWaitMs: 50, minBytes: 1 };
+/**
+ * The broker's wait while another partition's batch is being handled. A
+ * fetch cannot be cut short, and that partition is fetched again only after
+ * it: a 50 ms wait on quiet partitions put up to 50 ms before every busy
+ * partition's next batch (end-to-end p50 43 ms at 1,000 records a second on
+ * Kafka). Only while a handler runs does the loop poll this often.
+ */
+const BUSY_MAX_WAIT_MS = 2;
 /** The pause before a failed batch is delivered again, or a failed fetch is tried again. */
 const RETRY_MS = 1000;
 
@@ -194,7 +202,8 @@ class KafkaSubscription implements Subscription {
           await this.idle(RETRY_MS);
           continue;
         }
-        await Promise.all([...byLeader].map(([leader, partitions]) => this.fetchFrom(leader, topicId, partitions)));
+        const limits = this.busy.size > 0 ? { ...LIMITS, maxWaitMs: BUSY_MAX_WAIT_MS } : LIMITS;
+        await Promise.all([...byLeader].map(([leader, partitions]) => this.fetchFrom(leader, topicId, partitions, limits)));
       } catch (error) {
         if (this.closing) return;
         // The broker unreachable or a leader moved: the client has retried already; pause, then try again.
@@ -205,9 +214,9 @@ class KafkaSubscription implements Subscription {
     }
   }
 
-  private async fetchFrom(leader: number, topicId: string, partitions: Array<{ partition: number; offset: number }>): Promise<void> {
+  private async fetchFrom(leader: number, topicId: string, partitions: Array<{ partition: number; offset: number }>, limits: FetchLimits): Promise<void> {
     const { topic } = this.options;
-    const fetched = await fetchPartitions(this.deps.consumer, leader, topic, topicId, partitions, LIMITS);
+    const fetched = await fetchPartitions(this.deps.consumer, leader, topic, topicId, partitions, limits);
     for (const { partition, errorCode, highWatermark, records } of fetched) {
       const asked = partitions.find((entry) => entry.partition === partition)!.offset;
       // Revoked, or moved by a new assignment, while the fetch was out.
