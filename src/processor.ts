@@ -320,6 +320,10 @@ export class Processor {
     if (record.offset <= (this.done.get(key) ?? -1)) return undefined; // has its result already
     // A record without a tenant (stored before tenants existed, or a foreign producer's) has no one to watch it.
     if (!splitStreamKey(key)) return undefined;
+    // A record from before its stream began is a deleted stream's of the same id, its close marker too:
+    // made a result now, it would count as the new stream's, and that marker would end the new one's watchers.
+    const current = this.options.registry.get(key);
+    if (current && record.offset < current.ingestStart) return undefined;
     if (decoded.control === "close") {
       return {
         key,

@@ -32,6 +32,13 @@ export interface StreamEntry {
   stream: Stream;
   /** The results-partition offset when the stream was created: EARLIEST watches start here. */
   resultsStart: number;
+  /**
+   * The ingest-partition offset when the stream was created: records before it
+   * are a deleted stream's of the same id (its last records, its close marker),
+   * which the processor must not make results of this one. 0 for entries
+   * stored before it was recorded.
+   */
+  ingestStart: number;
   /** The registry offset this state came from, so older records never overwrite newer ones. */
   version: number;
 }
@@ -51,6 +58,8 @@ export interface RegistryOptions {
   topic: string;
   /** The results topic, to record where a new stream's results begin. */
   resultsTopic: string;
+  /** The ingest topic, to record where a new stream's records begin (ingestStart 0 without it). */
+  ingestTopic?: string;
   logger: Logger;
   /** Streams a tenant may have, open or closed (TENANT_MAX_STREAMS); 0: no quota. */
   maxStreamsPerTenant?: number;
@@ -103,7 +112,8 @@ export class StreamRegistry {
   /** Callers waiting for a stream this instance has not seen yet. */
   private readonly waiting = new Map<string, Array<() => void>>();
   /** Results partitions' high watermarks being read, shared by the StartStream calls made meanwhile. */
-  private readonly resultsHigh = new Map<number, Promise<number>>();
+  /** High watermarks being read, by topic and partition: concurrent StartStream calls share one read. */
+  private readonly highs = new Map<string, Promise<number>>();
 
   constructor(private readonly options: RegistryOptions) {}
 
@@ -275,20 +285,14 @@ export class StreamRegistry {
   }
 
   private async write(key: StreamKey, spec: StreamSpec): Promise<{ entry: StreamEntry; created: boolean }> {
-    const { broker, resultsTopic } = this.options;
-    const partition = broker.partitionFor(resultsTopic, key);
-    // Where the stream's results begin needs only a lower bound: a new stream has
-    // no result before it exists, so any high watermark read before it is written
-    // will do, and concurrent StartStream calls share one read (on Kafka an admin
-    // request each, which limited StartStream to about half the embedded rate).
-    let reading = this.resultsHigh.get(partition);
-    if (!reading) {
-      reading = broker.offsets(resultsTopic, partition).then(({ high }) => high);
-      this.resultsHigh.set(partition, reading);
-      const forget = () => this.resultsHigh.delete(partition);
-      reading.then(forget, forget);
-    }
-    const high = await reading;
+    const { resultsTopic, ingestTopic } = this.options;
+    // Where the stream's results and records begin needs only a lower bound: a
+    // new stream has none before it exists, so any high watermark read before
+    // it is written will do.
+    const [resultsStart, ingestStart] = await Promise.all([
+      this.highOf(resultsTopic, key),
+      ingestTopic === undefined ? 0 : this.highOf(ingestTopic, key),
+    ]);
     const stream = create(StreamSchema, {
       streamId: spec.streamId,
       state: StreamState.OPEN,
@@ -296,13 +300,31 @@ export class StreamRegistry {
       processing: spec.processing,
       createTime: timestampFromMs(Date.now()),
     });
-    const entry = await this.put({ key, tenant: spec.tenant, stream, resultsStart: high, version: -1 });
+    const entry = await this.put({ key, tenant: spec.tenant, stream, resultsStart, ingestStart, version: -1 });
     return { entry, created: true };
+  }
+
+  /**
+   * The high watermark of `key`'s partition of `topic`. Concurrent StartStream
+   * calls share one read (on Kafka an admin request each, which limited
+   * StartStream to about half the embedded rate).
+   */
+  private highOf(topic: string, key: StreamKey): Promise<number> {
+    const partition = this.options.broker.partitionFor(topic, key);
+    const slot = `${topic}/${partition}`;
+    let reading = this.highs.get(slot);
+    if (!reading) {
+      reading = this.options.broker.offsets(topic, partition).then(({ high }) => high);
+      this.highs.set(slot, reading);
+      const forget = () => this.highs.delete(slot);
+      reading.then(forget, forget);
+    }
+    return reading;
   }
 
   /** Stores an entry and applies it here at once, so this instance reads its own writes. */
   private async put(entry: StreamEntry): Promise<StreamEntry> {
-    const value: JsonValue = { stream: toJson(StreamSchema, entry.stream), resultsStart: entry.resultsStart };
+    const value: JsonValue = { stream: toJson(StreamSchema, entry.stream), resultsStart: entry.resultsStart, ingestStart: entry.ingestStart };
     const [position] = await this.options.broker.produce(this.options.topic, [
       { key: entry.key, value: encoder.encode(JSON.stringify(value)), headers: {} },
     ]);
@@ -325,13 +347,15 @@ export class StreamRegistry {
       return;
     }
     try {
-      const value = JSON.parse(decoder.decode(record.value)) as { stream: JsonValue; resultsStart: number };
+      const value = JSON.parse(decoder.decode(record.value)) as { stream: JsonValue; resultsStart: number; ingestStart?: number };
       // An offset that is not one would fail every EARLIEST watch of the stream later.
       if (!Number.isSafeInteger(value.resultsStart) || value.resultsStart < 0) throw new Error("resultsStart is not an offset");
+      const ingestStart = value.ingestStart ?? 0;
+      if (!Number.isSafeInteger(ingestStart) || ingestStart < 0) throw new Error("ingestStart is not an offset");
       const stream = fromJson(StreamSchema, value.stream);
       // The key says whose stream it is; the id stored with it must agree.
       if (stream.streamId !== owner.streamId) throw new Error("the stream id does not match the record's key");
-      this.install({ key: record.key, tenant: owner.tenant, stream, resultsStart: value.resultsStart, version: record.offset });
+      this.install({ key: record.key, tenant: owner.tenant, stream, resultsStart: value.resultsStart, ingestStart, version: record.offset });
     } catch (error) {
       this.options.logger.warn({ err: error, key: record.key, offset: record.offset }, "unreadable registry record skipped");
     }
