@@ -44,8 +44,6 @@ export interface KafkaConfig {
   lingerMs: number;
   /** Most records in one produce request. */
   batchMaxRecords: number;
-  /** Most produce requests out at once (Kafka keeps an idempotent producer's order with up to 5). */
-  maxInFlight: number;
   /** A record not acknowledged by the broker within this is refused with UNAVAILABLE. */
   produceTimeoutMs: number;
 }
@@ -415,7 +413,6 @@ function readKafka(read: EnvReader, problems: string[]): KafkaConfig | undefined
     sasl,
     lingerMs: read.int("KAFKA_LINGER_MS", 2, 0, 1000),
     batchMaxRecords: read.int("KAFKA_BATCH_MAX_RECORDS", 1000, 1, 100_000),
-    maxInFlight: read.int("KAFKA_MAX_IN_FLIGHT", 3, 1, 5),
     produceTimeoutMs: read.int("KAFKA_PRODUCE_TIMEOUT_MS", 5000, 100, 600_000),
   };
 }

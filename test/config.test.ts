@@ -59,7 +59,6 @@ const KAFKA_SETTING: Record<string, (kafka: KafkaConfig) => unknown> = {
   KAFKA_TLS: (kafka) => kafka.tls,
   KAFKA_LINGER_MS: (kafka) => kafka.lingerMs,
   KAFKA_BATCH_MAX_RECORDS: (kafka) => kafka.batchMaxRecords,
-  KAFKA_MAX_IN_FLIGHT: (kafka) => kafka.maxInFlight,
   KAFKA_PRODUCE_TIMEOUT_MS: (kafka) => kafka.produceTimeoutMs,
 };
 
@@ -228,7 +227,6 @@ describe("loadConfig", () => {
       KAFKA_SASL_PASSWORD: "secret",
       KAFKA_LINGER_MS: "0",
       KAFKA_BATCH_MAX_RECORDS: "500",
-      KAFKA_MAX_IN_FLIGHT: "1",
       KAFKA_PRODUCE_TIMEOUT_MS: "30000",
     });
     expect(config.kafka).toEqual({
@@ -240,7 +238,6 @@ describe("loadConfig", () => {
       sasl: { mechanism: "scram-sha-512", username: "gateway", password: "secret" },
       lingerMs: 0,
       batchMaxRecords: 500,
-      maxInFlight: 1,
       produceTimeoutMs: 30_000,
     });
   });

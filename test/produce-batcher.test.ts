@@ -52,26 +52,6 @@ describe("ProduceBatcher", () => {
     expect((await Promise.all(second)).flat().map((position) => position.offset)).toEqual([3, 4]);
   });
 
-  it("keeps up to maxInFlight requests out, in call order, and sends what waited as soon as one ends", async () => {
-    const broker = manualBroker();
-    const batcher = new ProduceBatcher(broker.send, { lingerMs: 0, maxRecords: 100, timeoutMs: 10_000, maxInFlight: 2 });
-    const first = batcher.add([record("a")]);
-    await broker.sent(1);
-    const second = batcher.add([record("b")]);
-    await broker.sent(2);
-    const third = [batcher.add([record("c")]), batcher.add([record("d")])];
-    // Two out: the third batch waits, gathering what comes meanwhile.
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(broker.requests).toHaveLength(2);
-    broker.requests[1]!.answer();
-    await second;
-    await broker.sent(3);
-    expect(broker.requests.map((request) => request.batch.map((entry) => entry.record.key))).toEqual([["a"], ["b"], ["c", "d"]]);
-    broker.requests[0]!.answer();
-    broker.requests[2]!.answer();
-    await Promise.all([first, ...third]);
-  });
-
   it("sends at once, without the linger, a call made with linger false, and the calls of its turn with it", async () => {
     const broker = manualBroker();
     // A linger longer than the test's timeout: only a call without it can be sent in time.

@@ -56,7 +56,6 @@ export interface KafkaBrokerOptions {
   /** Producer batching: see {@link ProduceBatcher}. */
   lingerMs: number;
   maxBatchRecords: number;
-  maxInFlight: number;
   /** A produce not acknowledged within this fails with UNAVAILABLE. */
   produceTimeoutMs: number;
   logger: Logger;
@@ -119,7 +118,6 @@ class KafkaBroker implements Broker {
       maxRecords: options.maxBatchRecords,
       maxBytes: MAX_REQUEST_BYTES,
       timeoutMs: options.produceTimeoutMs,
-      maxInFlight: options.maxInFlight,
     });
   }
 

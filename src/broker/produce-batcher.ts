@@ -1,13 +1,13 @@
 /**
  * Coalesces concurrent produce calls into batched broker requests: the Kafka
  * client sends each call as it comes (it has no linger setting), so without
- * this every SendData would be its own broker round trip. Up to
- * `maxInFlight` batches are out at a time, and calls that arrive meanwhile
- * gather into the next. Records of a key keep call order: the requests go
- * out in order on one connection, and the idempotent producer numbers them,
- * so the broker stores none out of order (it refuses a request whose
- * predecessor it has not stored, and that request's callers get UNAVAILABLE,
- * as for any failure).
+ * this every SendData would be its own broker round trip. One batch is in
+ * flight at a time, which keeps records of a key in call order, while calls
+ * that arrive during a round trip gather into the next. With two out at once
+ * (tried: 2026-12-06), a client stream's first record was stored after its
+ * next three: the client's send of a request goes through asynchronous steps
+ * (metadata, connection) that a later request can overtake, and a failed
+ * request resets the idempotent producer's sequence numbers.
  */
 import type { ProduceRecord, RecordPosition } from "./broker.js";
 import { BrokerError } from "../errors.js";
@@ -39,8 +39,6 @@ export interface BatcherOptions {
   maxBytes?: number;
   /** A call not acknowledged within this is refused (UNAVAILABLE). */
   timeoutMs: number;
-  /** Most requests out at once (1 when omitted). */
-  maxInFlight?: number;
 }
 
 /** About the bytes a record takes in a request: its value, key and headers, and room for the record's framing. */
@@ -53,7 +51,7 @@ export function recordBytes(record: ProduceRecord): number {
 /** See the module comment. */
 export class ProduceBatcher {
   private pending: PendingRecord[] = [];
-  private inFlight = 0;
+  private inFlight = false;
   private scheduled = false;
   /** Whether a record waiting now was given with linger false: the next request goes without the linger. */
   private urgent = false;
@@ -101,7 +99,7 @@ export class ProduceBatcher {
   }
 
   private schedule(): void {
-    if (this.inFlight >= (this.options.maxInFlight ?? 1) || this.pending.length === 0) return;
+    if (this.inFlight || this.pending.length === 0) return;
     const now = this.pending.length >= this.options.maxRecords || this.options.lingerMs === 0 || this.urgent;
     if (this.scheduled) {
       // Lingering, and now a call that must not wait: cut the linger short.
@@ -137,26 +135,23 @@ export class ProduceBatcher {
     this.scheduled = false;
     this.urgent = false;
     this.lingering = undefined;
-    // Full: the next request to end schedules this again.
-    if (this.pending.length === 0 || this.inFlight >= (this.options.maxInFlight ?? 1)) return;
+    if (this.pending.length === 0) return;
     const batch = this.pending.splice(0, this.batchLength());
-    this.inFlight++;
+    this.inFlight = true;
     this.send(batch)
       .catch((error: unknown) => {
         for (const entry of batch) entry.reject(error);
       })
       .finally(() => {
-        this.inFlight--;
+        this.inFlight = false;
         // Calls that arrived during the round trip have waited long enough; the
         // next request goes once the callers just answered have run, so that a
         // writer keeping one call out (the processor's) joins it rather than
         // wait a whole round trip more.
-        if (this.pending.length > 0 && !this.scheduled) {
+        if (this.pending.length > 0) {
           this.scheduled = true;
           setImmediate(() => this.flush());
         }
       });
-    // Room for another request: the calls still waiting go without the linger.
-    if (this.pending.length > 0) this.schedule();
   }
 }

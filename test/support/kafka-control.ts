@@ -29,7 +29,6 @@ export function testKafkaClient(clientId: string): Promise<Broker> {
     sasl: undefined,
     lingerMs: 0,
     maxBatchRecords: 100,
-    maxInFlight: 3,
     produceTimeoutMs: 30_000,
     logger: pino({ level: "silent" }),
   });
