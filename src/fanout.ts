@@ -153,7 +153,7 @@ export class Fanout {
       start = entry.resultsStart;
     }
     const watcher = new Watcher(this.options.watchBuffer, request.afterCursor, streamId);
-    return this.stream(key, partition, start, filter, watcher, signal);
+    return this.stream(key, partition, start, entry.ingestStart, filter, watcher, signal);
   }
 
   /** Ends the watchers of a removed stream and drops its window. */
@@ -172,6 +172,7 @@ export class Fanout {
     key: StreamKey,
     partition: number,
     start: number,
+    ingestStart: number,
     filter: CelProgram | undefined,
     watcher: Watcher,
     signal: AbortSignal,
@@ -223,6 +224,7 @@ export class Fanout {
           next = record.offset + 1;
           if (record.key !== key) continue;
           const entry = new Entry(record);
+          if (entry.sourceOffset < ingestStart) continue;
           if (entry.end) return;
           watcher.passed(entry);
           if (this.readable(entry) && matches(filter, entry)) yield entry.response;
@@ -246,6 +248,8 @@ export class Fanout {
           if (signal.aborted) return;
           continue;
         }
+        // A deleted stream's of the same id (its end marker, processed after this stream began): not this one's.
+        if (entry.sourceOffset < ingestStart) continue;
         if (entry.end) return;
         watcher.passed(entry);
         if (this.readable(entry) && matches(filter, entry)) {
@@ -340,6 +344,7 @@ class Entry {
   private cachedResponse: WatchResultsResponse | undefined;
   private cachedDecoded: DecodedRecord | undefined;
   private cachedJson: JsonValue | undefined;
+  private cachedSourceOffset: number | undefined;
   /** Whether the result decodes: undefined until tried. */
   private decodes: boolean | undefined;
   private reported = false;
@@ -347,6 +352,24 @@ class Entry {
 
   constructor(private readonly record: StoredRecord) {
     this.end = record.headers[HEADER.control] === "end";
+  }
+
+  /**
+   * The ingest offset of the record this result came from (its source
+   * cursor), or Infinity when it names none (a foreign producer's result):
+   * results whose record came before the stream began are a deleted
+   * stream's of the same id.
+   */
+  get sourceOffset(): number {
+    if (this.cachedSourceOffset === undefined) {
+      const source = this.record.headers[HEADER.sourceCursor];
+      try {
+        this.cachedSourceOffset = source === undefined ? Infinity : decodeCursor(source, "ingest", "source cursor").offset;
+      } catch {
+        this.cachedSourceOffset = Infinity;
+      }
+    }
+    return this.cachedSourceOffset;
   }
 
   get offset(): number {

@@ -100,6 +100,13 @@ async function startPair(kind: BrokerKind, env: Record<string, string> = {}): Pr
   return { a, b, close: async () => void (await Promise.all([a.close(), b.close()])) };
 }
 
+/** The server's open WatchResults calls (its streamgate_active_watchers gauge). */
+async function activeWatchers(server: TestServer): Promise<number> {
+  const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("streamgate_active_watchers "));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
 /** Waits until `server` knows alice's stream (on Kafka the registry reaches the other instance through its topic). */
 async function knownTo(server: TestServer, streamId: string, key: string = KEY.alice): Promise<void> {
   const client = clientOf(server, "grpc", key);
@@ -334,8 +341,13 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
     // On Kafka, a watcher on the other instance too.
     const aliceThere = clientOf(pair.b, "connect-json", KEY.alice);
     await knownTo(pair.b, streamId);
+    // Both watches open at the server before the delete (a watch that arrives after it is plain NOT_FOUND).
+    const servers = kind === "memory" ? [pair.a] : [pair.a, pair.b];
+    const openWatchers = async () => (await Promise.all(servers.map(activeWatchers))).reduce((sum, n) => sum + n, 0);
+    await expect.poll(openWatchers, { timeout: 10_000 }).toBe(0);
     const watching = outcome(() => collect(alice.watchResults({ streamId, afterCursor: old!.result!.cursor })));
     const watchingThere = outcome(() => collect(aliceThere.watchResults({ streamId, afterCursor: old!.result!.cursor })));
+    await expect.poll(openWatchers, { timeout: 10_000 }).toBe(2);
     await alice.deleteStream({ streamId });
     // Here at once; there whichever comes first, the tombstone (NOT_FOUND) or the end of the closed stream (OK, nothing more).
     expect(await watching).toMatchObject({ code: "NotFound" });
