@@ -18,11 +18,10 @@ import {
   StartStreamRequestSchema,
   StreamService,
   type Result,
-  type WatchResultsResponse,
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import { BrokerError } from "../src/errors.js";
 import { faultyBroker, gate, type Faults } from "./support/bad-input-broker.js";
-import { BROKERS, collect, startTestServer, streamClient, type TestServer } from "./support/server.js";
+import { BROKERS, collect, startTestServer, streamClient, takeResuming, type TestServer } from "./support/server.js";
 
 const LIMIT = 1024;
 const encoder = new TextEncoder();
@@ -30,32 +29,6 @@ const raw = (text: string) => ({ case: "raw" as const, value: encoder.encode(tex
 const text = (result: Result) => new TextDecoder().decode(result.payload.value as Uint8Array);
 
 /** The error a call ended with; fails the test when it succeeded. */
-/**
- * Reads `count` results after `afterCursor` as a client should: when the
- * watch ends RESOURCE_EXHAUSTED, it resumes from the cursor the error gives.
- * With WATCH_BUFFER 4, results that reach the fanout together (one Kafka
- * fetch) can end even a reader that keeps up.
- */
-async function takeResuming(client: Client<typeof StreamService>, streamId: string, afterCursor: string, count: number) {
-  const taken: WatchResultsResponse[] = [];
-  let cursor = afterCursor;
-  while (taken.length < count) {
-    try {
-      for await (const message of client.watchResults({ streamId, afterCursor: cursor })) {
-        taken.push(message);
-        cursor = message.result!.cursor;
-        if (taken.length === count) break;
-      }
-      if (taken.length < count) throw new Error(`the watch ended after ${taken.length} of ${count} results`);
-    } catch (error) {
-      const ended = ConnectError.from(error);
-      if (ended.code !== Code.ResourceExhausted) throw error;
-      cursor = ended.findDetails(ResumeInfoSchema)[0]?.cursor ?? cursor;
-    }
-  }
-  return taken;
-}
-
 async function errorOf(call: Promise<unknown> | (() => Promise<unknown>)): Promise<ConnectError> {
   try {
     await (typeof call === "function" ? call() : call);

@@ -33,6 +33,7 @@ import {
   apiKeyHeader,
   startTestServer,
   take,
+  takeResuming,
   type TestServer,
 } from "./support/server.js";
 
@@ -76,7 +77,8 @@ const fanoutStream = (Fanout.prototype as unknown as { stream: StreamMethod }).s
 beforeAll(() => {
   (Fanout.prototype as unknown as { stream: StreamMethod }).stream = function (this: Fanout, ...args: unknown[]) {
     const generator = fanoutStream.apply(this, args);
-    const [key, , , , watcher] = args as [string, number, number, unknown, object];
+    // stream(key, partition, start, ingestStart, filter, watcher, signal)
+    const [key, , , , , watcher] = args as [string, number, number, number, unknown, object];
     const refs = held.get(key) ?? [];
     refs.push(new WeakRef(watcher), new WeakRef(generator));
     held.set(key, refs);
@@ -216,7 +218,7 @@ describe.each(BROKERS)("watchers of vanished clients, on the %s broker", (broker
   /** Sends `count` results of `size` bytes to `streamId` and waits until a reading watcher of the other client got them all. */
   async function sendResults(streamId: string, count: number, size: number): Promise<void> {
     const observer = new AbortController();
-    const reading = take(client(OTHER_KEY).watchResults({ streamId }, { signal: observer.signal }), count);
+    const reading = takeResuming(client(OTHER_KEY), streamId, "", count, observer.signal);
     const raw = new Uint8Array(size).fill(7);
     for (let i = 0; i < count; i++) await client(OTHER_KEY).sendData({ streamId, payload: { case: "raw", value: raw } });
     expect(await reading).toHaveLength(count);

@@ -4,7 +4,7 @@
  * the run's real Kafka broker (test/support/kafka-global-setup.ts).
  */
 import { randomBytes } from "node:crypto";
-import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import {
   createConnectTransport,
   createGrpcTransport,
@@ -13,7 +13,7 @@ import {
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { AdminService } from "../../gen/streamgate/v1/admin_service_pb.js";
-import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { ResumeInfoSchema, StreamService, type WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { startApp, type App } from "../../src/app.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { loadConfig } from "../../src/config.js";
@@ -182,6 +182,39 @@ export async function take<T>(messages: AsyncIterable<T>, count: number): Promis
   for await (const message of messages) {
     taken.push(message);
     if (taken.length === count) break;
+  }
+  return taken;
+}
+
+/**
+ * Reads `count` results of `streamId` after `afterCursor` (all from the start
+ * when empty) as a client should: when the watch ends RESOURCE_EXHAUSTED, it
+ * resumes from the cursor the error gives. With a small WATCH_BUFFER, results
+ * that reach the fanout together (one Kafka fetch) end even a reader that
+ * keeps up.
+ */
+export async function takeResuming(
+  client: Client<typeof StreamService>,
+  streamId: string,
+  afterCursor: string,
+  count: number,
+  signal?: AbortSignal,
+): Promise<WatchResultsResponse[]> {
+  const taken: WatchResultsResponse[] = [];
+  let cursor = afterCursor;
+  while (taken.length < count) {
+    try {
+      for await (const message of client.watchResults({ streamId, afterCursor: cursor }, { signal })) {
+        taken.push(message);
+        cursor = message.result!.cursor;
+        if (taken.length === count) break;
+      }
+      if (taken.length < count) throw new Error(`the watch ended after ${taken.length} of ${count} results`);
+    } catch (error) {
+      const ended = ConnectError.from(error);
+      if (ended.code !== Code.ResourceExhausted) throw error;
+      cursor = ended.findDetails(ResumeInfoSchema)[0]?.cursor ?? cursor;
+    }
   }
   return taken;
 }
