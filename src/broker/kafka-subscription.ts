@@ -28,6 +28,8 @@ const LIMITS: FetchLimits = { partitionMaxBytes: 1024 * 1024, maxBytes: 8 * 1024
  * Kafka). Only while a handler runs does the loop poll this often.
  */
 const BUSY_MAX_WAIT_MS = 2;
+/** Group membership: a crashed member's partitions move on after the session timeout. */
+const GROUP = { sessionTimeout: 10_000, heartbeatInterval: 3000, rebalanceTimeout: 30_000 };
 /** The pause before a failed batch is delivered again, or a failed fetch is tried again. */
 const RETRY_MS = 1000;
 
@@ -77,6 +79,13 @@ class KafkaSubscription implements Subscription {
     const { consumer } = this.deps;
     const { topic } = this.options;
     consumer.topics.track(topic);
+    // The client emits "error" (which, unheard, would end the process) when a
+    // rejoin after a rebalance fails, and then sends no more heartbeats: this
+    // member would read nothing again. It joins anew.
+    consumer.on("error", (error: unknown) => {
+      this.deps.logger.warn({ err: error, topic }, "the Kafka consumer failed; joining its group again");
+      if (this.options.groupId !== undefined) this.rejoin();
+    });
     if (this.options.groupId === undefined) {
       await this.assign(Array.from({ length: this.deps.partitionCount }, (_, partition) => partition));
     } else {
@@ -85,7 +94,7 @@ class KafkaSubscription implements Subscription {
         const partitions = payload.assignments?.find((assignment) => assignment.topic === topic)?.partitions ?? [];
         this.reassign(partitions);
       });
-      await consumer.joinGroup({ sessionTimeout: 10_000, heartbeatInterval: 3000, rebalanceTimeout: 30_000 });
+      await consumer.joinGroup(GROUP);
       await this.assigning;
     }
     this.loop = this.run();
@@ -113,6 +122,15 @@ class KafkaSubscription implements Subscription {
       // Leaves the group (if it joined one) and closes the connections.
       await this.deps.consumer.close(true).catch(() => undefined);
     }
+  }
+
+  /** Joins the group again after a pause (until it succeeds or the subscription closes). */
+  private rejoin(): void {
+    if (this.closing) return;
+    setTimeout(() => {
+      if (this.closing) return;
+      this.deps.consumer.joinGroup(GROUP).catch(() => this.rejoin());
+    }, RETRY_MS);
   }
 
   /**

@@ -113,6 +113,10 @@ class KafkaBroker implements Broker {
       retries: true,
     });
     this.reader = new Consumer({ ...baseOptions(options, `${options.clientId}-reader`), groupId: `${options.clientId}-reader-${randomUUID()}` });
+    // A client's "error" event with no listener would end the process; callers see failures as rejections.
+    for (const client of [this.admin, this.producer, this.reader]) {
+      client.on("error", (error: unknown) => options.logger.warn({ err: error }, "Kafka client error"));
+    }
     this.batcher = new ProduceBatcher((batch) => this.sendBatch(batch), {
       lingerMs: options.lingerMs,
       maxRecords: options.maxBatchRecords,
