@@ -280,8 +280,20 @@ export class Fanout {
   }
 
   /** Applies a batch of results: windows first, then every watcher of each stream. */
-  private accept(batch: RecordBatch): void {
+  /**
+   * Offers a batch's results to the windows and their watchers. A batch may
+   * hold more results of one stream than a watcher buffers (one Kafka fetch
+   * brings up to a megabyte of a partition), and a watcher drains only
+   * between turns of the event loop: offered all at once, they would end
+   * even a watcher that keeps up. So every half a watcher buffer the offering
+   * waits a turn; a watcher that does not drain still overflows.
+   */
+  private async accept(batch: RecordBatch): Promise<void> {
+    const turn = Math.max(1, Math.floor(this.options.watchBuffer / 2));
+    let offered = 0;
     for (const record of batch.records) {
+      if (offered > 0 && offered % turn === 0) await new Promise((resolve) => setImmediate(resolve));
+      offered++;
       this.consumed[batch.partition] = record.offset;
       const window = this.window(record.key, batch.partition);
       const entry = new Entry(record);

@@ -84,6 +84,20 @@ async function startFanout(limits: Limits = {}) {
       const [position] = await broker.produce(topics.results, [{ key: streamKey(TENANT, streamId), value, headers }]);
       return encodeCursor("results", position!.partition, position!.offset);
     },
+    /** Writes `count` results in one produce call: they reach the fanout as one batch. */
+    async publishBatch(streamId: string, count: number): Promise<string[]> {
+      const records = Array.from({ length: count }, (_, n) => ({
+        key: streamKey(TENANT, streamId),
+        value: encoder.encode(JSON.stringify({ n })),
+        headers: {
+          ...dataHeaders("json", {}, "", Date.now()),
+          [HEADER.processTime]: String(Date.now()),
+          [HEADER.sourceCursor]: encodeCursor("ingest", 0, sourceOffset++),
+        },
+      }));
+      const positions = await broker.produce(topics.results, records);
+      return positions.map((position) => encodeCursor("results", position.partition, position.offset));
+    },
     /** Writes the end marker the processor writes when a stream is closed. */
     async publishEnd(streamId: string): Promise<void> {
       await broker.produce(topics.results, [{ key: streamKey(TENANT, streamId), value: new Uint8Array(0), headers: controlHeaders("end", Date.now()) }]);
@@ -170,6 +184,28 @@ describe("fanout", () => {
     expect(cursorsOf(resumed)).toEqual(later);
     expect(resumed.map(dataOf)).toEqual([1, 2, 3, 4, 5].map((n) => ({ n })));
     expect([first, ...later]).toEqual(await h.storedCursors("s"));
+  });
+
+  it("gives a watcher that keeps up every result of a batch larger than its buffer, and still ends one that stops", async () => {
+    const watchBuffer = 4;
+    const h = await startFanout({ watchBuffer });
+    await h.startStream("s");
+    const reader = h.watch("s");
+    const stalled = h.watch("s");
+    const readerFirst = next(reader);
+    const stalledFirst = next(stalled);
+    const [first] = await h.publishBatch("s", 1);
+    expect((await readerFirst).cursor).toBe(first);
+    expect((await stalledFirst).cursor).toBe(first);
+
+    // Five times the buffer in one batch (one Kafka fetch can bring a megabyte of one stream).
+    const cursors = await h.publishBatch("s", 5 * watchBuffer);
+    const read: string[] = [];
+    for (let i = 0; i < cursors.length; i++) read.push((await next(reader)).cursor);
+    expect(read).toEqual(cursors);
+    const error = await failure(stalled);
+    expect(error.code).toBe(Code.ResourceExhausted);
+    expect(error.findDetails(ResumeInfoSchema)[0]?.cursor).toBe(first);
   });
 
   it("catches up from the broker when the watch starts before the window", async () => {
