@@ -126,7 +126,11 @@ class KafkaBroker implements Broker {
   }
 
   async connect(): Promise<void> {
-    await this.admin.metadata({ topics: [] });
+    try {
+      await this.admin.metadata({ topics: [] });
+    } catch (error) {
+      throw new Error(`Kafka at ${this.options.brokers.join(",")} did not answer: ${rootCauses(error)}`, { cause: error });
+    }
   }
 
   async ensureTopics(specs: TopicSpec[]): Promise<void> {
@@ -313,6 +317,24 @@ class KafkaBroker implements Broker {
       entry.resolve({ partition: entry.partition, offset });
     }
   }
+}
+
+/**
+ * The distinct messages at the leaves of the client's error, which wraps each
+ * retry's failure ("metadata failed 9 times") around the reason (a refused
+ * connection, failed SASL authentication).
+ */
+function rootCauses(error: unknown): string {
+  const leaves = new Set<string>();
+  const visit = (current: unknown, depth: number) => {
+    const nested = (current as { errors?: unknown[] } | undefined)?.errors;
+    const cause = (current as { cause?: unknown } | undefined)?.cause;
+    if (depth < 5 && Array.isArray(nested) && nested.length > 0) nested.forEach((inner) => visit(inner, depth + 1));
+    else if (depth < 5 && cause !== undefined) visit(cause, depth + 1);
+    else leaves.add(current instanceof Error ? current.message : String(current));
+  };
+  visit(error, 0);
+  return [...leaves].join("; ");
 }
 
 /** Whether the broker refused a record (batch) as over its size limit. */
