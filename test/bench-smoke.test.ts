@@ -51,7 +51,7 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
         // The naive producers, measured in senddata's Kafka rounds.
         `senddata-${client}-naive@kafka`,
       ]),
-      ...["startstream", "senddata", "senddatastream", "fanout", "e2e-1000", "e2e-half-max", "e2e-1000-stream", "watchers"].flatMap((scenario) => [
+      ...["startstream", "senddata", "senddatastream", "fanout", "catchup", "e2e-1000", "e2e-half-max", "e2e-1000-stream", "watchers"].flatMap((scenario) => [
         `${scenario}@memory`,
         `${scenario}@kafka`,
       ]),

@@ -5,6 +5,7 @@
 import type { Scenario } from "../lib/context.js";
 import { baselinesKafka } from "./baselines-kafka.js";
 import { baselinesRpc } from "./baselines-rpc.js";
+import { catchUp } from "./catchup.js";
 import { e2e } from "./e2e.js";
 import { fanout } from "./fanout.js";
 import { sendData } from "./senddata.js";
@@ -19,6 +20,7 @@ export const SCENARIOS: Scenario[] = [
   sendData,
   sendDataStream,
   fanout,
+  catchUp,
   e2e,
   watchers,
 ];
