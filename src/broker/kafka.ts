@@ -44,10 +44,13 @@ const MAX_REQUEST_BYTES = 1_000_000;
  * Clients for catch-up reads. A client keeps one fetch session per broker,
  * and concurrent fetches through it break that session: the broker refuses
  * all but one, and the client tries them again after a pause (50 concurrent
- * reads took 3.1 s, 200 took 5.4 s). So each reader fetches one read at a
- * time, and a few readers share the partitions.
+ * reads took 3.1 s, 200 took 5.4 s). So a reader fetches one read at a time.
+ * One reader: with four, the processor's end-to-end latency on Kafka went
+ * from 4 to 34-54 ms p50 (bench/ANALYSIS.md; why is not known yet), and one
+ * serial reader read back more (the catchup scenario: 32,604 results/s,
+ * four 26,918-28,876).
  */
-const READERS = 4;
+const READERS = 1;
 /** A catch-up read brings about this much of a partition. */
 const READ_MAX_BYTES = 1024 * 1024;
 
