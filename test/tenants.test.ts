@@ -13,6 +13,7 @@ import { SignJWT } from "jose";
 import { AdminService } from "../gen/streamgate/v1/admin_service_pb.js";
 import { StartPosition, StreamService, StreamState, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
 import {
+  activeWatchers,
   brokerEnv,
   collect,
   startTestServer,
@@ -98,13 +99,6 @@ async function startPair(kind: BrokerKind, env: Record<string, string> = {}): Pr
   const a = await startTestServer({ ...shared, ...AUTH, ...env }, "kafka");
   const b = await startTestServer({ ...shared, ...AUTH, ...env }, "kafka");
   return { a, b, close: async () => void (await Promise.all([a.close(), b.close()])) };
-}
-
-/** The server's open WatchResults calls (its streamgate_active_watchers gauge). */
-async function activeWatchers(server: TestServer): Promise<number> {
-  const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith("streamgate_active_watchers "));
-  return line ? Number(line.split(" ").pop()) : 0;
 }
 
 /** Waits until `server` knows alice's stream (on Kafka the registry reaches the other instance through its topic). */

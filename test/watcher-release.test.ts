@@ -29,6 +29,7 @@ import { Fanout } from "../src/fanout.js";
 import { streamKey } from "../src/stream-key.js";
 import {
   BROKERS,
+  activeWatchers,
   TRANSPORTS,
   apiKeyHeader,
   startTestServer,
@@ -107,13 +108,6 @@ async function until(condition: () => Promise<boolean>, what: string, timeoutMs 
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-}
-
-/** streamgate_active_watchers as /metrics reports it. */
-async function activeWatchers(server: TestServer): Promise<number> {
-  const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
-  const line = text.split("\n").find((l) => l.startsWith("streamgate_active_watchers "));
-  return Number(line?.split(" ")[1] ?? NaN);
 }
 
 /** The sum of a WatchResults counter's samples (all codes) as /metrics reports it. */

@@ -40,17 +40,6 @@ import { ProduceBatcher, type PendingRecord } from "./produce-batcher.js";
  * so only a record that is too large by itself is ever refused as too large.
  */
 const MAX_REQUEST_BYTES = 1_000_000;
-/**
- * Clients for catch-up reads. A client keeps one fetch session per broker,
- * and concurrent fetches through it break that session: the broker refuses
- * all but one, and the client tries them again after a pause (50 concurrent
- * reads took 3.1 s, 200 took 5.4 s). So a reader fetches one read at a time.
- * One reader: with four, the processor's end-to-end latency on Kafka went
- * from 4 to 34-54 ms p50 (bench/ANALYSIS.md; why is not known yet), and one
- * serial reader read back more (the catchup scenario: 32,604 results/s,
- * four 26,918-28,876).
- */
-const READERS = 1;
 /** A catch-up read brings about this much of a partition. */
 const READ_MAX_BYTES = 1024 * 1024;
 
@@ -106,10 +95,19 @@ class KafkaBroker implements Broker {
   readonly kind = "kafka";
   private readonly admin: Admin;
   private readonly producer: Producer<string, Buffer, string, string>;
-  /** The catch-up reads' clients (fetches and metadata, in no group), see {@link READERS}. */
-  private readonly readers: Consumer[];
-  /** Each reader's last read: a reader's reads run one after another. */
-  private readonly reading: Array<Promise<unknown>>;
+  /**
+   * The catch-up reads' client (fetches and metadata, in no group). A client
+   * keeps one fetch session per broker, and concurrent fetches through it
+   * break that session: the broker refuses all but one, and the client tries
+   * them again after a pause (50 concurrent reads took 3.1 s, 200 took 5.4 s).
+   * So it reads one read at a time. One client: with four, the processor's
+   * end-to-end latency on Kafka went from 4 to 34-54 ms p50 (bench/ANALYSIS.md;
+   * why is not known yet), and one serial reader read back more (the catchup
+   * scenario: 32,604 results/s, four 26,918-28,876).
+   */
+  private readonly reader: Consumer;
+  /** The last read queued: reads run one after another. */
+  private reading: Promise<unknown> = Promise.resolve();
   private readonly batcher: ProduceBatcher;
   private readonly partitions = new Map<string, number>();
   private readonly subscriptions = new Set<Subscription>();
@@ -125,13 +123,9 @@ class KafkaBroker implements Broker {
       // their UNAVAILABLE from the batcher's deadline instead.
       retries: true,
     });
-    this.readers = Array.from(
-      { length: READERS },
-      () => new Consumer({ ...baseOptions(options, `${options.clientId}-reader`), groupId: `${options.clientId}-reader-${randomUUID()}` }),
-    );
-    this.reading = this.readers.map(() => Promise.resolve());
+    this.reader = new Consumer({ ...baseOptions(options, `${options.clientId}-reader`), groupId: `${options.clientId}-reader-${randomUUID()}` });
     // A client's "error" event with no listener would end the process; callers see failures as rejections.
-    for (const client of [this.admin, this.producer, ...this.readers]) {
+    for (const client of [this.admin, this.producer, this.reader]) {
       client.on("error", (error: unknown) => options.logger.warn({ err: error }, "Kafka client error"));
     }
     this.batcher = new ProduceBatcher((batch) => this.sendBatch(batch), {
@@ -169,7 +163,7 @@ class KafkaBroker implements Broker {
     // A KRaft broker answers for a moment without leaders for a topic it just created.
     for (const spec of specs) {
       this.partitions.set(spec.name, await this.waitForLeaders(spec.name));
-      for (const reader of this.readers) reader.topics.track(spec.name);
+      this.reader.topics.track(spec.name);
     }
   }
 
@@ -177,7 +171,7 @@ class KafkaBroker implements Broker {
   private async waitForLeaders(topic: string): Promise<number> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const { leaders } = await leadersOf(this.readers[0]!, topic, true);
+        const { leaders } = await leadersOf(this.reader, topic, true);
         if (leaders.length > 0 && leaders.every((leader) => leader >= 0)) return leaders.length;
       } catch (error) {
         if (attempt >= 30) throw error;
@@ -207,20 +201,18 @@ class KafkaBroker implements Broker {
   }
 
   fetch(topic: string, partition: number, offset: number, maxRecords: number): Promise<StoredRecord[]> {
-    // A partition's reads go to one reader, in turn.
-    const index = partition % READERS;
-    const read = this.reading[index]!.then(() => this.readOnce(this.readers[index]!, topic, partition, offset, maxRecords));
-    this.reading[index] = read.catch(() => undefined);
+    const read = this.reading.then(() => this.readOnce(topic, partition, offset, maxRecords));
+    this.reading = read.catch(() => undefined);
     return read;
   }
 
-  private async readOnce(reader: Consumer, topic: string, partition: number, offset: number, maxRecords: number): Promise<StoredRecord[]> {
+  private async readOnce(topic: string, partition: number, offset: number, maxRecords: number): Promise<StoredRecord[]> {
     const read = async (fresh: boolean) => {
-      const { topicId, leaders } = await leadersOf(reader, topic, fresh);
+      const { topicId, leaders } = await leadersOf(this.reader, topic, fresh);
       const leader = leaders[partition];
       if (leader === undefined || leader < 0) throw new Error(`no leader for ${topic}/${partition}`);
       const limits = { partitionMaxBytes: READ_MAX_BYTES, maxBytes: READ_MAX_BYTES, maxWaitMs: 0, minBytes: 0 };
-      const [answer] = await fetchPartitions(reader, leader, topic, topicId, [{ partition, offset }], limits);
+      const [answer] = await fetchPartitions(this.reader, leader, topic, topicId, [{ partition, offset }], limits);
       if (answer === undefined || answer.errorCode === OFFSET_OUT_OF_RANGE) return [];
       if (answer.errorCode !== 0) throw new Error(`Kafka error code ${answer.errorCode}`);
       return answer.records;
@@ -290,7 +282,7 @@ class KafkaBroker implements Broker {
 
   async close(): Promise<void> {
     await Promise.allSettled([...this.subscriptions].map((subscription) => subscription.close()));
-    await Promise.allSettled([this.producer.close(true), this.admin.close(), ...this.readers.map((reader) => reader.close(true))]);
+    await Promise.allSettled([this.producer.close(true), this.admin.close(), this.reader.close(true)]);
   }
 
   /** Whether the cluster answers a metadata request within `timeoutMs`. */

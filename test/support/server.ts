@@ -218,3 +218,10 @@ export async function takeResuming(
   }
   return taken;
 }
+
+/** The server's open WatchResults calls (its streamgate_active_watchers gauge), as /metrics reports it. */
+export async function activeWatchers(server: TestServer): Promise<number> {
+  const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("streamgate_active_watchers "));
+  return Number(line?.split(" ")[1] ?? NaN);
+}
