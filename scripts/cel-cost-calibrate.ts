@@ -2,7 +2,7 @@
  * Times CEL evaluations that exhaust the cost budget, and typical ones, on this
  * machine: `COST=30000 npx tsx scripts/cel-cost-calibrate.ts` (worst of 30 runs after 20 warm-ups).
  */
-import { compileCel, passes, celToJson, type CelRecord } from "../src/cel.js";
+import { compileCel, passes, celToJson, type CelRecord } from "../src/processing/cel.js";
 const limits = { maxExpressionLength: 4096, maxCost: Number(process.env.COST ?? 30000) };
 const lit = "[" + Array.from({ length: 300 }, (_, i) => i).join(",") + "]";
 const attack = `${lit}.all(a, ${lit}.all(b, ${lit}.all(c, a + b + c >= 0)))`;

@@ -4,7 +4,7 @@
  * and what was expected, as the server's configuration does (exit code 2).
  */
 import { parseArgs } from "node:util";
-import { MIN_HS256_SECRET_BYTES } from "../src/config.js";
+import { MIN_HS256_SECRET_BYTES } from "../src/config/config.js";
 import { BURST_SECONDS, PATTERNS, type PatternName } from "./patterns.js";
 
 /** The calls a run makes: SendData to a stream per client, or StartStream. */

@@ -2,9 +2,9 @@
  * Entry point: load the configuration, start the service, and drain on
  * SIGTERM/SIGINT (a second signal exits at once).
  */
-import { startApp } from "./app.js";
-import { ConfigError, loadConfig } from "./config.js";
-import { createLogger } from "./logger.js";
+import { startApp } from "./app/app.js";
+import { ConfigError, loadConfig } from "./config/config.js";
+import { createLogger } from "./observe/logger.js";
 
 async function main(): Promise<void> {
   let config;

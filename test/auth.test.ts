@@ -22,12 +22,12 @@ import { pino } from "pino";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
-import { ApiKeyStore, parseKeyList } from "../src/auth/api-keys.js";
-import { createJwtVerifier } from "../src/auth/jwt.js";
-import { ConfigError, loadConfig } from "../src/config.js";
-import { ALL_SCOPES } from "../src/auth/scopes.js";
-import { authorize } from "../src/interceptors/auth.js";
-import type { Logger } from "../src/logger.js";
+import { ApiKeyStore, parseKeyList } from "../src/guard/auth/api-keys.js";
+import { createJwtVerifier } from "../src/guard/auth/jwt.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
+import { ALL_SCOPES } from "../src/guard/auth/scopes.js";
+import { authorize } from "../src/rpc/interceptors/auth.js";
+import type { Logger } from "../src/observe/logger.js";
 import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
 import {
   TEST_API_KEY,

@@ -1,5 +1,5 @@
 /**
- * Call admission (src/call-admission.ts): calls start in the turn they arrive
+ * Call admission (src/rpc/call-admission.ts): calls start in the turn they arrive
  * in while the budget has room; once calls were measured costly, each turn
  * starts what fits and the rest wait for later turns, in arrival order, at
  * least one per turn; a waiting call whose client has gone is dropped; the
@@ -8,7 +8,7 @@
  * the test moves, so nothing depends on timing.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CallAdmission } from "../src/call-admission.js";
+import { CallAdmission } from "../src/rpc/call-admission.js";
 import { startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 /** The end of the current turn's check phase, where the admission (scheduled earlier) has started its batch. */

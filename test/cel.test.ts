@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CelEvalError, celToJson, compileCel, passes, type CelRecord } from "../src/cel.js";
+import { CelEvalError, celToJson, compileCel, passes, type CelRecord } from "../src/processing/cel.js";
 
 /** A JSON record as the processor and fanout hand it to CEL. */
 function jsonRecord(data: CelRecord["data"], extra: Partial<CelRecord> = {}): CelRecord {

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
-import { ConfigError, loadConfig, type Config, type KafkaConfig } from "../src/config.js";
+import { ConfigError, loadConfig, type Config, type KafkaConfig } from "../src/config/config.js";
 
 /** Where each documented variable lands in the Config (variables unset by default are checked apart). */
 const SETTING: Record<string, (config: Config) => unknown> = {

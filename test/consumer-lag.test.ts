@@ -14,12 +14,12 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { ProcessingSchema, StartPosition, type Processing } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, SubscribeOptions, Subscription } from "../src/broker/broker.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
-import { Ingest } from "../src/ingest.js";
-import { createProcessor, type Processor } from "../src/processor.js";
-import { createRegistry } from "../src/registry.js";
-import { StreamCounters } from "../src/stream-counters.js";
-import { streamKey } from "../src/stream-key.js";
-import { topicNames, topicSpecs } from "../src/topics.js";
+import { Ingest } from "../src/streams/ingest.js";
+import { createProcessor, type Processor } from "../src/processing/processor.js";
+import { createRegistry } from "../src/streams/registry.js";
+import { StreamCounters } from "../src/streams/stream-counters.js";
+import { streamKey } from "../src/streams/stream-key.js";
+import { topicNames, topicSpecs } from "../src/topics/topics.js";
 import { jsonData, payloadOf, pollUntil } from "./support/kafka-gateway.js";
 import { BROKERS, startTestServer, streamClient, take, type TestServer } from "./support/server.js";
 

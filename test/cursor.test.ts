@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
-import { decodeCursor, encodeCursor, type CursorLog } from "../src/cursor.js";
+import { decodeCursor, encodeCursor, type CursorLog } from "../src/streams/cursor.js";
 import { refusal } from "./support/refusal.js";
 
 

@@ -11,7 +11,7 @@ import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DASHBOARD_DIR, serveDashboard } from "../src/dashboard.js";
+import { DASHBOARD_DIR, serveDashboard } from "../src/observe/dashboard.js";
 import { startTestServer, type TestServer } from "./support/server.js";
 
 /** A response read whole. */

@@ -21,7 +21,7 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Summary } from "../simulator/summary.js";
-import { DASHBOARD_DIR } from "../src/dashboard.js";
+import { DASHBOARD_DIR } from "../src/observe/dashboard.js";
 import { launchChromium, recordPageProblems } from "./support/browser.js";
 import { finished, PROJECT_DIR, spawnTool, type RunResult } from "./support/clients-cli.js";
 import { adminClient, startTestServer, streamClient, type TestServer } from "./support/server.js";

@@ -17,7 +17,7 @@ import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { SendDataRequestSchema } from "../gen/streamgate/v1/stream_service_pb.js";
-import type { Logger } from "../src/logger.js";
+import type { Logger } from "../src/observe/logger.js";
 import { TEST_API_KEY, TRANSPORTS, collect, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 /** A logger whose JSON lines are kept for assertions. */

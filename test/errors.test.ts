@@ -19,7 +19,7 @@ import {
   StreamService,
   type Result,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { BrokerError } from "../src/errors.js";
+import { BrokerError } from "../src/rpc/errors.js";
 import { faultyBroker, gate, type Faults } from "./support/bad-input-broker.js";
 import { BROKERS, collect, startTestServer, streamClient, takeResuming, type TestServer } from "./support/server.js";
 

@@ -15,12 +15,12 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { ResumeInfoSchema, StartPosition, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
-import { encodeCursor } from "../src/cursor.js";
-import { createFanout, type WatchRequest } from "../src/fanout.js";
-import { HEADER, controlHeaders, dataHeaders } from "../src/records.js";
-import { createRegistry } from "../src/registry.js";
-import { streamKey } from "../src/stream-key.js";
-import { topicNames, topicSpecs } from "../src/topics.js";
+import { encodeCursor } from "../src/streams/cursor.js";
+import { createFanout, type WatchRequest } from "../src/fanout/fanout.js";
+import { HEADER, controlHeaders, dataHeaders } from "../src/topics/record-format.js";
+import { createRegistry } from "../src/streams/registry.js";
+import { streamKey } from "../src/streams/stream-key.js";
+import { topicNames, topicSpecs } from "../src/topics/topics.js";
 import { refusal } from "./support/refusal.js";
 
 const encoder = new TextEncoder();

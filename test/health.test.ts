@@ -13,8 +13,8 @@ import {
   HealthCheckRequestSchema,
   HealthCheckResponse_ServingStatus as Status,
 } from "../gen/grpc/health/v1/health_pb.js";
-import { createHealthService } from "../src/health.js";
-import type { HealthService } from "../src/health.js";
+import { createHealthService } from "../src/rpc/health.js";
+import type { HealthService } from "../src/rpc/health.js";
 
 function setup(): { health: HealthService; client: ReturnType<typeof createClient<typeof Health>> } {
   const health = createHealthService();

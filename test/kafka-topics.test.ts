@@ -12,7 +12,7 @@ import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { kafkaBrokers } from "./support/kafka-control.js";
 import { jsonData, startKafkaTestServer, uniqueTopicPrefix } from "./support/kafka-gateway.js";
 import { kcatPath, kcatReadTopic, kcatValueBytes, type KcatRecord } from "./support/kafka-kcat.js";
-import { streamKey } from "../src/stream-key.js";
+import { streamKey } from "../src/streams/stream-key.js";
 import { TEST_TENANT, streamClient, take, type TestServer } from "./support/server.js";
 
 const prefix = uniqueTopicPrefix("topics");

@@ -14,9 +14,9 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
-import { ConfigError, loadConfig } from "../src/config.js";
-import { Limits } from "../src/limits.js";
-import { localBuckets } from "../src/limits-local.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
+import { Limits } from "../src/guard/limits/limits.js";
+import { localBuckets } from "../src/guard/limits/local-buckets.js";
 import { startTestServer, streamClient, take, TRANSPORTS, type TestServer } from "./support/server.js";
 import { failureOf } from "./support/refusal.js";
 

@@ -4,7 +4,7 @@
  * minute, which forgets what is older.
  */
 import { describe, expect, it } from "vitest";
-import { LiveStats } from "../src/live-stats.js";
+import { LiveStats } from "../src/observe/live-stats.js";
 
 describe("LiveStats", () => {
   it("gives nearest-rank percentiles of the times recorded since a moment", () => {

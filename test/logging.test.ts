@@ -13,8 +13,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { pino } from "pino";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { SendDataStreamRequestSchema, StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
-import { startApp, type App } from "../src/app.js";
-import { loadConfig } from "../src/config.js";
+import { startApp, type App } from "../src/app/app.js";
+import { loadConfig } from "../src/config/config.js";
 import { TEST_API_KEY, TRANSPORTS, apiKeyHeader } from "./support/server.js";
 
 /** The key the credentials test sends: a second client, "log-client". */

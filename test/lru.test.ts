@@ -1,6 +1,6 @@
 /** The bounded map behind dedup memory and compiled programs: by count, or by weight. */
 import { expect, it } from "vitest";
-import { Lru } from "../src/lru.js";
+import { Lru } from "../src/common/lru.js";
 
 it("forgets the least recently set entry past its capacity", () => {
   const lru = new Lru<string, number>(2);

@@ -1,12 +1,12 @@
 /**
- * The processing throttle (src/pacer.ts), on a fake clock: tasks run one at a
+ * The processing throttle (src/processing/pacer.ts), on a fake clock: tasks run one at a
  * time in the order given, each starting at its slot (1/rate after the
  * previous one's), never more than a millisecond early; at a rate whose gaps are shorter than a timer can
  * wait it still starts exactly `rate` tasks a second; an idle pacer saves
  * nothing up; a stop drops the tasks not yet started.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { Pacer, PacerStoppedError } from "../src/pacer.js";
+import { Pacer, PacerStoppedError } from "../src/processing/pacer.js";
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ["performance", "setTimeout", "clearTimeout"] });

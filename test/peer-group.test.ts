@@ -6,8 +6,8 @@
  * and comes back full).
  */
 import { describe, expect, it } from "vitest";
-import { peerGroup } from "../src/connection-admission.js";
-import { boundedLocalBuckets } from "../src/limits-local.js";
+import { peerGroup } from "../src/rpc/connection-admission.js";
+import { boundedLocalBuckets } from "../src/guard/limits/local-buckets.js";
 
 describe("peerGroup", () => {
   it.each([

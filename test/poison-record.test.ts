@@ -15,9 +15,9 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import type { Client } from "@connectrpc/connect";
 import type { Result, StreamService, WatchResultsResponse } from "../gen/streamgate/v1/stream_service_pb.js";
-import type { Logger } from "../src/logger.js";
-import { dataHeaders } from "../src/records.js";
-import { streamKey } from "../src/stream-key.js";
+import type { Logger } from "../src/observe/logger.js";
+import { dataHeaders } from "../src/topics/record-format.js";
+import { streamKey } from "../src/streams/stream-key.js";
 import { testKafkaClient } from "./support/kafka-control.js";
 import {
   BROKERS,

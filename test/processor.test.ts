@@ -13,12 +13,12 @@ import { ProcessingSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { createMemoryBroker } from "../src/broker/memory.js";
 import type { Broker, StoredRecord, Subscription } from "../src/broker/broker.js";
-import { Ingest } from "../src/ingest.js";
-import { createProcessor, type Processor } from "../src/processor.js";
-import { createRegistry, type StreamRegistry } from "../src/registry.js";
-import { StreamCounters } from "../src/stream-counters.js";
-import { streamKey } from "../src/stream-key.js";
-import { topicNames, topicSpecs } from "../src/topics.js";
+import { Ingest } from "../src/streams/ingest.js";
+import { createProcessor, type Processor } from "../src/processing/processor.js";
+import { createRegistry, type StreamRegistry } from "../src/streams/registry.js";
+import { StreamCounters } from "../src/streams/stream-counters.js";
+import { streamKey } from "../src/streams/stream-key.js";
+import { topicNames, topicSpecs } from "../src/topics/topics.js";
 
 const logger = pino({ level: "silent" });
 const topicConfig = { prefix: "t.", partitions: 2 };

@@ -4,7 +4,7 @@
  * still queued; a write with no deadline waits for as long as it takes.
  */
 import { describe, expect, it } from "vitest";
-import { BrokerError } from "../src/errors.js";
+import { BrokerError } from "../src/rpc/errors.js";
 import { ProduceBatcher, type PendingRecord } from "../src/broker/produce-batcher.js";
 
 /** A send function whose requests the test answers by hand. */

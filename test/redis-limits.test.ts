@@ -9,8 +9,8 @@
 import { rm } from "node:fs/promises";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ConfigError, loadConfig } from "../src/config.js";
-import { startApp } from "../src/app.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
+import { startApp } from "../src/app/app.js";
 import { pino } from "pino";
 import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
 import { redisUrl, uniquePrefix } from "./support/redis.js";

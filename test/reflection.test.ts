@@ -9,8 +9,8 @@ import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
 import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
-import { createReflectionRoutes } from "../src/reflection.js";
-import { createHealthService } from "../src/health.js";
+import { createReflectionRoutes } from "../src/rpc/reflection.js";
+import { createHealthService } from "../src/rpc/health.js";
 
 const reflectionRoutes = createReflectionRoutes([
   file_streamgate_v1_stream_service,

@@ -6,9 +6,9 @@
 import { afterEach, expect, it, vi } from "vitest";
 import { pino } from "pino";
 import { createMemoryBroker } from "../src/broker/memory.js";
-import { createRegistry } from "../src/registry.js";
-import { streamKey } from "../src/stream-key.js";
-import { topicNames, topicSpecs } from "../src/topics.js";
+import { createRegistry } from "../src/streams/registry.js";
+import { streamKey } from "../src/streams/stream-key.js";
+import { topicNames, topicSpecs } from "../src/topics/topics.js";
 
 const cleanups: Array<() => Promise<void>> = [];
 afterEach(async () => {

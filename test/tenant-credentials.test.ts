@@ -5,10 +5,10 @@
  */
 import { describe, expect, it } from "vitest";
 import { SignJWT, type JWTPayload } from "jose";
-import { ApiKeyStore, parseKeyFile, parseKeyList } from "../src/auth/api-keys.js";
-import { createJwtVerifier } from "../src/auth/jwt.js";
-import { ALL_SCOPES } from "../src/auth/scopes.js";
-import { loadConfig } from "../src/config.js";
+import { ApiKeyStore, parseKeyFile, parseKeyList } from "../src/guard/auth/api-keys.js";
+import { createJwtVerifier } from "../src/guard/auth/jwt.js";
+import { ALL_SCOPES } from "../src/guard/auth/scopes.js";
+import { loadConfig } from "../src/config/config.js";
 
 function parse(text: string): { store: ApiKeyStore; problems: string[] } {
   const problems: string[] = [];

@@ -11,7 +11,7 @@
  * client's watcher slots (CLIENT_MAX_WATCHERS) are all free again, every
  * watch that started is counted as handled, what the watches held has been
  * garbage collected, and both clients' new watches get their results. Watches
- * reset while they wait for their turn (src/call-admission.ts) never start. */
+ * reset while they wait for their turn (src/rpc/call-admission.ts) never start. */
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { setFlagsFromString } from "node:v8";
@@ -25,8 +25,8 @@ import {
   WatchResultsRequestSchema,
   type WatchResultsResponse,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { Fanout } from "../src/fanout.js";
-import { streamKey } from "../src/stream-key.js";
+import { Fanout } from "../src/fanout/fanout.js";
+import { streamKey } from "../src/streams/stream-key.js";
 import {
   BROKERS,
   activeWatchers,
@@ -284,7 +284,7 @@ describe.each(BROKERS)("watchers of vanished clients, on the %s broker", (broker
     const streamId = await newStream();
     const startedBefore = await watchesStarted(server);
     // In one write, so they arrive in one read: the calls are queued for the
-    // turn's check phase (src/call-admission.ts), and reset before it comes.
+    // turn's check phase (src/rpc/call-admission.ts), and reset before it comes.
     const request = frame(
       toBinary(WatchResultsRequestSchema, create(WatchResultsRequestSchema, { streamId, startPosition: StartPosition.EARLIEST })),
     );

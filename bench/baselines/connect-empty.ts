@@ -1,12 +1,12 @@
 /**
  * Baseline: a bare connect-node server on the same one-port listener as
- * streamgate (src/server.ts), serving StreamService with empty handlers: no
+ * streamgate (src/rpc/listener.ts), serving StreamService with empty handlers: no
  * interceptors, no validation, no broker. What the RPC layer alone can do on
  * this machine. Listens on PORT.
  */
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { listen } from "../../src/server.js";
+import { listen } from "../../src/rpc/listener.js";
 
 const rpc = connectNodeAdapter({
   routes: (router) =>

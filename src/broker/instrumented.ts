@@ -3,7 +3,7 @@
  * produced and consumed by topic kind, and produce latency. Everything else
  * passes straight through.
  */
-import type { Metrics, TopicKind } from "../metrics.js";
+import type { Metrics, TopicKind } from "../observe/metrics.js";
 import type { Broker, ProduceRecord, RecordPosition, SubscribeOptions, Subscription, ProduceOptions } from "./broker.js";
 
 /** Wraps `broker`; `kinds` maps each topic name to its kind (other topics are not counted). */

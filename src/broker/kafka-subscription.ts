@@ -9,8 +9,8 @@
  * subscriber without a group reads every partition and joins no group at all.
  */
 import type { Consumer } from "@platformatic/kafka";
-import { BrokerError } from "../errors.js";
-import type { Logger } from "../logger.js";
+import { BrokerError } from "../rpc/errors.js";
+import type { Logger } from "../observe/logger.js";
 import type { SubscribeOptions, Subscription } from "./broker.js";
 import { fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE, type FetchLimits } from "./kafka-fetch.js";
 

@@ -16,8 +16,8 @@ import {
   type BaseOptions,
   type SASLOptions,
 } from "@platformatic/kafka";
-import { BrokerError, RecordTooLargeError } from "../errors.js";
-import type { Logger } from "../logger.js";
+import { BrokerError, RecordTooLargeError } from "../rpc/errors.js";
+import type { Logger } from "../observe/logger.js";
 import type {
   Broker,
   PartitionOffsets,

@@ -10,7 +10,7 @@
  * request resets the idempotent producer's sequence numbers.
  */
 import type { ProduceRecord, RecordPosition } from "./broker.js";
-import { BrokerError } from "../errors.js";
+import { BrokerError } from "../rpc/errors.js";
 
 /** One record waiting to be sent, with where its answer goes. */
 export interface PendingRecord {

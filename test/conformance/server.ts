@@ -1,5 +1,5 @@
 /**
- * A Connect conformance server made of streamgate itself: `startApp` (src/app.ts)
+ * A Connect conformance server made of streamgate itself: `startApp` (src/app/app.ts)
  * with the one-port listener (cleartext sniffing, TLS with ALPN), the edge, the
  * interceptor chain and the patched connect adapter, serving the
  * ConformanceService (./service.ts) as an open service beside its own.
@@ -34,8 +34,8 @@ import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import { ServerCompatRequestSchema, ServerCompatResponseSchema } from "../../gen/connectrpc/conformance/v1/server_compat_pb.js";
 import { file_connectrpc_conformance_v1_service } from "../../gen/connectrpc/conformance/v1/service_pb.js";
-import { REQUEST_OVERHEAD_BYTES, startApp, type App } from "../../src/app.js";
-import { LIMIT_BOUNDS, loadConfig } from "../../src/config.js";
+import { REQUEST_OVERHEAD_BYTES, startApp, type App } from "../../src/app/app.js";
+import { LIMIT_BOUNDS, loadConfig } from "../../src/config/config.js";
 import { conformanceRoutes } from "./service.js";
 
 const HOST = "127.0.0.1";

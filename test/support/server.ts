@@ -14,10 +14,10 @@ import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { AdminService } from "../../gen/streamgate/v1/admin_service_pb.js";
 import { ResumeInfoSchema, StreamService, type WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { startApp, type App } from "../../src/app.js";
+import { startApp, type App } from "../../src/app/app.js";
 import type { Broker } from "../../src/broker/broker.js";
-import { loadConfig } from "../../src/config.js";
-import type { Logger } from "../../src/logger.js";
+import { loadConfig } from "../../src/config/config.js";
+import type { Logger } from "../../src/observe/logger.js";
 import { kafkaBrokers } from "./kafka-control.js";
 
 /** The API key every test server accepts unless the test configures auth itself (name "test"). */

@@ -1,0 +1,587 @@
+/**
+ * The processor: a consumer-group member of the ingest topic that turns each
+ * record into at most one result on the results topic. Per stream, records are
+ * processed in order; an event id seen before yields no second result; the
+ * stream's CEL filter and transform apply; a stream with `ratePerSecond` is
+ * throttled (src/processing/pacer.ts) without holding up other streams. Offsets are committed
+ * only below the oldest record whose result is not yet written, so a restart
+ * neither loses nor skips a record.
+ */
+import type { Broker, RecordBatch, StoredRecord, Subscription } from "../broker/broker.js";
+import { CelCompiler, celRecordOf, celToJson, passes, type CelProgram } from "./cel.js";
+import { decodeCursor, encodeCursor } from "../streams/cursor.js";
+import type { Logger } from "../observe/logger.js";
+import { TenantDedup, dedupScope } from "../streams/dedup.js";
+import { Lru } from "../common/lru.js";
+import { splitStreamKey } from "../streams/stream-key.js";
+import type { RecordFailure } from "../observe/metrics.js";
+import { Pacer } from "./pacer.js";
+import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "../topics/record-format.js";
+import { RecordFailedError, checkResultSize, failureDetail, failureReason, serializeResult } from "./record-failure.js";
+import { warnTo, type RateLimitedLog } from "../observe/rate-limited-log.js";
+import { ResultWriter } from "./result-writer.js";
+import type { StreamRegistry } from "../streams/registry.js";
+import type { StreamCounters } from "../streams/stream-counters.js";
+import type { Processing } from "../../gen/streamgate/v1/stream_service_pb.js";
+
+/** Dependencies and limits of the processor. */
+export interface ProcessorOptions {
+  broker: Broker;
+  ingestTopic: string;
+  resultsTopic: string;
+  registry: StreamRegistry;
+  counters: StreamCounters;
+  logger: Logger;
+  /** Event ids remembered for deduplication, per tenant. */
+  dedupWindow: number;
+  /** Records a partition may hold in flight before reading pauses. */
+  maxInFlight: number;
+  /** The consumer group. */
+  groupId?: string;
+  /** Compiles stream filters and transforms within the CEL settings (default: the default settings). */
+  cel?: CelCompiler;
+  /** The largest result kept (MAX_PAYLOAD_BYTES); a larger one fails its record (`result_too_large`). No bound when omitted. */
+  maxPayloadBytes?: number;
+  /** Called with the reason of each record that fails (streamgate_records_failed_total). */
+  onFailed?: (reason: RecordFailure) => void;
+  /** Where the warn lines of failed records go: the app's rate-limited log (a flood of bad records must not flood the log); the logger when omitted. */
+  failureLog?: RateLimitedLog;
+}
+
+/**
+ * Characters of stream expressions kept compiled (about 220 MB of heap at
+ * most): 500 streams with the longest filter and transform, or tens of
+ * thousands with typical ones. Past it, the least recently used are compiled
+ * again when needed.
+ */
+const PROGRAM_CACHE_CHARS = 4_000_000;
+
+/** How long a stop waits for results being written. */
+const STOP_WAIT_MS = 5000;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/** Results read back at least, after a restart, to rebuild event-id deduplication. */
+const RECOVERY_SCAN_MIN = 10_000;
+/** Results larger than this are written in a call of their own (see ResultWriterOptions.soloBytes). */
+const SOLO_RESULT_BYTES = 64 * 1024;
+/** A partition's finished records are committed within this long (or sooner, see PartitionProgress). */
+const COMMIT_INTERVAL_MS = 1000;
+
+function parseSourceCursor(value: string): { partition: number; offset: number } | undefined {
+  try {
+    return decodeCursor(value, "ingest", "source cursor");
+  } catch {
+    return undefined;
+  }
+}
+
+/** Creates a processor; call `start()` to join the group. */
+export function createProcessor(options: ProcessorOptions): Processor {
+  return new Processor(options);
+}
+
+/** See the module comment. */
+export class Processor {
+  private subscription: Subscription | undefined;
+  private readonly progress = new Map<number, PartitionProgress>();
+  private readonly throttles = new Map<string, Pacer>();
+  private readonly seen: TenantDedup<true>;
+  /** Compiled programs by stream, bounded by their source length: a long expression compiles to about 55 bytes of heap per character. */
+  private readonly programs = new Lru<string, CompiledProcessing>(PROGRAM_CACHE_CHARS, (programs) => programs.sourceLength);
+  private readonly cel: CelCompiler;
+  /**
+   * Per stream, the ingest offset of the newest record that already has a
+   * result, found by {@link recover}: records at or below it are not processed
+   * again after a restart or a redelivery.
+   */
+  private readonly done = new Map<string, number>();
+  /** Per partition, the offset the next batch should start at; anything lower is a redelivery. */
+  private readonly expected = new Map<number, number>();
+  /** Records being processed right now (not those waiting in a throttle). */
+  private readonly running = new Set<Promise<void>>();
+  private stopping = false;
+
+  /** Per ingest partition, its results written in order, one call at a time. */
+  private readonly writers = new Map<number, ResultWriter>();
+
+  constructor(private readonly options: ProcessorOptions) {
+    this.seen = new TenantDedup(options.dedupWindow);
+    this.cel = options.cel ?? new CelCompiler();
+    // A stream removed (deleted, or closed long enough ago) leaves nothing behind here.
+    options.registry.onRemoved((key) => {
+      this.throttles.get(key)?.stop();
+      this.throttles.delete(key);
+      this.programs.delete(key);
+    });
+  }
+
+  /** Joins the consumer group and starts processing. */
+  async start(): Promise<void> {
+    this.subscription = await this.options.broker.subscribe({
+      topic: this.options.ingestTopic,
+      groupId: this.options.groupId ?? "streamgate-processor",
+      from: "earliest",
+      eachBatch: (batch) => this.handleBatch(batch),
+      onError: (error) => this.options.logger.error({ err: error }, "processor batch failed"),
+      onAssignment: (partitions) => this.assign(partitions),
+    });
+  }
+
+  /**
+   * Ingest records written to the partitions this processor reads but not yet
+   * processed: per partition, its high watermark as of the newest batch minus
+   * the first offset not yet finished (read is not enough: a throttled
+   * record waits after it is read). A filtered, duplicate or close record is
+   * finished like any other, and once the last record read is finished the
+   * partition's lag is 0 with no further batch. Partitions not assigned here
+   * count 0. The high watermark is the one of the newest batch, asking the
+   * broker nothing: while backpressure holds a partition's reading, records
+   * written meanwhile are not counted yet.
+   */
+  lag(): number {
+    let total = 0;
+    for (const progress of this.progress.values()) total += progress.lag;
+    return total;
+  }
+
+  /**
+   * Stops reading, drops throttled records not yet started (they stay
+   * uncommitted, so they are processed again after a restart) and waits for
+   * results being written.
+   */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    // A batch waiting for room behind a throttle must not hold up the stop.
+    for (const progress of this.progress.values()) progress.release();
+    for (const pacer of this.throttles.values()) pacer.stop();
+    const finish = async () => {
+      // Writes wait out a broker outage; a stop waits for them only so long
+      // (what is unfinished stays uncommitted and is recovered on restart).
+      await Promise.race([Promise.allSettled([...this.running]), delay(STOP_WAIT_MS)]);
+      // A final commit that fails leaves those records to be recovered on restart.
+      await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
+    };
+    // The last commit is made before leaving the group: a member that has left cannot commit.
+    if (this.subscription) await this.subscription.close(finish);
+    else await finish();
+    // What is left unprocessed is another instance's to process (or this one's after a restart).
+    for (const progress of this.progress.values()) progress.forgetWatermark();
+  }
+
+  /** Takes a new assignment: partitions no longer assigned are another member's now. */
+  private assign(partitions: number[]): void {
+    const assigned = new Set(partitions);
+    for (const [partition, progress] of this.progress) {
+      if (assigned.has(partition)) continue;
+      progress.forgetWatermark();
+      // Another member may process it meanwhile: if it comes back, its first
+      // batch must recover what that member wrote (and the event ids it saw),
+      // even when it starts at the very offset expected here (that member
+      // wrote results but committed nothing).
+      this.expected.delete(partition);
+    }
+  }
+
+  private async handleBatch(batch: RecordBatch): Promise<void> {
+    const { partition, records } = batch;
+    let progress = this.progress.get(partition);
+    if (!progress) {
+      progress = new PartitionProgress(
+        (next) => this.subscription!.commit(partition, next),
+        (error) => this.options.logger.warn({ err: error, partition }, "committing processed offsets failed; will retry"),
+        Math.max(1, Math.floor(this.options.maxInFlight / 2)),
+      );
+      this.progress.set(partition, progress);
+    }
+    progress.arrived(records[0]!.offset, batch.highWatermark);
+    // First batch since start, a redelivery (a restart of the consumer, a
+    // rebalance), or a jump ahead (another member processed the records in
+    // between, e.g. while this one was out of the group after a session
+    // timeout): find what already has a result, and the event ids seen, before
+    // processing anything.
+    const expected = this.expected.get(partition);
+    if (expected !== records[0]!.offset) await this.recover(partition);
+    this.expected.set(partition, records[records.length - 1]!.offset + 1);
+    // A stream started on another instance may not be in this instance's registry yet.
+    await Promise.all([...new Set(records.map((record) => record.key))].map((id) => this.options.registry.whenKnown(id)));
+
+    for (const record of records) {
+      if (this.stopping) return;
+      progress.begin(record.offset);
+      const offset = record.offset;
+      this.dispatch(record).then(
+        () => progress.end(offset),
+        (error: unknown) => {
+          // Only a stop leaves a record unfinished; it stays uncommitted.
+          if (this.stopping) return;
+          // process() fails a record itself; anything that still gets here
+          // must not hold the partition either (see src/processing/record-failure.ts).
+          this.fail(record, error);
+          progress.end(offset);
+        },
+      );
+      // Backpressure: the span from the oldest unfinished record (a throttled
+      // stream's) to the newest read is bounded, which also bounds what
+      // recover() must scan after a crash.
+      if (progress.span >= this.options.maxInFlight) await progress.below(this.options.maxInFlight);
+    }
+  }
+
+  /**
+   * Reads the tail of the results partition that matches an ingest partition
+   * (a stream's records and results share the partition number) to learn which
+   * records already have a result and which event ids were seen. Every result of
+   * a record past the committed offset is in that tail (2 × `maxInFlight`
+   * results at least): at most `maxInFlight` records span the oldest
+   * unfinished one and the newest read, and fewer than `maxInFlight / 2`
+   * finished ones wait for their commit (PartitionProgress).
+   */
+  private async recover(partition: number): Promise<void> {
+    const { broker, resultsTopic, logger } = this.options;
+    const { low, high } = await broker.offsets(resultsTopic, partition);
+    const scan = Math.max(2 * this.options.maxInFlight, RECOVERY_SCAN_MIN);
+    let next = Math.max(low, high - scan);
+    let found = 0;
+    while (next < high) {
+      const records = await broker.fetch(resultsTopic, partition, next, 1000);
+      if (records.length === 0) break;
+      for (const record of records) {
+        if (record.offset >= high) break;
+        next = record.offset + 1;
+        const source = record.headers[HEADER.sourceCursor];
+        const cursor = source === undefined ? undefined : parseSourceCursor(source);
+        if (!cursor || cursor.partition !== partition) continue;
+        // A result from before its stream began is a deleted stream's of the same id: none of this one's.
+        const entry = this.options.registry.get(record.key);
+        if (entry && record.offset < entry.resultsStart) continue;
+        found++;
+        this.done.set(record.key, Math.max(this.done.get(record.key) ?? -1, cursor.offset));
+        const eventId = record.headers[HEADER.eventId];
+        if (eventId !== undefined) this.seen.set(dedupScope(record.key, entry), eventId, true);
+      }
+    }
+    if (found > 0) logger.info({ partition, results: found }, "recovered processed records from the results log");
+  }
+
+  /** Processes a record now, or through its stream's throttle, keeping per-stream order. */
+  private dispatch(record: StoredRecord): Promise<void> {
+    const entry = this.options.registry.get(record.key);
+    const rate = entry?.stream.processing?.ratePerSecond ?? 0;
+    if (rate <= 0) return this.run(record);
+    let pacer = this.throttles.get(record.key);
+    if (!pacer) {
+      pacer = new Pacer(rate);
+      this.throttles.set(record.key, pacer);
+    }
+    return pacer.run(() => this.run(record));
+  }
+
+  private run(record: StoredRecord): Promise<void> {
+    const processing = this.process(record);
+    this.running.add(processing);
+    const forget = () => this.running.delete(processing);
+    processing.then(forget, forget);
+    return processing;
+  }
+
+  /**
+   * Processes one record: writes its result, or finishes it without one
+   * (filtered, duplicate, failed). Only a write interrupted by a stop rejects,
+   * which leaves the record uncommitted; any other failure fails the record.
+   */
+  private async process(record: StoredRecord): Promise<void> {
+    let output: Output | undefined;
+    try {
+      output = this.prepare(record);
+    } catch (error) {
+      this.fail(record, error);
+      return;
+    }
+    if (!output) return;
+    try {
+      await this.write(record.partition, output.key, output.value, output.headers);
+    } catch (error) {
+      // A result the broker can never store fails its record; a stop leaves it unfinished.
+      if (!(error instanceof RecordFailedError)) throw error;
+      this.fail(record, error);
+      return;
+    }
+    output.written();
+  }
+
+  /** Everything before a record's write: what to write, or undefined when there is nothing to write. */
+  private prepare(record: StoredRecord): Output | undefined {
+    const decoded = decodeRecord(record);
+    const { key } = decoded;
+    const sourceCursor = encodeCursor("ingest", record.partition, record.offset);
+    if (record.offset <= (this.done.get(key) ?? -1)) return undefined; // has its result already
+    // A record without a tenant (stored before tenants existed, or a foreign producer's) has no one to watch it.
+    if (!splitStreamKey(key)) return undefined;
+    // A record from before its stream began is a deleted stream's of the same id, its close marker too:
+    // made a result now, it would count as the new stream's, and that marker would end the new one's watchers.
+    const current = this.options.registry.get(key);
+    if (current && record.offset < current.ingestStart) return undefined;
+    if (decoded.control === "close") {
+      return {
+        key,
+        value: new Uint8Array(0),
+        headers: { ...controlHeaders("end", Date.now()), [HEADER.sourceCursor]: sourceCursor },
+        written: () => {
+          this.throttles.delete(key);
+          this.programs.delete(key);
+        },
+      };
+    }
+    // Nor do a deleted stream's last records (its close marker still ends its watchers, above).
+    if (this.options.registry.wasDeleted(key)) return undefined;
+    if (decoded.eventId !== "") {
+      const scope = dedupScope(key, this.options.registry.get(key));
+      if (this.seen.has(scope, decoded.eventId)) {
+        this.options.counters.add(key, "duplicates");
+        return undefined;
+      }
+      this.seen.set(scope, decoded.eventId, true);
+    }
+    const { counters } = this.options;
+    counters.add(key, "processed");
+    const result = this.evaluate(key, decoded);
+    if (result === undefined) {
+      counters.add(key, "filtered");
+      return undefined;
+    }
+    // A passthrough payload a foreign producer wrote may be over the bound too.
+    checkResultSize(result.value.byteLength, this.maxPayloadBytes);
+    const headers: Record<string, string> = {
+      ...decoded.headers,
+      [HEADER.contentType]: result.contentType,
+      [HEADER.sendTime]: String(decoded.sendTime),
+      [HEADER.processTime]: String(Date.now()),
+      [HEADER.sourceCursor]: sourceCursor,
+    };
+    if (decoded.eventId !== "") headers[HEADER.eventId] = decoded.eventId;
+    return { key, value: result.value, headers, written: () => counters.add(key, "results") };
+  }
+
+  private get maxPayloadBytes(): number {
+    return this.options.maxPayloadBytes ?? Infinity;
+  }
+
+  /**
+   * Finishes a record as failed: GetStream's `failed` count (for a stream
+   * this instance knows: a foreign producer's keys must not grow the
+   * counters), the metric by reason, and a warn line with the stream key and
+   * the record's cursor, never its payload.
+   */
+  private fail(record: StoredRecord, error: unknown): void {
+    const reason = failureReason(error);
+    try {
+      if (this.options.registry.get(record.key)) this.options.counters.add(record.key, "failed");
+      this.options.onFailed?.(reason);
+      (this.options.failureLog ?? warnTo(this.options.logger))(
+        {
+          stream: record.key,
+          cursor: encodeCursor("ingest", record.partition, record.offset),
+          reason,
+          ...failureDetail(error),
+        },
+        "record failed; no result, its partition moves on",
+      );
+    } catch {
+      // Counting or logging a failure must not itself hold the partition.
+    }
+  }
+
+  /** Applies filter and transform; undefined when the filter drops the record. */
+  private evaluate(key: string, record: DecodedRecord): { contentType: string; value: Uint8Array } | undefined {
+    const passthrough = {
+      contentType: record.payload.kind === "json" ? CONTENT_TYPE.json : (record.headers[HEADER.contentType] ?? CONTENT_TYPE.bytes),
+      value: record.payload.bytes,
+    };
+    const processing = this.options.registry.get(key)?.stream.processing;
+    if (!processing || (processing.filter === "" && processing.transform === "")) return passthrough;
+    const programs = this.compiled(key, processing);
+    const input = celRecordOf(record);
+    if (programs.filter && !passes(programs.filter, input)) return undefined;
+    if (!programs.transform) return passthrough;
+    const value = celToJson(programs.transform(input));
+    return { contentType: CONTENT_TYPE.json, value: serializeResult(value, this.maxPayloadBytes) };
+  }
+
+  private compiled(key: string, processing: Processing): CompiledProcessing {
+    let programs = this.programs.get(key);
+    if (!programs) {
+      // StartStream already compiled these once to validate them, so they compile here.
+      programs = {
+        filter: processing.filter === "" ? undefined : this.cel.compile(processing.filter, "filter"),
+        transform: processing.transform === "" ? undefined : this.cel.compile(processing.transform, "transform"),
+        sourceLength: processing.filter.length + processing.transform.length,
+      };
+      this.programs.set(key, programs);
+    }
+    return programs;
+  }
+
+  /** Writes a result after every result given before it for the same ingest partition (src/processing/result-writer.ts). */
+  private write(partition: number, key: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
+    let writer = this.writers.get(partition);
+    if (!writer) {
+      writer = new ResultWriter({
+        // No linger: the writer batches what comes while its call is out, and waits for nothing else.
+        produce: (records) => this.options.broker.produce(this.options.resultsTopic, records, { timeoutMs: Infinity, linger: false }),
+        soloBytes: SOLO_RESULT_BYTES,
+        stopping: () => this.stopping,
+        onRetry: (error, attempt) => this.options.logger.warn({ err: error, partition, attempt }, "writing results failed; retrying"),
+      });
+      this.writers.set(partition, writer);
+    }
+    return writer.write({ key, value, headers });
+  }
+}
+
+/** A result to write, and what to do once it is written. */
+interface Output {
+  key: string;
+  value: Uint8Array;
+  headers: Record<string, string>;
+  written(): void;
+}
+
+interface CompiledProcessing {
+  filter: CelProgram | undefined;
+  transform: CelProgram | undefined;
+  /** The length of both sources: the cache's measure of what the programs hold. */
+  sourceLength: number;
+}
+
+/**
+ * Offsets of one partition that are read but not finished. Records are begun in
+ * offset order, so the first pending offset is the lowest, and everything below
+ * it can be committed.
+ */
+class PartitionProgress {
+  private readonly pending = new Set<number>();
+  private next = -1;
+  private committed = -1;
+  /** The offset finished records are counted from for `commitEvery`: the highest commit asked for, or the first offset read. */
+  private asked = -1;
+  /** The partition's high watermark as of the newest batch; undefined while not assigned here. */
+  private highWatermark: number | undefined;
+  private waiters: Array<{ limit: number; resolve: () => void }> = [];
+  /** The commit to come: "soon" in the next turn, "later" within COMMIT_INTERVAL_MS. */
+  private scheduled: { when: "soon" | "later"; cancel(): void } | undefined;
+
+  /**
+   * `commitEvery`: finished records that, once waiting for a commit, have it
+   * made in the next turn rather than at the interval.
+   */
+  constructor(
+    private readonly commit: (nextOffset: number) => Promise<void>,
+    private readonly onCommitError: (error: unknown) => void,
+    private readonly commitEvery: number,
+  ) {}
+
+  /** Offsets from the oldest unfinished record to the newest read (0 when none is unfinished). */
+  get span(): number {
+    const first = this.pending.values().next();
+    return first.done ? 0 : this.next - first.value;
+  }
+
+  /** Offsets from the first unfinished one up to the high watermark: written, not yet processed here (see {@link Processor.lag}). */
+  get lag(): number {
+    if (this.highWatermark === undefined) return 0;
+    const first = this.pending.values().next();
+    return Math.max(0, this.highWatermark - (first.done ? this.next : first.value));
+  }
+
+  /** A batch from `firstOffset` arrived, read when the partition's high watermark was `highWatermark`. */
+  arrived(firstOffset: number, highWatermark: number): void {
+    // The highest seen: a new leader may briefly report an older one.
+    this.highWatermark = Math.max(this.highWatermark ?? 0, highWatermark);
+    if (this.asked < 0) this.asked = firstOffset;
+    // With nothing unfinished, the batch's first record is the next to process:
+    // this places a partition's first batch (and one after a reassignment or
+    // a redelivery) before its records are begun. Nothing below it is pending,
+    // so committing it (as Kafka would have) is safe.
+    if (this.pending.size === 0) this.next = firstOffset;
+  }
+
+  /** The partition is no longer read here: it counts no lag. */
+  forgetWatermark(): void {
+    this.highWatermark = undefined;
+  }
+
+  begin(offset: number): void {
+    this.pending.add(offset);
+    this.next = offset + 1;
+  }
+
+  end(offset: number): void {
+    this.pending.delete(offset);
+    this.waiters = this.waiters.filter((waiter) => {
+      if (this.span >= waiter.limit) return true;
+      waiter.resolve();
+      return false;
+    });
+    this.scheduleCommit();
+  }
+
+  /** Resolves when the span is below `limit` (or on {@link release}). */
+  below(limit: number): Promise<void> {
+    if (this.span < limit) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ limit, resolve }));
+  }
+
+  /** Lets every waiter go, for a stop. */
+  release(): void {
+    for (const waiter of this.waiters) waiter.resolve();
+    this.waiters = [];
+  }
+
+  /**
+   * Commits within COMMIT_INTERVAL_MS, or in the next turn once `commitEvery`
+   * finished records wait for it. On Kafka a commit is a request and a write
+   * to the replicated offsets log: made every turn, it was one for every four
+   * records or so under load (203 a second at 828 SendData calls a second),
+   * each costing this process and the broker. A crash repeats no result for
+   * it: recover() reads back past what waits uncommitted.
+   */
+  private scheduleCommit(): void {
+    const soon = this.committable() - this.asked >= this.commitEvery;
+    if (this.scheduled && (this.scheduled.when === "soon" || !soon)) return;
+    this.scheduled?.cancel();
+    const run = () => {
+      this.scheduled = undefined;
+      // A commit that fails (the broker is away) is covered by the next one.
+      this.flush().catch((error: unknown) => this.onCommitError(error));
+    };
+    if (soon) {
+      const immediate = setImmediate(run);
+      this.scheduled = { when: "soon", cancel: () => clearImmediate(immediate) };
+    } else {
+      // Unref'd: a pending commit does not keep a stopping process alive (stop() flushes).
+      const timer = setTimeout(run, COMMIT_INTERVAL_MS).unref();
+      this.scheduled = { when: "later", cancel: () => clearTimeout(timer) };
+    }
+  }
+
+  /** Everything below the oldest pending record: what a commit now would commit. */
+  private committable(): number {
+    const first = this.pending.values().next();
+    return first.done ? this.next : first.value;
+  }
+
+  /** Commits everything below the oldest pending record now (and cancels the commit scheduled). */
+  async flush(): Promise<void> {
+    this.scheduled?.cancel();
+    this.scheduled = undefined;
+    const committable = this.committable();
+    if (committable <= this.committed) return;
+    this.asked = Math.max(this.asked, committable);
+    await this.commit(committable);
+    // Only once stored: a failed commit is tried again with the next one.
+    this.committed = Math.max(this.committed, committable);
+  }
+}

@@ -1,0 +1,230 @@
+/**
+ * Every error a client can see, in one place: DESIGN.md's table of causes and
+ * codes. Handlers throw what these functions return; {@link toConnectError} maps
+ * anything else (a broker failure, a bug) at the edge, so a client never sees an
+ * internal message.
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { create } from "@bufbuild/protobuf";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { ResumeInfoSchema } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { isWellFormed, toWellFormed } from "./utf8.js";
+
+/** A malformed request: a missing or badly formed field, a bad CEL expression. */
+export function invalidArgument(message: string): ConnectError {
+  return new ConnectError(message, Code.InvalidArgument);
+}
+
+/** A payload over MAX_PAYLOAD_BYTES; the message states the limit. */
+export function payloadTooLarge(size: number, limit: number): ConnectError {
+  return new ConnectError(
+    `payload is ${size} bytes, over the limit of ${limit} bytes (MAX_PAYLOAD_BYTES)`,
+    Code.InvalidArgument,
+  );
+}
+
+/** The stream id names no stream. */
+export function streamNotFound(streamId: string): ConnectError {
+  return new ConnectError(`stream ${quote(streamId)} not found`, Code.NotFound);
+}
+
+/** The stream was deleted, or removed as closed long enough ago, while it was watched. */
+export function streamRemoved(streamId: string): ConnectError {
+  return new ConnectError(`stream ${quote(streamId)} not found: it was deleted`, Code.NotFound);
+}
+
+/** The stream exists but is closed, so it accepts no more records. */
+export function streamClosed(streamId: string): ConnectError {
+  return new ConnectError(`stream ${quote(streamId)} is closed`, Code.FailedPrecondition);
+}
+
+/** A health check for a service this server does not know (as the health protocol says). */
+export function unknownService(service: string): ConnectError {
+  return new ConnectError(`unknown service ${quote(service)}`, Code.NotFound);
+}
+
+/** A stream with this id exists with other labels or processing options. */
+export function streamExists(streamId: string): ConnectError {
+  return new ConnectError(
+    `stream ${quote(streamId)} already exists with different labels or processing options`,
+    Code.AlreadyExists,
+  );
+}
+
+/** The server is draining after SIGTERM; the call may be retried elsewhere. */
+export function shuttingDown(): ConnectError {
+  return new ConnectError("server is shutting down; retry on another instance", Code.Unavailable);
+}
+
+/** The broker could not store or serve records; nothing was acknowledged. */
+export function brokerUnavailable(): ConnectError {
+  return new ConnectError("broker unavailable; nothing was stored, retry later", Code.Unavailable);
+}
+
+/**
+ * A watcher ended early (it fell behind its buffer, or the server is draining),
+ * with the cursor to resume from as a {@link ResumeInfoSchema} detail and in the
+ * message, so that no result is silently skipped.
+ */
+export function watchInterrupted(reason: "overflow" | "shutdown", cursor: string, buffer: number): ConnectError {
+  const resume = cursor === "" ? "repeat the request to resume" : `resume with afterCursor=${cursor}`;
+  const [message, code] =
+    reason === "overflow"
+      ? [`watcher fell behind by more than ${buffer} results; ${resume}`, Code.ResourceExhausted]
+      : [`server is shutting down; ${resume}`, Code.Unavailable];
+  return new ConnectError(message, code, undefined, [
+    { desc: ResumeInfoSchema, value: create(ResumeInfoSchema, { cursor }) },
+  ]);
+}
+
+/** Marks an error as the broker's, so it maps to UNAVAILABLE rather than INTERNAL. */
+export class BrokerError extends Error {
+  constructor(
+    message: string,
+    /** Whether retrying the same operation may succeed. */
+    readonly retriable: boolean,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = "BrokerError";
+  }
+}
+
+/**
+ * The broker refused a record as larger than it accepts (Kafka's
+ * message.max.bytes): retrying cannot store it, so a writer that retries
+ * (the processor) gives up on that record instead of retrying forever.
+ */
+export class RecordTooLargeError extends BrokerError {
+  constructor(options?: { cause?: unknown }) {
+    super("the record is larger than the broker accepts", false, options);
+    this.name = "RecordTooLargeError";
+  }
+}
+
+/** The client went away (reset its stream, closed its connection) before its call ended. */
+export function clientCanceled(): ConnectError {
+  return new ConnectError("the client canceled the call", Code.Canceled);
+}
+
+/**
+ * Whether a call's `signal` was aborted because the client went away, asked
+ * while the call is still running: connect aborts it then only for its
+ * deadline (DEADLINE_EXCEEDED) or for the client's request (src/app/app.ts gives
+ * connect no shutdownSignal; one would have to be told apart here), whatever the
+ * client's HTTP/2 reset code (connect maps INTERNAL_ERROR to INTERNAL, so a
+ * client could otherwise inflate the internal-error rate at will).
+ */
+export function abortedByClient(signal: AbortSignal): boolean {
+  if (!signal.aborted) return false;
+  const reason: unknown = signal.reason;
+  return !(reason instanceof ConnectError && reason.code === Code.DeadlineExceeded);
+}
+
+/**
+ * Maps anything thrown by a handler to the error the client sees: ConnectErrors
+ * pass as they are, broker failures become UNAVAILABLE, and anything else is a
+ * bug: INTERNAL with no internals in the message (the caller logs the cause).
+ * With the call's `signal`, a call whose client went away is CANCELED,
+ * whatever failed because it did.
+ */
+export function toConnectError(error: unknown, signal?: AbortSignal): ConnectError {
+  if (signal !== undefined && abortedByClient(signal)) return clientCanceled();
+  if (error instanceof ConnectError) {
+    if (isWellFormed(error.rawMessage)) return error;
+    // A message echoing a client's invalid text (see utf8.ts) would hang a gRPC call.
+    return new ConnectError(toWellFormed(error.rawMessage), error.code, error.metadata, undefined, error);
+  }
+  // Payload too large (DESIGN "Errors"): a retry could not store it either.
+  if (error instanceof RecordTooLargeError) return invalidArgument("the payload is larger than the broker accepts");
+  if (error instanceof BrokerError) return brokerUnavailable();
+  // The client went away in the middle of its request stream: nothing is wrong here.
+  if ((error as { code?: unknown } | undefined)?.code === "ERR_STREAM_PREMATURE_CLOSE") {
+    return new ConnectError("the client closed the request stream before its end", Code.Canceled);
+  }
+  return new ConnectError("internal error", Code.Internal);
+}
+
+/** Names a client-supplied value in a message without echoing kilobytes of it. */
+export function quote(value: string): string {
+  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+}
+
+/** No credential in `x-api-key` or `authorization: Bearer`. */
+export function missingCredential(): ConnectError {
+  return new ConnectError("missing credential; send x-api-key, or authorization with a Bearer token", Code.Unauthenticated);
+}
+
+/** A credential that matches no key and is no valid token; never says what was sent. */
+export function invalidCredential(): ConnectError {
+  return new ConnectError("invalid credential", Code.Unauthenticated);
+}
+
+/** A valid credential without the role `service` needs. */
+export function permissionDenied(client: string, service: string): ConnectError {
+  return new ConnectError(`client ${quote(client)} may not call ${service}: it needs the admin role`, Code.PermissionDenied);
+}
+
+/** A valid credential without the scope a method needs. */
+export function scopeMissing(client: string, method: string, scope: string): ConnectError {
+  return new ConnectError(`client ${quote(client)} may not call ${method}: it needs the scope ${scope}`, Code.PermissionDenied);
+}
+
+/** A credential naming a tenant other than its own without the admin role. */
+export function foreignTenant(client: string): ConnectError {
+  return new ConnectError(
+    `client ${quote(client)} may not name a tenant in streamgate-tenant: only the admin role may act in another tenant`,
+    Code.PermissionDenied,
+  );
+}
+
+/** The tenant already has TENANT_MAX_STREAMS streams. */
+export function streamQuotaReached(max: number): ConnectError {
+  return new ConnectError(
+    `the tenant has ${max} streams, its quota (TENANT_MAX_STREAMS): delete a stream (DeleteStream) to start another`,
+    Code.ResourceExhausted,
+  );
+}
+
+/** The tenant already has TENANT_MAX_WATCHERS open watchers on this instance. */
+export function watcherQuotaReached(max: number): ConnectError {
+  return new ConnectError(
+    `the tenant has ${max} open watchers here, its quota (TENANT_MAX_WATCHERS): close one first`,
+    Code.ResourceExhausted,
+  );
+}
+
+/** How a rate-limit refusal names its limit. */
+const RATE_LIMIT_NAMES = {
+  global: "the server's rate limit (RATE_LIMIT_RPS)",
+  client: "this client's rate limit (CLIENT_RATE_LIMIT_RPS)",
+  // Calls without a valid credential and calls to the open services (health, reflection), by address.
+  peer: "this address's rate limit for unauthenticated and open-service calls (PEER_RATE_LIMIT_RPS)",
+} as const;
+
+/**
+ * A request over a rate limit ("global": the instance's bucket, "client": the
+ * caller's own, "peer": its address's, for calls without a valid credential
+ * and calls to the open services), with when a retry can succeed: a `google.rpc.RetryInfo` detail
+ * (`retryMs`) and a `retry-after` header (whole seconds, at least 1). Names the
+ * limit and its variables, never the caller's credential.
+ */
+export function rateLimited(limit: "global" | "client" | "peer", retryMs: number): ConnectError {
+  const seconds = Math.max(1, Math.ceil(retryMs / 1000));
+  const which = RATE_LIMIT_NAMES[limit];
+  return new ConnectError(
+    `over ${which}; retry in ${seconds} s`,
+    Code.ResourceExhausted,
+    { "retry-after": String(seconds) },
+    [{ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(Math.max(0, Math.ceil(retryMs))) }) }],
+  );
+}
+
+/** A client already holding `max` WatchResults calls opened another. */
+export function tooManyWatchers(max: number): ConnectError {
+  return new ConnectError(
+    `this client already has ${max} open watchers, the most allowed (CLIENT_MAX_WATCHERS); close one first`,
+    Code.ResourceExhausted,
+  );
+}

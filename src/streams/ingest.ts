@@ -1,0 +1,155 @@
+/**
+ * The send path shared by SendData and SendDataStream: check the record, store
+ * it on the ingest topic keyed by its stream key (`<tenant>/<stream id>`), and
+ * answer with its cursor only once the broker has it. Repeated event ids are
+ * answered with the first record's cursor and store nothing (each tenant's
+ * ids are remembered apart: src/streams/dedup.ts).
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
+import { StreamState } from "../../gen/streamgate/v1/stream_service_pb.js";
+import type { Broker, ProduceRecord, RecordPosition } from "../broker/broker.js";
+import { coalesceProduces, type CoalescedProduce } from "../broker/coalescer.js";
+import { encodeCursor } from "./cursor.js";
+import { streamClosed, streamNotFound } from "../rpc/errors.js";
+import { TenantDedup, dedupScope } from "./dedup.js";
+import { streamKey, type StreamKey } from "./stream-key.js";
+import { dataHeaders, controlHeaders } from "../topics/record-format.js";
+import type { StreamRegistry } from "./registry.js";
+import type { StreamCounters } from "./stream-counters.js";
+import { checkEventId, checkHeaders, encodePayload, requireStreamId, type RequestPayload } from "./validation.js";
+
+/** One record to send, as both send RPCs carry it. */
+export interface SendRequest {
+  streamId: string;
+  payload: RequestPayload;
+  eventId: string;
+  headers: Record<string, string>;
+}
+
+/** The answer to a send. */
+export interface SendResult {
+  cursor: string;
+  duplicate: boolean;
+}
+
+/** Dependencies of the send path. */
+export interface IngestOptions {
+  broker: Broker;
+  ingestTopic: string;
+  registry: StreamRegistry;
+  counters: StreamCounters;
+  maxPayloadBytes: number;
+  /** Event ids remembered for deduplication at send time, per tenant. */
+  dedupWindow: number;
+}
+
+/** See the module comment. */
+export class Ingest {
+  /** Event id → the first send's cursor (a promise while it is being stored). */
+  private readonly seen: TenantDedup<Promise<string>>;
+  /** Sends being stored, per stream, so CloseStream can wait for them. */
+  private readonly inFlight = new Map<string, Set<Promise<unknown>>>();
+
+  /** Coalesced writes to the ingest topic (see {@link send}). */
+  private readonly produceCoalesced: CoalescedProduce;
+
+  constructor(private readonly options: IngestOptions) {
+    this.seen = new TenantDedup(options.dedupWindow);
+    this.produceCoalesced = coalesceProduces(options.broker, options.ingestTopic);
+  }
+
+  /**
+   * Stores one record. Everything up to the broker call runs synchronously, so
+   * calls made one after another are stored in call order.
+   *
+   * With `coalesce` (a client stream's messages), the record goes to the
+   * broker in one call with the other coalesced records sent in the same run
+   * of code (broker/coalescer.ts), still in order among them; a call without
+   * `coalesce` made in that run reaches the broker before them.
+   */
+  send(tenant: string, request: SendRequest, coalesce = false): Promise<SendResult> {
+    const { registry, counters } = this.options;
+    const streamId = requireStreamId(request.streamId);
+    const key = streamKey(tenant, streamId);
+    const entry = registry.get(key);
+    let payload;
+    try {
+      checkEventId(request.eventId);
+      checkHeaders(request.headers);
+      payload = encodePayload(request.payload, this.options.maxPayloadBytes);
+    } catch (error) {
+      if (entry) counters.add(key, "rejected");
+      throw error;
+    }
+    if (!entry) throw streamNotFound(streamId);
+    if (entry.stream.state !== StreamState.OPEN) throw streamClosed(streamId);
+
+    const { eventId } = request;
+    const scope = eventId === "" ? undefined : dedupScope(key, entry);
+    const first = scope === undefined ? undefined : this.seen.get(scope, eventId);
+    if (first) {
+      counters.add(key, "duplicates");
+      return first.then((cursor) => ({ cursor, duplicate: true }));
+    }
+    const record: ProduceRecord = {
+      key,
+      value: payload.bytes,
+      headers: dataHeaders(payload.kind, request.headers, request.eventId, Date.now()),
+    };
+    const stored = this.track(
+      key,
+      coalesce
+        ? this.produceCoalesced(record).then(toCursor)
+        : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => toCursor(position!)),
+    );
+    if (scope !== undefined) {
+      this.seen.set(scope, eventId, stored);
+      // A failed write must not make a retry look like a duplicate.
+      stored.catch(() => this.seen.delete(scope, eventId));
+    }
+    return stored.then((cursor) => {
+      counters.add(key, "accepted");
+      return { cursor, duplicate: false };
+    });
+  }
+
+  /**
+   * Appends the close marker after every send already under way for the
+   * stream, so that the processor sees it after the stream's last record.
+   */
+  async appendCloseMarker(key: StreamKey): Promise<void> {
+    await this.drain(key);
+    await this.options.broker.produce(this.options.ingestTopic, [
+      { key, value: new Uint8Array(0), headers: controlHeaders("close", Date.now()) },
+    ]);
+  }
+
+  /** Resolves when every send under way (for one stream, or all) has settled. */
+  async drain(key?: StreamKey): Promise<void> {
+    const sets = key === undefined ? [...this.inFlight.values()] : [this.inFlight.get(key)];
+    await Promise.allSettled(sets.flatMap((set) => (set ? [...set] : [])));
+  }
+
+  private track<T>(key: StreamKey, promise: Promise<T>): Promise<T> {
+    let set = this.inFlight.get(key);
+    if (!set) this.inFlight.set(key, (set = new Set()));
+    set.add(promise);
+    const forget = () => {
+      set.delete(promise);
+      if (set.size === 0) this.inFlight.delete(key);
+    };
+    promise.then(forget, forget);
+    return promise;
+  }
+}
+
+/** The gRPC code name of an error, for SendDataStream's per-record rejections. */
+export function codeName(error: unknown): string {
+  return codeToString(error instanceof ConnectError ? error.code : Code.Internal);
+}
+
+/** The SendData cursor of an ingest record stored at `position`. */
+function toCursor({ partition, offset }: RecordPosition): string {
+  return encodeCursor("ingest", partition, offset);
+}

@@ -1,0 +1,198 @@
+/**
+ * StreamService: the RPCs of the public contract, wired to the registry, the
+ * send path and the fanout. Handlers only check and translate; the work is in
+ * those parts, so the same handlers serve every protocol and broker.
+ *
+ * Every call works in its tenant (the TENANT context value, set by the auth
+ * interceptor): a stream id names a stream of that tenant only, so another
+ * tenant's stream answers exactly as one that does not exist.
+ */
+import { randomUUID } from "node:crypto";
+import { create } from "@bufbuild/protobuf";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import {
+  ProcessingSchema,
+  RejectionSchema,
+  StreamService,
+  StreamState,
+  type Processing,
+  type Rejection,
+  type SendDataStreamRequest,
+} from "../../gen/streamgate/v1/stream_service_pb.js";
+import type { CelCompiler } from "../processing/cel.js";
+import { invalidArgument, streamNotFound, toConnectError } from "../rpc/errors.js";
+import { TENANT } from "../rpc/request-context.js";
+import { streamKey } from "./stream-key.js";
+import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
+import type { Fanout } from "../fanout/fanout.js";
+import { codeName, type Ingest, type SendResult } from "./ingest.js";
+import type { StreamRegistry } from "./registry.js";
+import type { StreamCounters } from "./stream-counters.js";
+import { checkLabels, requireStreamId } from "./validation.js";
+
+/** Dependencies of the service. */
+export interface StreamServiceDeps {
+  registry: StreamRegistry;
+  ingest: Ingest;
+  fanout: Fanout;
+  counters: StreamCounters;
+  /** Compiles processing expressions within the CEL settings. */
+  cel: CelCompiler;
+}
+
+/** Rejections listed in a SendDataStream response; the rest are only counted. */
+const MAX_LISTED_REJECTIONS = 100;
+/** Sends a client stream may have in flight before it waits for the oldest. */
+const MAX_STREAM_IN_FLIGHT = 512;
+const MAX_RATE_PER_SECOND = 1_000_000;
+
+/** Creates the StreamService implementation. */
+export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof StreamService> {
+  const { registry, ingest, fanout, counters, cel } = deps;
+  /** The key of the stream a request names, in the caller's tenant. */
+  const keyOf = (streamId: string, context: HandlerContext) => streamKey(tenantOf(context), requireStreamId(streamId));
+  return {
+    async startStream(request, context) {
+      const streamId = request.streamId === "" ? randomUUID() : requireStreamId(request.streamId);
+      const { entry, created } = await registry.create({
+        tenant: tenantOf(context),
+        streamId,
+        labels: checkLabels(request.labels),
+        processing: checkProcessing(request.processing, cel),
+      });
+      return { stream: entry.stream, created };
+    },
+
+    async sendData(request, context) {
+      return ingest.send(tenantOf(context), request);
+    },
+
+    async sendDataStream(requests, context) {
+      return sendAll(ingest, tenantOf(context), requests);
+    },
+
+    watchResults(request, context) {
+      return fanout.watch(tenantOf(context), request, context.signal);
+    },
+
+    async closeStream(request, context) {
+      const key = keyOf(request.streamId, context);
+      const before = registry.get(key);
+      if (!before) throw streamNotFound(request.streamId);
+      const entry = await registry.close(key);
+      if (before.stream.state === StreamState.OPEN) await ingest.appendCloseMarker(key);
+      return { stream: entry.stream };
+    },
+
+    async getStream(request, context) {
+      const key = keyOf(request.streamId, context);
+      const entry = registry.get(key);
+      if (!entry) throw streamNotFound(request.streamId);
+      return { stream: entry.stream, counts: counters.snapshot(key) };
+    },
+
+    async listStreams(request, context) {
+      const limit = pageSizeOf(request.pageSize);
+      const labels = checkLabels(request.labels);
+      // One more than the page: whether there is a next page, without a second pass.
+      const found = registry.list(tenantOf(context), {
+        state: request.state === StreamState.UNSPECIFIED ? undefined : request.state,
+        labels,
+        after: decodePageToken(request.pageToken),
+        limit: limit + 1,
+      });
+      const page = found.slice(0, limit);
+      const more = found.length > limit;
+      return {
+        streams: page.map((entry) => entry.stream),
+        nextPageToken: more ? encodePageToken(page[page.length - 1]!.stream.streamId) : "",
+      };
+    },
+
+    async deleteStream(request, context) {
+      const key = keyOf(request.streamId, context);
+      const entry = registry.get(key);
+      if (!entry) throw streamNotFound(request.streamId);
+      // Gone at once here (its watchers on this instance end NOT_FOUND), then on
+      // every instance as the tombstone reaches them.
+      await registry.delete(key);
+      // The close marker still follows its last records: the processor lets go of
+      // the stream, and watchers elsewhere that reach it first end as for a close.
+      if (entry.stream.state === StreamState.OPEN) await ingest.appendCloseMarker(key);
+      return {};
+    },
+  };
+}
+
+/** The tenant a call works in (set by the auth interceptor for every StreamService call). */
+function tenantOf(context: HandlerContext): string {
+  const tenant = context.values.get(TENANT);
+  // Only a server built without the auth interceptor could get here: refuse rather than share a tenant "".
+  if (tenant === "") throw new Error("no tenant in the call's context: the auth interceptor must run before StreamService");
+  return tenant;
+}
+
+/** Checks processing options; CEL expressions are compiled here so a bad one fails StartStream. */
+function checkProcessing(processing: Processing | undefined, cel: CelCompiler): Processing | undefined {
+  if (!processing) return undefined;
+  const rate = processing.ratePerSecond;
+  if (!Number.isFinite(rate) || rate < 0 || rate > MAX_RATE_PER_SECOND) {
+    throw invalidArgument(`processing.rate_per_second must be from 0 (no throttle) to ${MAX_RATE_PER_SECOND}`);
+  }
+  if (processing.filter !== "") cel.compile(processing.filter, "processing.filter");
+  if (processing.transform !== "") cel.compile(processing.transform, "processing.transform");
+  return create(ProcessingSchema, processing);
+}
+
+/**
+ * Stores every record of a client stream. Records are sent without waiting for
+ * the previous one's acknowledgement (in order, bounded in number), so a client
+ * stream is not limited to one broker round trip per record.
+ */
+async function sendAll(ingest: Ingest, tenant: string, requests: AsyncIterable<SendDataStreamRequest>) {
+  let accepted = 0n;
+  let duplicates = 0n;
+  let rejected = 0n;
+  const rejections: Rejection[] = [];
+  let lastCursor = "";
+  let streamId = "";
+  let failFast = false;
+  let index = 0;
+  const inFlight: Promise<SendResult>[] = [];
+  const settle = async (send: Promise<SendResult>) => {
+    const result = await send;
+    if (result.duplicate) {
+      duplicates++;
+    } else {
+      accepted++;
+      lastCursor = result.cursor;
+    }
+  };
+  for await (const request of requests) {
+    if (index === 0) failFast = request.failFast;
+    streamId = request.streamId === "" ? streamId : request.streamId;
+    try {
+      const send = ingest.send(tenant, { streamId, payload: request.payload, eventId: request.eventId, headers: request.headers }, true);
+      // Awaited in order below; this keeps a failure from being an unhandled rejection meanwhile.
+      send.catch(() => undefined);
+      inFlight.push(send);
+    } catch (error) {
+      if (failFast) throw error;
+      rejected++;
+      if (rejections.length < MAX_LISTED_REJECTIONS) {
+        rejections.push(
+          create(RejectionSchema, { index: BigInt(index), code: codeName(error), reason: reasonOf(error) }),
+        );
+      }
+    }
+    if (inFlight.length >= MAX_STREAM_IN_FLIGHT) await settle(inFlight.shift()!);
+    index++;
+  }
+  // Settled in order, so lastCursor ends as the last stored record's.
+  for (const send of inFlight) await settle(send);
+  return { accepted, duplicates, rejected, rejections, lastCursor };
+}
+
+function reasonOf(error: unknown): string {
+  return toConnectError(error).rawMessage;
+}
