@@ -13,8 +13,8 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { BenchContext, BrokerKind, Scenario } from "./lib/context.js";
 import { resultKey } from "./lib/context.js";
-import { ROOT, buildServers, startKafka, startStreamgate, type KafkaBroker } from "./lib/processes.js";
-import { runInfo, writeReport, type RunInfo } from "./lib/report.js";
+import { buildServers, type KafkaBroker, ROOT, startKafka, startStreamgate } from "./lib/processes.js";
+import { type RunInfo, runInfo, writeReport } from "./lib/report.js";
 import type { BenchResult } from "./lib/result.js";
 import { SCENARIOS } from "./scenarios/index.js";
 
@@ -31,7 +31,9 @@ const { values, positionals } = parseArgs({
 
 if (values.report) {
   const dir = resolve(values.out ?? resolve(ROOT, "bench"));
-  const { results: saved, ...info } = JSON.parse(readFileSync(resolve(dir, "results.json"), "utf8")) as RunInfo & { results: BenchResult[] };
+  const { results: saved, ...info } = JSON.parse(readFileSync(resolve(dir, "results.json"), "utf8")) as RunInfo & {
+    results: BenchResult[];
+  };
   writeReport(dir, info, saved);
   process.exit(0);
 }
@@ -42,7 +44,9 @@ const chosen: Scenario[] =
     : positionals.map((name) => {
         const scenario = SCENARIOS.find((candidate) => candidate.name === name);
         if (!scenario) {
-          console.error(`bench: no scenario ${JSON.stringify(name)}; scenarios: ${SCENARIOS.map((s) => s.name).join(", ")}`);
+          console.error(
+            `bench: no scenario ${JSON.stringify(name)}; scenarios: ${SCENARIOS.map((s) => s.name).join(", ")}`,
+          );
           process.exit(2);
         }
         return scenario;
@@ -61,7 +65,8 @@ const WARMUP_SEC = 2;
 const outDir = resolve(values.out ?? resolve(ROOT, "bench"));
 
 const started = Date.now();
-const log = (message: string) => process.stderr.write(`bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s  ${message}\n`);
+const log = (message: string) =>
+  process.stderr.write(`bench ${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s  ${message}\n`);
 
 let kafka: KafkaBroker | undefined;
 const kafkaBrokers = async (): Promise<string> => {
@@ -89,7 +94,10 @@ const context: BenchContext = {
     startStreamgate({
       ...(broker === "kafka"
         ? // Topics of their own per server, so no run reads another's records.
-          { KAFKA_BROKERS: context.kafkaBrokers, KAFKA_TOPIC_PREFIX: `bench-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.` }
+          {
+            KAFKA_BROKERS: context.kafkaBrokers,
+            KAFKA_TOPIC_PREFIX: `bench-${Date.now()}-${Math.random().toString(36).slice(2, 8)}.`,
+          }
         : // The embedded broker, even when the bench's own environment has KAFKA_BROKERS (empty is unset).
           { KAFKA_BROKERS: "" }),
       ...env,
@@ -105,7 +113,9 @@ try {
       for (const result of await scenario.run(context)) {
         results.set(resultKey(result.scenario, result.broker, result.payloadBytes), result);
         rows.push(result);
-        log(`  ${result.scenario} ${result.broker}: ${Math.round(result.throughput)} ${result.unit}${result.ratio === undefined ? "" : ` (${result.ratio.toFixed(2)}× ${result.baseline})`}`);
+        log(
+          `  ${result.scenario} ${result.broker}: ${Math.round(result.throughput)} ${result.unit}${result.ratio === undefined ? "" : ` (${result.ratio.toFixed(2)}× ${result.baseline})`}`,
+        );
       }
     } catch (error) {
       failed = true;
@@ -115,6 +125,14 @@ try {
 } finally {
   await kafka?.stop();
 }
-writeReport(outDir, runInfo(quick, durationSec, chosen.map((scenario) => scenario.name)), rows);
+writeReport(
+  outDir,
+  runInfo(
+    quick,
+    durationSec,
+    chosen.map((scenario) => scenario.name),
+  ),
+  rows,
+);
 log(`wrote ${resolve(outDir, "RESULTS.md")}`);
 process.exit(failed ? 1 : 0);

@@ -36,7 +36,7 @@
 //       inside the interceptors, not before them, so that it is logged and
 //       counted like any other call (src/rpc/interceptors/metrics.ts). The body is
 //       still read whole before the first interceptor runs, as before.
-import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { liftAsyncGenerators } from "./patch-connect/lift-async-generators.mjs";
@@ -46,7 +46,8 @@ import { nativeAsyncGenerators } from "./patch-connect/native-async-generators.m
 function replaceOnce(file, before, after) {
   const source = readFileSync(file, "utf8");
   const parts = source.split(before);
-  if (parts.length !== 2) throw new Error(`${file}: expected exactly one ${JSON.stringify(before)}, found ${parts.length - 1}`);
+  if (parts.length !== 2)
+    throw new Error(`${file}: expected exactly one ${JSON.stringify(before)}, found ${parts.length - 1}`);
   writeFileSync(file, parts.join(after));
 }
 
@@ -67,10 +68,22 @@ for (const dir of [join(root, "connect", "dist", "esm"), join(root, "connect-nod
 }
 
 const context = join(root, "connect", "dist", "esm", "implementation.js");
-replaceOnce(context, "export function createHandlerContext(init) {", `const callEnded = ${REASON};\nexport function createHandlerContext(init) {`);
-replaceOnce(context, "abortController.abort(reason);", "abortController.abort(reason !== null && reason !== void 0 ? reason : callEnded);");
+replaceOnce(
+  context,
+  "export function createHandlerContext(init) {",
+  `const callEnded = ${REASON};\nexport function createHandlerContext(init) {`,
+);
+replaceOnce(
+  context,
+  "abortController.abort(reason);",
+  "abortController.abort(reason !== null && reason !== void 0 ? reason : callEnded);",
+);
 const request = join(root, "connect-node", "dist", "esm", "node-universal-handler.js");
-replaceOnce(request, "export function universalRequestFromNodeRequest(", `const requestClosed = ${REASON};\nexport function universalRequestFromNodeRequest(`);
+replaceOnce(
+  request,
+  "export function universalRequestFromNodeRequest(",
+  `const requestClosed = ${REASON};\nexport function universalRequestFromNodeRequest(`,
+);
 replaceOnce(request, "abortController.abort();", "abortController.abort(requestClosed);");
 console.log(`${context}, ${request}: one AbortError each for aborts without a reason`);
 
@@ -116,7 +129,10 @@ export function createBinarySerialization(desc, options) {`,
 const iterables = join(esm, "protocol", "async-iterable.js");
 prepend(iterables, 'import { compressedFlag } from "./compression.js";');
 const splitSource = readFileSync(iterables, "utf8");
-const split = /export function transformSplitEnvelope\(readMaxBytes\) \{\n    return function \(iterable\) \{\n        return (generator\$lifted\d+)\.call\(this, readMaxBytes, iterable\);/.exec(splitSource);
+const split =
+  /export function transformSplitEnvelope\(readMaxBytes\) \{\n {4}return function \(iterable\) \{\n {8}return (generator\$lifted\d+)\.call\(this, readMaxBytes, iterable\);/.exec(
+    splitSource,
+  );
 if (!split) throw new Error(`${iterables}: transformSplitEnvelope is not as expected`);
 const splitter = split[1];
 replaceOnce(
@@ -126,7 +142,11 @@ replaceOnce(
     return function (iterable) {
         return ${splitter}.call(this, readMaxBytes, iterable, requestCompression);`,
 );
-replaceOnce(iterables, `async function* ${splitter}(readMaxBytes, iterable) {`, `async function* ${splitter}(readMaxBytes, iterable, requestCompression) {`);
+replaceOnce(
+  iterables,
+  `async function* ${splitter}(readMaxBytes, iterable) {`,
+  `async function* ${splitter}(readMaxBytes, iterable, requestCompression) {`,
+);
 replaceOnce(
   iterables,
   `for (const env of buffer.decode(chunk)) {

@@ -10,6 +10,8 @@ bash scripts/tools.sh
 if [[ -z "${KAFKA_BROKERS:-}" ]]; then bash scripts/kafka.sh fetch; fi
 bash scripts/check-generated.sh
 npm run --silent typecheck
+# One linter and formatter for the whole tree (biome.jsonc); `npm run format` fixes what it can.
+npm run --silent lint
 # The dashboard as `npm install` builds it (its browser test and file-serving test load dist/dashboard).
 npm run --silent build:dashboard
 mkdir -p test-artifacts

@@ -4,17 +4,18 @@
  * call, its stream `sim-<client>`, and its counts. A call never throws: it
  * ends with a code ("ok", "resource_exhausted", ...) and a latency.
  */
+
+import { setTimeout as sleep } from "node:timers/promises";
 import { fromJson } from "@bufbuild/protobuf";
-import { ValueSchema, durationMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
+import { durationMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { type Client, Code, ConnectError, createClient } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { setTimeout as sleep } from "node:timers/promises";
 import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { ClientCredential } from "./credentials.js";
 import type { MethodName } from "./options.js";
-import { CallStats, type CallCode } from "./stats.js";
+import { type CallCode, CallStats } from "./stats.js";
 
 /** A call not answered within this is given up (deadline_exceeded). */
 export const CALL_TIMEOUT_MS = 10_000;

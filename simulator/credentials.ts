@@ -42,10 +42,19 @@ export async function clientCredentials(
   return Promise.all(
     Array.from({ length: clients }, async (_, i) => {
       const sub = `sim-${i + 1}`;
-      let jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256", typ: "JWT" }).setSubject(sub).setIssuedAt().setExpirationTime(expires);
+      let jwt = new SignJWT({})
+        .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+        .setSubject(sub)
+        .setIssuedAt()
+        .setExpirationTime(expires);
       if (credentials.issuer !== undefined) jwt = jwt.setIssuer(credentials.issuer);
       if (credentials.audience !== undefined) jwt = jwt.setAudience(credentials.audience);
-      return { header: "authorization" as const, value: `Bearer ${await jwt.sign(secret)}`, identity: `sub ${sub}`, kind: "token" as const };
+      return {
+        header: "authorization" as const,
+        value: `Bearer ${await jwt.sign(secret)}`,
+        identity: `sub ${sub}`,
+        kind: "token" as const,
+      };
     }),
   );
 }

@@ -9,16 +9,17 @@
  * 130 when stopped with Ctrl-C (the summary is still printed; a second Ctrl-C
  * cancels the calls still in flight).
  */
+
+import { setMaxListeners } from "node:events";
 import { ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { setMaxListeners } from "node:events";
 import { SimClient } from "./client.js";
 import { clientCredentials } from "./credentials.js";
-import { HELP, parseOptions, UsageError, type SimOptions } from "./options.js";
+import { HELP, parseOptions, type SimOptions, UsageError } from "./options.js";
 import { makePattern } from "./patterns.js";
 import { ProgressPrinter, progressLine } from "./progress.js";
 import { runLoad } from "./run.js";
-import { formatSummary, summarize, type Summary } from "./summary.js";
+import { formatSummary, type Summary, summarize } from "./summary.js";
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -118,8 +119,10 @@ async function setUp(clients: SimClient[], options: SimOptions, signal: AbortSig
 function everyCallFailed(summary: Summary, kind: "key" | "token"): string | undefined {
   if (summary.sent === 0 || summary.allowed + summary.blocked > 0) return undefined;
   const codes = Object.keys(summary.errors);
-  if (codes.every((code) => REFUSED.has(code))) return `every call failed: the server refused the ${kind}: ${codes.join(", ")}`;
-  if (codes.every((code) => UNREACHABLE.has(code))) return `every call failed: the server could not be reached (${codes.join(", ")})`;
+  if (codes.every((code) => REFUSED.has(code)))
+    return `every call failed: the server refused the ${kind}: ${codes.join(", ")}`;
+  if (codes.every((code) => UNREACHABLE.has(code)))
+    return `every call failed: the server could not be reached (${codes.join(", ")})`;
   return `every call failed: ${codes.join(", ")}`;
 }
 

@@ -51,7 +51,15 @@ export class UsageError extends Error {
 }
 
 /** The defaults, as --help states them. */
-const DEFAULTS = { url: "http://127.0.0.1:8080", pattern: "steady", rps: 20, duration: 30, clients: 3, method: "send", maxInFlight: 2000 } as const;
+const DEFAULTS = {
+  url: "http://127.0.0.1:8080",
+  pattern: "steady",
+  rps: 20,
+  duration: 30,
+  clients: 3,
+  method: "send",
+  maxInFlight: 2000,
+} as const;
 
 /** The text of --help. */
 export const HELP = `Usage: npm run simulate -- [options]
@@ -118,7 +126,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
   const pattern = oneOf("--pattern", values.pattern, PATTERNS, DEFAULTS.pattern, problems);
   const method = oneOf("--method", values.method, METHODS, DEFAULTS.method, problems);
   const clients = number("--clients", values.clients, DEFAULTS.clients, { min: 1, max: 1000, whole: true }, problems);
-  const period = values.period === undefined ? undefined : number("--period", values.period, 0, { min: 0.001, max: 86_400 }, problems);
+  const period =
+    values.period === undefined
+      ? undefined
+      : number("--period", values.period, 0, { min: 0.001, max: 86_400 }, problems);
   if (period !== undefined && pattern === "steady") {
     problems.push("--period applies to the burst and wave patterns, not steady");
   } else if (period !== undefined && period > 0 && pattern === "burst" && period <= BURST_SECONDS) {
@@ -133,7 +144,13 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
     period,
     method,
     credentials: credentials(values.keys, values["jwt-secret"], env, clients, problems, warnings),
-    maxInFlight: number("--max-in-flight", values["max-in-flight"], DEFAULTS.maxInFlight, { min: 1, max: 1_000_000, whole: true }, problems),
+    maxInFlight: number(
+      "--max-in-flight",
+      values["max-in-flight"],
+      DEFAULTS.maxInFlight,
+      { min: 1, max: 1_000_000, whole: true },
+      problems,
+    ),
     json: values.json ?? false,
   };
   if (problems.length > 0) throw new UsageError(problems);
@@ -149,15 +166,23 @@ function parseArgsProblem(error: unknown): string {
   if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") return `unknown option ${option}`;
   if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
     if (message.includes("does not take an argument")) return `${option} takes no value`;
-    if (message.includes("ambiguous")) return `${option} needs a value (for one starting with "-", write ${option}=-...)`;
+    if (message.includes("ambiguous"))
+      return `${option} needs a value (for one starting with "-", write ${option}=-...)`;
     return `${option} needs a value`;
   }
-  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL") return `unexpected argument ${JSON.stringify(quoted)}: options start with --`;
+  if (code === "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL")
+    return `unexpected argument ${JSON.stringify(quoted)}: options start with --`;
   return message;
 }
 
 /** `raw` if it is one of `allowed`, else `fallback` when absent; a problem otherwise. */
-function oneOf<T extends string>(name: string, raw: string | undefined, allowed: readonly T[], fallback: T, problems: string[]): T {
+function oneOf<T extends string>(
+  name: string,
+  raw: string | undefined,
+  allowed: readonly T[],
+  fallback: T,
+  problems: string[],
+): T {
   if (raw === undefined) return fallback;
   if ((allowed as readonly string[]).includes(raw)) return raw as T;
   problems.push(`${name}=${JSON.stringify(raw)} is not one of ${allowed.join(", ")}`);
@@ -174,9 +199,12 @@ function number(
 ): number {
   if (raw === undefined) return fallback;
   const value = raw.trim() === "" ? NaN : Number(raw);
-  const ok = Number.isFinite(value) && value >= bounds.min && value <= bounds.max && (!bounds.whole || Number.isInteger(value));
+  const ok =
+    Number.isFinite(value) && value >= bounds.min && value <= bounds.max && (!bounds.whole || Number.isInteger(value));
   if (ok) return value;
-  const expected = bounds.whole ? `a whole number from ${bounds.min} to ${bounds.max}` : `a number greater than 0 and at most ${bounds.max}`;
+  const expected = bounds.whole
+    ? `a whole number from ${bounds.min} to ${bounds.max}`
+    : `a number greater than 0 and at most ${bounds.max}`;
   problems.push(`${name}=${JSON.stringify(raw)} must be ${expected}`);
   return fallback;
 }
@@ -213,10 +241,18 @@ function credentials(
     problems.push("--keys and --jwt-secret are exclusive: give one");
     return none;
   }
-  const envKeys = env.STREAMGATE_API_KEYS ? "STREAMGATE_API_KEYS" : env.STREAMGATE_API_KEY ? "STREAMGATE_API_KEY" : undefined;
-  const [keysName, keysRaw] = keysFlag !== undefined ? ["--keys", keysFlag] : secretFlag === undefined && envKeys ? [envKeys, env[envKeys]!] : [];
+  const envKeys = env.STREAMGATE_API_KEYS
+    ? "STREAMGATE_API_KEYS"
+    : env.STREAMGATE_API_KEY
+      ? "STREAMGATE_API_KEY"
+      : undefined;
+  const [keysName, keysRaw] =
+    keysFlag !== undefined ? ["--keys", keysFlag] : secretFlag === undefined && envKeys ? [envKeys, env[envKeys]!] : [];
   if (keysName !== undefined) {
-    const keys = keysRaw!.split(",").map((key) => key.trim()).filter((key) => key !== "");
+    const keys = keysRaw!
+      .split(",")
+      .map((key) => key.trim())
+      .filter((key) => key !== "");
     if (keys.length === 0) {
       problems.push(`${keysName} is empty: give one or more API keys, comma-separated`);
       return none;
@@ -230,7 +266,8 @@ function credentials(
     return { kind: "keys", keys };
   }
   // Trimmed, as the server reads JWT_HS256_SECRET.
-  const [secretName, secret] = secretFlag !== undefined ? ["--jwt-secret", secretFlag.trim()] : ["JWT_HS256_SECRET", env.JWT_HS256_SECRET?.trim()];
+  const [secretName, secret] =
+    secretFlag !== undefined ? ["--jwt-secret", secretFlag.trim()] : ["JWT_HS256_SECRET", env.JWT_HS256_SECRET?.trim()];
   if (secret === undefined || secret === "") {
     problems.push(
       secretFlag !== undefined
@@ -242,9 +279,16 @@ function credentials(
   const bytes = Buffer.byteLength(secret, "utf8");
   if (bytes < MIN_HS256_SECRET_BYTES) {
     // Never echo a secret: name it and say what is wrong.
-    problems.push(`${secretName}: the secret is ${bytes} bytes; HS256 needs at least ${MIN_HS256_SECRET_BYTES} (as the server)`);
+    problems.push(
+      `${secretName}: the secret is ${bytes} bytes; HS256 needs at least ${MIN_HS256_SECRET_BYTES} (as the server)`,
+    );
     return none;
   }
   // Trimmed, as the server reads them: a stray space would otherwise fail every call.
-  return { kind: "jwt", secret, issuer: env.JWT_ISSUER?.trim() || undefined, audience: env.JWT_AUDIENCE?.trim() || undefined };
+  return {
+    kind: "jwt",
+    secret,
+    issuer: env.JWT_ISSUER?.trim() || undefined,
+    audience: env.JWT_AUDIENCE?.trim() || undefined,
+  };
 }

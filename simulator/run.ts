@@ -5,10 +5,10 @@
  * awaited so every call sent is counted with how it ended.
  */
 import { setMaxListeners } from "node:events";
-import { OpenLoopSchedule, type Pattern } from "./patterns.js";
-import type { WindowFigures } from "./progress.js";
 import type { SimClient } from "./client.js";
 import { CALL_TIMEOUT_MS } from "./client.js";
+import { OpenLoopSchedule, type Pattern } from "./patterns.js";
+import type { WindowFigures } from "./progress.js";
 import { CallStats } from "./stats.js";
 
 /** The schedule is looked at least this often, in seconds (rates change; timers are coarse). */
@@ -68,7 +68,14 @@ export async function runLoad(settings: RunSettings): Promise<RunOutcome> {
 
   const closeWindow = () => {
     const t = now();
-    onWindow({ elapsed: t, duration, seconds: t - window.from, offered: window.offered, ended: window.ended, inFlight });
+    onWindow({
+      elapsed: t,
+      duration,
+      seconds: t - window.from,
+      offered: window.offered,
+      ended: window.ended,
+      inFlight,
+    });
     window = { from: t, offered: 0, ended: new CallStats() };
   };
   const send = (count: number) => {

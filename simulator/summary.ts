@@ -10,7 +10,7 @@ import type { SimOptions } from "./options.js";
 import { DEFAULT_PERIOD } from "./patterns.js";
 import { formatMs } from "./progress.js";
 import type { RunOutcome } from "./run.js";
-import { totalOf, type CallStats } from "./stats.js";
+import { type CallStats, totalOf } from "./stats.js";
 
 /** Latency percentiles in milliseconds (0 when no call). */
 interface Percentiles {
@@ -89,7 +89,9 @@ export function summarize(options: SimOptions, clients: SimClient[], outcome: Ru
 export function formatSummary(summary: Summary): string {
   const share = (part: number) => `${(part * 100).toFixed(1)} %`;
   const latency = (p: Percentiles) =>
-    p.count === 0 ? "-" : `p50 ${formatMs(p.p50)} ms  p95 ${formatMs(p.p95)} ms  p99 ${formatMs(p.p99)} ms  max ${formatMs(p.max)} ms`;
+    p.count === 0
+      ? "-"
+      : `p50 ${formatMs(p.p50)} ms  p95 ${formatMs(p.p95)} ms  p99 ${formatMs(p.p99)} ms  max ${formatMs(p.max)} ms`;
   const shape = summary.period === null ? summary.pattern : `${summary.pattern} (period ${summary.period} s)`;
   const lines = [
     `${shape} at ${summary.rps}/s for ${summary.duration} s, ${summary.clients} client${summary.clients === 1 ? "" : "s"}, ` +
@@ -100,9 +102,17 @@ export function formatSummary(summary: Summary): string {
     `          allowed ${summary.allowed} (${share(summary.allowedShare)})   blocked ${summary.blocked} (${share(summary.blockedShare)})   errors ${summary.errorCount}`,
   ];
   if (summary.errorCount > 0) {
-    lines.push(`errors    ${Object.entries(summary.errors).map(([code, count]) => `${code} ${count}`).join(", ")}`);
+    lines.push(
+      `errors    ${Object.entries(summary.errors)
+        .map(([code, count]) => `${code} ${count}`)
+        .join(", ")}`,
+    );
   }
-  lines.push(`latency   allowed  ${latency(summary.latencyMs.allowed)}`, `          blocked  ${latency(summary.latencyMs.blocked)}`, "");
+  lines.push(
+    `latency   allowed  ${latency(summary.latencyMs.allowed)}`,
+    `          blocked  ${latency(summary.latencyMs.blocked)}`,
+    "",
+  );
   const ms = (p: Percentiles, value: number) => (p.count === 0 ? "-" : formatMs(value));
   lines.push(
     ...table(

@@ -13,13 +13,13 @@
  *   UNAVAILABLE when the server shuts down.
  */
 import { execFileSync } from "node:child_process";
-import { afterEach, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
-import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
+import { afterEach, describe, expect, it } from "vitest";
 import type { Stats } from "../gen/streamgate/v1/admin_service_pb.js";
+import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { run, toolPath } from "./support/clients-cli.js";
-import { adminClient, startTestServer, streamClient, take, type TestServer } from "./support/server.js";
 import { failureOf } from "./support/refusal.js";
+import { adminClient, startTestServer, streamClient, type TestServer, take } from "./support/server.js";
 
 const MUST_SHOW_ENV = { API_KEYS: "acc:k1", ADMIN_API_KEYS: "adm:k2", RATE_LIMIT_RPS: "1", RATE_LIMIT_BURST: "5" };
 
@@ -62,7 +62,9 @@ describe("the must-show, seen by grpcurl", () => {
 
     // 20 at once: the burst (4 tokens left after the OK call above) plus at most a refill or two.
     const rapid = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => grpcurl("k1", "streamgate.v1.StreamService/StartStream", `{"stream_id": "rapid-${i}"}`)),
+      Array.from({ length: 20 }, (_, i) =>
+        grpcurl("k1", "streamgate.v1.StreamService/StartStream", `{"stream_id": "rapid-${i}"}`),
+      ),
     );
     const accepted = rapid.filter((result) => result.code === 0);
     const refused = rapid.filter((result) => result.code !== 0).map((result) => errorJson(result.stderr));
@@ -165,7 +167,13 @@ describe("UpdateLimits", () => {
 
 describe("admin calls and limits", () => {
   it("are not refused when the buckets are empty, and WatchStats does not take a watcher slot", async () => {
-    server = await startTestServer({ ...MUST_SHOW_ENV, RATE_LIMIT_BURST: "1", CLIENT_MAX_WATCHERS: "1", API_KEYS: "acc:k1,adm2:k3", ADMIN_API_KEYS: "adm:k2" });
+    server = await startTestServer({
+      ...MUST_SHOW_ENV,
+      RATE_LIMIT_BURST: "1",
+      CLIENT_MAX_WATCHERS: "1",
+      API_KEYS: "acc:k1,adm2:k3",
+      ADMIN_API_KEYS: "adm:k2",
+    });
     const user = streamClient(server, "grpc", "k1");
     await user.startStream({ streamId: "w" });
     expect((await failureOf(user.startStream({ streamId: "w2" }))).code).toBe(Code.ResourceExhausted);
@@ -189,10 +197,16 @@ describe("admin calls and limits", () => {
     await user.startStream({ streamId: "capped" });
     await user.sendData({ streamId: "capped", payload: { case: "raw", value: new Uint8Array([1]) } });
     const open = new AbortController();
-    const watching = user.watchResults({ streamId: "capped", startPosition: StartPosition.EARLIEST }, { signal: open.signal });
+    const watching = user.watchResults(
+      { streamId: "capped", startPosition: StartPosition.EARLIEST },
+      { signal: open.signal },
+    );
     expect((await watching[Symbol.asyncIterator]().next()).done).toBe(false);
 
-    await adminClient(server, "grpc", "k2").updateLimits({ limits: { clientMaxWatchers: 1 }, updateMask: { paths: ["client_max_watchers"] } });
+    await adminClient(server, "grpc", "k2").updateLimits({
+      limits: { clientMaxWatchers: 1 },
+      updateMask: { paths: ["client_max_watchers"] },
+    });
     const error = await failureOf(take(user.watchResults({ streamId: "capped" }), 1));
     expect(error.code).toBe(Code.ResourceExhausted);
     expect(error.rawMessage).toContain("CLIENT_MAX_WATCHERS");

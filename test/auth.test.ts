@@ -13,29 +13,29 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
-import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from "jose";
+import { exportJWK, generateKeyPair, type JWTPayload, SignJWT } from "jose";
 import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
 import { ApiKeyStore, parseKeyList } from "../src/guard/auth/api-keys.js";
 import { createJwtVerifier } from "../src/guard/auth/jwt.js";
-import { ConfigError, loadConfig } from "../src/config/config.js";
 import { ALL_SCOPES } from "../src/guard/auth/scopes.js";
-import { authorize } from "../src/rpc/interceptors/auth.js";
 import type { Logger } from "../src/observe/logger.js";
-import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
+import { authorize } from "../src/rpc/interceptors/auth.js";
+import { listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
 import {
-  TEST_API_KEY,
-  TRANSPORTS,
   grpcJsApiKey,
   startTestServer,
   streamClient,
+  TEST_API_KEY,
   type TestServer,
+  TRANSPORTS,
 } from "./support/server.js";
 
 const HS256_SECRET = "an-hs256-secret-of-at-least-32-bytes!";
@@ -53,7 +53,10 @@ async function refusal(call: Promise<unknown>): Promise<{ code: Code; message: s
   throw new Error("expected the call to fail");
 }
 
-const MISSING = { code: Code.Unauthenticated, message: "missing credential; send x-api-key, or authorization with a Bearer token" };
+const MISSING = {
+  code: Code.Unauthenticated,
+  message: "missing credential; send x-api-key, or authorization with a Bearer token",
+};
 const INVALID = { code: Code.Unauthenticated, message: "invalid credential" };
 
 /** A logger whose output is kept, as text, for assertions. */
@@ -108,9 +111,13 @@ describe.each(Object.keys(TRANSPORTS))("API keys over %s", (transport) => {
   it("refuses a call without a credential, unary and streaming", async () => {
     const client = streamClient(server, transport, null);
     expect(await refusal(client.getStream({ streamId: "s" }))).toEqual(MISSING);
-    expect(await refusal((async () => {
-      for await (const _ of client.watchResults({ streamId: "s" }));
-    })())).toEqual(MISSING);
+    expect(
+      await refusal(
+        (async () => {
+          for await (const _ of client.watchResults({ streamId: "s" }));
+        })(),
+      ),
+    ).toEqual(MISSING);
     if (transport === "grpc" || transport === "connect-binary") {
       // Client streaming needs HTTP/2.
       expect(await refusal(client.sendDataStream((async function* () {})()))).toEqual(MISSING);
@@ -132,14 +139,18 @@ describe.each(Object.keys(TRANSPORTS))("API keys over %s", (transport) => {
   it("refuses the key in another header or scheme", async () => {
     const basic = Buffer.from(`test:${TEST_API_KEY}`).toString("base64");
     expect(await refusal(clientWith({ "x-api-token": TEST_API_KEY }).getStream({ streamId: "s" }))).toEqual(MISSING);
-    expect(await refusal(clientWith({ authorization: `Basic ${basic}` }).getStream({ streamId: "s" }))).toEqual(MISSING);
+    expect(await refusal(clientWith({ authorization: `Basic ${basic}` }).getStream({ streamId: "s" }))).toEqual(
+      MISSING,
+    );
     expect(await refusal(clientWith({ authorization: TEST_API_KEY }).getStream({ streamId: "s" }))).toEqual(MISSING);
   });
 
   it("refuses a wrong key without echoing it", async () => {
     const wrong = `${TEST_API_KEY}x`;
     expect(await refusal(streamClient(server, transport, wrong).getStream({ streamId: "s" }))).toEqual(INVALID);
-    expect(await refusal(clientWith({ authorization: `Bearer ${wrong}` }).getStream({ streamId: "s" }))).toEqual(INVALID);
+    expect(await refusal(clientWith({ authorization: `Bearer ${wrong}` }).getStream({ streamId: "s" }))).toEqual(
+      INVALID,
+    );
   });
 });
 
@@ -204,14 +215,16 @@ describe("a keys file with sha256 entries", () => {
 
   it("accepts the key whose digest is listed, and plaintext entries", async () => {
     expect((await streamClient(server, "grpc", hashed).startStream({ streamId: "file-1" })).created).toBe(true);
-    expect((await streamClient(server, "grpc", "plain-key-0123456789").startStream({ streamId: "file-2" })).created).toBe(
-      true,
-    );
+    expect(
+      (await streamClient(server, "grpc", "plain-key-0123456789").startStream({ streamId: "file-2" })).created,
+    ).toBe(true);
   });
 
   it("refuses the digest itself, and the key the test servers accept by default", async () => {
     expect(await refusal(streamClient(server, "grpc", digest).getStream({ streamId: "s" }))).toEqual(INVALID);
-    expect(await refusal(streamClient(server, "grpc", `sha256:${digest}`).getStream({ streamId: "s" }))).toEqual(INVALID);
+    expect(await refusal(streamClient(server, "grpc", `sha256:${digest}`).getStream({ streamId: "s" }))).toEqual(
+      INVALID,
+    );
     expect(await refusal(streamClient(server, "grpc", TEST_API_KEY).getStream({ streamId: "s" }))).toEqual(INVALID);
   });
 });
@@ -267,7 +280,9 @@ describe("JWT", () => {
   });
 
   it("still accepts API keys alongside tokens", async () => {
-    expect((await streamClient(server, "grpc", TEST_API_KEY).startStream({ streamId: "jwt-and-key" })).created).toBe(true);
+    expect((await streamClient(server, "grpc", TEST_API_KEY).startStream({ streamId: "jwt-and-key" })).created).toBe(
+      true,
+    );
   });
 
   it("refuses an expired token, beyond the 30 s tolerance", async () => {
@@ -283,7 +298,9 @@ describe("JWT", () => {
   });
 
   it("refuses a token signed with another secret, or without a sub", async () => {
-    expect(await refusal(bearer(await hs256({ sub: "forged" }, OTHER_SECRET)).getStream({ streamId: "s" }))).toEqual(INVALID);
+    expect(await refusal(bearer(await hs256({ sub: "forged" }, OTHER_SECRET)).getStream({ streamId: "s" }))).toEqual(
+      INVALID,
+    );
     expect(await refusal(bearer(await hs256({})).getStream({ streamId: "s" }))).toEqual(INVALID);
   });
 
@@ -448,7 +465,8 @@ describe("secure by default", () => {
   describe("the process", () => {
     let running: StreamgateProcess | undefined;
     afterAll(async () => {
-      if (running && running.child.exitCode === null && running.child.signalCode === null) running.child.kill("SIGKILL");
+      if (running && running.child.exitCode === null && running.child.signalCode === null)
+        running.child.kill("SIGKILL");
       await running?.exited;
     });
 
@@ -566,9 +584,27 @@ describe("ApiKeyStore", () => {
       ...parseKeyList("c:key-c", "ADMIN_API_KEYS", "admin", problems),
     ]);
     expect(problems).toEqual([]);
-    expect(store.lookup("key-a")).toEqual({ client: "a", tenant: "a", role: "user", scopes: ALL_SCOPES, configured: true });
-    expect(store.lookup("key-b")).toEqual({ client: "b", tenant: "b", role: "user", scopes: ALL_SCOPES, configured: true });
-    expect(store.lookup("key-c")).toEqual({ client: "c", tenant: "c", role: "admin", scopes: ALL_SCOPES, configured: true });
+    expect(store.lookup("key-a")).toEqual({
+      client: "a",
+      tenant: "a",
+      role: "user",
+      scopes: ALL_SCOPES,
+      configured: true,
+    });
+    expect(store.lookup("key-b")).toEqual({
+      client: "b",
+      tenant: "b",
+      role: "user",
+      scopes: ALL_SCOPES,
+      configured: true,
+    });
+    expect(store.lookup("key-c")).toEqual({
+      client: "c",
+      tenant: "c",
+      role: "admin",
+      scopes: ALL_SCOPES,
+      configured: true,
+    });
     expect(store.lookup("key-")).toBeUndefined();
     expect(store.lookup("")).toBeUndefined();
   });
@@ -590,6 +626,8 @@ describe("auth configuration", () => {
     expect(problemsOf({ API_KEYS_FILE: "/no/such/keys" })).toEqual([
       'API_KEYS_FILE="/no/such/keys" cannot be read (ENOENT)',
     ]);
-    expect(problemsOf({ JWT_JWKS_FILE: "/no/such/jwks" })).toEqual(['JWT_JWKS_FILE="/no/such/jwks" cannot be read (ENOENT)']);
+    expect(problemsOf({ JWT_JWKS_FILE: "/no/such/jwks" })).toEqual([
+      'JWT_JWKS_FILE="/no/such/jwks" cannot be read (ENOENT)',
+    ]);
   });
 });

@@ -9,19 +9,27 @@
  * broker that fails on demand).
  */
 import * as http2 from "node:http2";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { create, fromBinary, toBinary, type JsonObject } from "@bufbuild/protobuf";
+import { create, fromBinary, type JsonObject, toBinary } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   SendDataRequestSchema,
   SendDataStreamRequestSchema,
   SendDataStreamResponseSchema,
   StartPosition,
-  StreamService,
+  type StreamService,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { grpcRaw, jsonCallers, postJson, postProto, wire, type JsonCaller, type Outcome } from "./support/bad-input-wire.js";
-import { BROKERS, authHeaders, collect, startTestServer, streamClient, type TestServer } from "./support/server.js";
+import {
+  grpcRaw,
+  type JsonCaller,
+  jsonCallers,
+  type Outcome,
+  postJson,
+  postProto,
+  wire,
+} from "./support/bad-input-wire.js";
+import { authHeaders, BROKERS, collect, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 const LIMIT = 1024;
 const encoder = new TextEncoder();
@@ -87,8 +95,15 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       // An object, and text that is not base64, where bytes belong. ("data" itself is valid base64.)
       expectInvalid(await postJson(server, "sendData", `{"streamId":"${streamId}","raw":{"temp":21.5}}`), "raw");
       expectInvalid(await postJson(server, "sendData", `{"streamId":"${streamId}","raw":"!!!"}`), "raw");
-      expectInvalid(await postJson(server, "sendData", `{"streamId":"${streamId}","headers":["a"],"raw":"eA=="}`), "headers");
-      const rate = await postJson(server, "startStream", `{"streamId":"bad-rate","processing":{"ratePerSecond":"fast"}}`);
+      expectInvalid(
+        await postJson(server, "sendData", `{"streamId":"${streamId}","headers":["a"],"raw":"eA=="}`),
+        "headers",
+      );
+      const rate = await postJson(
+        server,
+        "startStream",
+        `{"streamId":"bad-rate","processing":{"ratePerSecond":"fast"}}`,
+      );
       expectInvalid(rate, "rate_per_second");
       await expect(client.getStream({ streamId: "bad-rate" })).rejects.toMatchObject({ code: Code.NotFound });
       await expectOnlyGoodStoredAndServing(streamId);
@@ -105,7 +120,10 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
 
     it("refuses a lone surrogate escape, which UTF-8 cannot encode", async () => {
       const streamId = await streamWithOneGoodRecord("json-surrogate");
-      expectInvalid(await postJson(server, "sendData", `{"streamId":"${streamId}","eventId":"\\udc80","raw":"eA=="}`), "event_id");
+      expectInvalid(
+        await postJson(server, "sendData", `{"streamId":"${streamId}","eventId":"\\udc80","raw":"eA=="}`),
+        "event_id",
+      );
       // Inside data (google.protobuf.Value) the JSON parser takes them; validation refuses them.
       expectInvalid(await postJson(server, "sendData", `{"streamId":"${streamId}","data":{"\\ud800":1}}`), "data");
       expectInvalid(await postJson(server, "sendData", `{"streamId":"${streamId}","data":["\\udc80"]}`), "data");
@@ -187,7 +205,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         ...authHeaders(server),
       });
       const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => request.once("trailers", resolve));
-      const closed = new Promise<number | undefined>((resolve) => request.once("close", () => resolve(request.rstCode)));
+      const closed = new Promise<number | undefined>((resolve) =>
+        request.once("close", () => resolve(request.rstCode)),
+      );
       request.on("error", () => undefined);
       request.resume(); // the response (no messages) is read to its end
       const header = Buffer.alloc(5);
@@ -219,7 +239,12 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         // data = Value{string_value: "a<invalid>"}
         ["a data string", "sendData", wire.message(id, wire.bytes(2, wire.bytes(3, [0x61, ...invalid]))), "data"],
         // data = Value{struct_value: Struct{fields: {<invalid>: Value{string_value: "v"}}}}
-        ["a data key", "sendData", wire.message(id, wire.bytes(2, wire.bytes(5, wire.bytes(1, entry(bad, wire.string(3, "v")))))), "data"],
+        [
+          "a data key",
+          "sendData",
+          wire.message(id, wire.bytes(2, wire.bytes(5, wire.bytes(1, entry(bad, wire.string(3, "v")))))),
+          "data",
+        ],
         ["a label value", "startStream", wire.message(newId, wire.bytes(2, entry(text("k"), bad))), "label value"],
         ["a filter", "startStream", wire.message(newId, wire.bytes(3, wire.bytes(1, invalid))), "processing.filter"],
       ] as const;
@@ -257,7 +282,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       expect(outcome.code).toBe("ok");
       const summary = fromBinary(SendDataStreamResponseSchema, outcome.messages[0]!);
       expect(summary).toMatchObject({ accepted: 2n, rejected: 1n });
-      expect(summary.rejections).toMatchObject([{ index: 1n, code: "invalid_argument", reason: "event_id is not valid UTF-8" }]);
+      expect(summary.rejections).toMatchObject([
+        { index: 1n, code: "invalid_argument", reason: "event_id is not valid UTF-8" },
+      ]);
       await expectOnlyGoodStoredAndServing(streamId, ["good", "second", "third"]);
     });
 

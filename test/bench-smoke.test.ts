@@ -37,7 +37,11 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
     const code = await new Promise<number | null>((resolve) => child.once("close", resolve));
     expect(code, log).toBe(0);
 
-    const report = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as { results: Row[]; scenarios: string[]; node: string };
+    const report = JSON.parse(await readFile(join(out, "results.json"), "utf8")) as {
+      results: Row[];
+      scenarios: string[];
+      node: string;
+    };
     const seen = new Set(report.results.map((row) => `${row.scenario}@${row.broker}`));
     for (const expected of [
       "baseline-connect-node@-",
@@ -51,10 +55,17 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
         // The naive producers, measured in senddata's Kafka rounds.
         `senddata-${client}-naive@kafka`,
       ]),
-      ...["startstream", "senddata", "senddatastream", "fanout", "catchup", "e2e-1000", "e2e-half-max", "e2e-1000-stream", "watchers"].flatMap((scenario) => [
-        `${scenario}@memory`,
-        `${scenario}@kafka`,
-      ]),
+      ...[
+        "startstream",
+        "senddata",
+        "senddatastream",
+        "fanout",
+        "catchup",
+        "e2e-1000",
+        "e2e-half-max",
+        "e2e-1000-stream",
+        "watchers",
+      ].flatMap((scenario) => [`${scenario}@memory`, `${scenario}@kafka`]),
     ]) {
       expect(seen, log).toContain(expected);
     }
@@ -65,7 +76,12 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
     // The SendData rows, on either broker, are measured in rounds beside the bare server, their ratio taken
     // within them, with the server's CPU per call beside the bare server's.
     const sendData = report.results.filter((row) => row.scenario === "senddata");
-    expect(sendData.map((row) => `${row.broker}/${row.payloadBytes}`).sort(), log).toEqual(["kafka/128", "kafka/4096", "memory/128", "memory/4096"]);
+    expect(sendData.map((row) => `${row.broker}/${row.payloadBytes}`).sort(), log).toEqual([
+      "kafka/128",
+      "kafka/4096",
+      "memory/128",
+      "memory/4096",
+    ]);
     for (const row of sendData) {
       const what = `senddata@${row.broker}/${row.payloadBytes}`;
       expect(row.baseline, what).toBe("baseline-connect-node");

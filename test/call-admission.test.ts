@@ -123,9 +123,11 @@ describe("through the server", () => {
       }),
     );
     watching.abort();
-    expect(firsts.map((result) => new TextDecoder().decode(result.payload.case === "raw" ? result.payload.value : undefined))).toEqual(
-      Array.from({ length: 300 }, () => "first"),
-    );
+    expect(
+      firsts.map((result) =>
+        new TextDecoder().decode(result.payload.case === "raw" ? result.payload.value : undefined),
+      ),
+    ).toEqual(Array.from({ length: 300 }, () => "first"));
     const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
     expect(metrics).toMatch(/^streamgate_calls_waiting 0$/m);
   });

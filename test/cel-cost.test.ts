@@ -4,12 +4,13 @@
  * they are given, and evaluations that grow with the record are stopped at run
  * time and counted as failed, while other clients' calls go on.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Result } from "../gen/streamgate/v1/stream_service_pb.js";
-import { startTestServer, streamClient, take, type TestServer } from "./support/server.js";
+import { startTestServer, streamClient, type TestServer, take } from "./support/server.js";
 
 const json = (value: JsonValue) => ({ case: "data" as const, value: fromJson(ValueSchema, value) });
 const dataOf = (result: Result | undefined) =>
@@ -75,10 +76,16 @@ describe("CEL cost bounds", () => {
       /^processing\.filter may cost up to \d+ per record, over the budget of 30000 \(CEL_MAX_COST\)/,
     );
     await expectRefused(
-      client.startStream({ streamId: "costly", processing: { transform: `${LITERAL}.map(a, ${LITERAL}.map(b, a * b))` } }),
+      client.startStream({
+        streamId: "costly",
+        processing: { transform: `${LITERAL}.map(a, ${LITERAL}.map(b, a * b))` },
+      }),
       /^processing\.transform may cost up to/,
     );
-    expect((await client.getStream({ streamId: "costly" }).catch((e: unknown) => ConnectError.from(e))) instanceof ConnectError).toBe(true);
+    expect(
+      (await client.getStream({ streamId: "costly" }).catch((e: unknown) => ConnectError.from(e))) instanceof
+        ConnectError,
+    ).toBe(true);
 
     await client.startStream({ streamId: "watched" });
     await expectRefused(

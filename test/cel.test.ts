@@ -4,9 +4,10 @@
  * is refused at compile time with INVALID_ARGUMENT naming the field; a failure
  * on one record raises CelEvalError; results convert to JSON.
  */
-import { describe, expect, it } from "vitest";
+
 import { Code, ConnectError } from "@connectrpc/connect";
-import { CelEvalError, celToJson, compileCel, passes, type CelRecord } from "../src/processing/cel.js";
+import { describe, expect, it } from "vitest";
+import { CelEvalError, type CelRecord, celToJson, compileCel, passes } from "../src/processing/cel.js";
 
 /** A JSON record as the processor and fanout hand it to CEL. */
 function jsonRecord(data: CelRecord["data"], extra: Partial<CelRecord> = {}): CelRecord {
@@ -77,7 +78,9 @@ describe("compileCel", () => {
   it("refuses unknown names with INVALID_ARGUMENT naming the field and the names", () => {
     const error = compileError("foo > 1", "filter");
     expect(error.code).toBe(Code.InvalidArgument);
-    expect(error.rawMessage).toBe('filter uses unknown name "foo"; the variables are data, raw, headers, event_id, stream_id');
+    expect(error.rawMessage).toBe(
+      'filter uses unknown name "foo"; the variables are data, raw, headers, event_id, stream_id',
+    );
 
     expect(compileError("payload.temp > 1.0 || tmp", "transform").rawMessage).toMatch(
       /^transform uses unknown name "payload", "tmp";/,

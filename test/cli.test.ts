@@ -9,13 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   finished,
   parseJsonSequence,
+  type RunResult,
   run,
   spawnTool,
   toolPath,
   untilStdout,
-  type RunResult,
 } from "./support/clients-cli.js";
-import { BROKERS, TEST_API_KEY, startTestServer, type TestServer } from "./support/server.js";
+import { BROKERS, startTestServer, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 const SERVICE = "streamgate.v1.StreamService";
 
@@ -44,7 +44,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
 
     // Reflection (list, describe) is open: those calls send no key.
     it("lists the services through reflection", async () => {
-      const services = succeeded(await grpcurl(address, "list")).trim().split("\n");
+      const services = succeeded(await grpcurl(address, "list"))
+        .trim()
+        .split("\n");
       expect(services).toContain(SERVICE);
       expect(services).toContain("grpc.health.v1.Health");
     });
@@ -92,7 +94,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       await untilStdout(watch, (stdout) => parseJsonSequence(stdout).length === 4);
       const closed = JSON.parse(succeeded(await call("CloseStream", JSON.stringify({ streamId }))));
       expect(closed.stream.state).toBe("STREAM_STATE_CLOSED");
-      const results = parseJsonSequence(succeeded(await watchEnd)) as { result: { data: unknown; sourceCursor: string } }[];
+      const results = parseJsonSequence(succeeded(await watchEnd)) as {
+        result: { data: unknown; sourceCursor: string };
+      }[];
       expect(results.map((r) => r.result.data)).toEqual([{ temp: 21.5 }, { temp: 22 }, "text", [1, 2]]);
       expect(results[0]!.result.sourceCursor).toBe(sent.cursor);
       expect(results[3]!.result.sourceCursor).toBe(summary.lastCursor);
@@ -132,7 +136,12 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       expect(JSON.parse(succeeded(start))).toMatchObject({ created: true, stream: { streamId } });
       expect(start.stderr).toContain("HTTP/1.1 200 OK");
       expect(start.stderr).toContain("Connect-Protocol-Version: 1");
-      const send = await bufCurl([...connect, "-d", JSON.stringify({ streamId, data: { temp: 21.5 } }), url("SendData")]);
+      const send = await bufCurl([
+        ...connect,
+        "-d",
+        JSON.stringify({ streamId, data: { temp: 21.5 } }),
+        url("SendData"),
+      ]);
       expect(JSON.parse(succeeded(send)).cursor).toMatch(/^i-\d+-\d+$/);
     });
   });
@@ -162,7 +171,10 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     it("starts, sends to, describes and closes a stream", async () => {
       const streamId = "cli-curl";
       const started = await post("StartStream", { streamId, labels: { via: "curl" } });
-      expect(started).toMatchObject({ status: 200, body: { created: true, stream: { streamId, labels: { via: "curl" } } } });
+      expect(started).toMatchObject({
+        status: 200,
+        body: { created: true, stream: { streamId, labels: { via: "curl" } } },
+      });
 
       const sent = await post("SendData", { streamId, data: { temp: 21.5 } });
       expect(sent.status).toBe(200);

@@ -9,11 +9,11 @@
  */
 import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StartPosition, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
 import { PROJECT_DIR } from "./support/clients-cli.js";
-import { runExampleClient, stepOf, type ClientRun } from "./support/example-client.js";
+import { type ClientRun, runExampleClient, stepOf } from "./support/example-client.js";
 import { BROKERS, collect, startTestServer, streamClient, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 const CLIENT = join(PROJECT_DIR, ".tools/bin/streamgate-go-client");
@@ -67,7 +67,11 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
       "get_stream",
       "done",
     ]);
-    expect(stepOf(run, "start_stream")).toMatchObject({ stream_id: streamId, created: true, state: "STREAM_STATE_OPEN" });
+    expect(stepOf(run, "start_stream")).toMatchObject({
+      stream_id: streamId,
+      created: true,
+      state: "STREAM_STATE_OPEN",
+    });
     const sent = stepOf(run, "send_data");
     const streamed = stepOf(run, "send_data_stream");
     expect(streamed).toMatchObject({ accepted: 4, rejected: 0, duplicates: 0 });
@@ -84,7 +88,10 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     expect(resume.after_cursor).toBe(seen[2]!.cursor);
     expect(resume.results).toEqual(seen.slice(3));
     expect(stepOf(run, "close_stream")).toMatchObject({ state: "STREAM_STATE_CLOSED", watch_ended: true });
-    expect(stepOf(run, "get_stream")).toMatchObject({ state: "STREAM_STATE_CLOSED", counts: { accepted: 5, results: 5 } });
+    expect(stepOf(run, "get_stream")).toMatchObject({
+      state: "STREAM_STATE_CLOSED",
+      counts: { accepted: 5, results: 5 },
+    });
 
     // The server's own view, through another client: closed, and the very results the Go client saw.
     const client = streamClient(server);
@@ -109,9 +116,13 @@ describe("with a bad key", () => {
   ])("exits non-zero with the server's code on %s, and changes nothing", async (_, keyArgs, message) => {
     const streamId = `go-refused-${keyArgs.length}`;
     // STREAMGATE_API_KEY cleared, so only the flag (or nothing) is sent.
-    const run = await runClient(["-addr", `127.0.0.1:${server.port}`, "-stream", streamId, ...keyArgs], { STREAMGATE_API_KEY: "" });
+    const run = await runClient(["-addr", `127.0.0.1:${server.port}`, "-stream", streamId, ...keyArgs], {
+      STREAMGATE_API_KEY: "",
+    });
     expect(run.code).toBe(1);
-    expect(run.steps).toEqual([{ step: "start_stream", code: "Unauthenticated", error: expect.stringContaining(message) }]);
+    expect(run.steps).toEqual([
+      { step: "start_stream", code: "Unauthenticated", error: expect.stringContaining(message) },
+    ]);
     await expect(streamClient(server).getStream({ streamId })).rejects.toMatchObject({ code: Code.NotFound });
   });
 });

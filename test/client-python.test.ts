@@ -8,11 +8,11 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StartPosition, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
 import { PROJECT_DIR } from "./support/clients-cli.js";
-import { runExampleClient, stepOf, type ClientRun } from "./support/example-client.js";
+import { type ClientRun, runExampleClient, stepOf } from "./support/example-client.js";
 import { BROKERS, collect, startTestServer, streamClient, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 const PYTHON = join(PROJECT_DIR, ".tools/python-venv/bin/python");
@@ -33,7 +33,9 @@ function runClient(args: string[], env: Record<string, string> = {}): Promise<Cl
 
 beforeAll(() => {
   if (!existsSync(PYTHON)) {
-    throw new Error("the Python client's virtualenv is missing: run `bash scripts/python-client.sh` (npm test does, through scripts/tools.sh)");
+    throw new Error(
+      "the Python client's virtualenv is missing: run `bash scripts/python-client.sh` (npm test does, through scripts/tools.sh)",
+    );
   }
 });
 
@@ -48,9 +50,26 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
 
   it("starts, sends, watches, resumes and closes a stream, as the server records it", async () => {
     const streamId = `python-${kind}`;
-    const run = await runClient(["--addr", address, "--api-key", TEST_API_KEY, "--stream-id", streamId, "--records", "4"]);
+    const run = await runClient([
+      "--addr",
+      address,
+      "--api-key",
+      TEST_API_KEY,
+      "--stream-id",
+      streamId,
+      "--records",
+      "4",
+    ]);
     expect(run, `exit ${run.code}\n${run.stdout}\n${run.stderr}`).toMatchObject({ code: 0 });
-    expect(run.steps.map((step) => step.step)).toEqual(["start", "send", "send_stream", "watch", "resume", "close", "done"]);
+    expect(run.steps.map((step) => step.step)).toEqual([
+      "start",
+      "send",
+      "send_stream",
+      "watch",
+      "resume",
+      "close",
+      "done",
+    ]);
     expect(stepOf(run, "start")).toMatchObject({ stream_id: streamId, created: true, state: "STREAM_STATE_OPEN" });
     expect(stepOf(run, "send_stream")).toMatchObject({ accepted: 4 });
 
@@ -98,7 +117,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     const streamId = `python-bad-key-${kind}`;
     const run = await runClient(["--addr", address, "--api-key", "not-a-key-of-this-server", "--stream-id", streamId]);
     expect(run.code).toBe(1);
-    expect(run.steps).toEqual([{ step: "error", code: "UNAUTHENTICATED", message: expect.stringMatching(/^UNAUTHENTICATED: /) }]);
+    expect(run.steps).toEqual([
+      { step: "error", code: "UNAUTHENTICATED", message: expect.stringMatching(/^UNAUTHENTICATED: /) },
+    ]);
     expect(run.stderr).toContain("UNAUTHENTICATED");
     await expect(streamClient(server).getStream({ streamId })).rejects.toMatchObject({ code: Code.NotFound });
   });

@@ -6,9 +6,10 @@
  * every invalid variable at once (with its value and what was expected)
  * instead of stopping at the first.
  */
-import { describe, expect, it } from "vitest";
+
 import { readFileSync } from "node:fs";
-import { ConfigError, loadConfig, type Config, type KafkaConfig } from "../src/config/config.js";
+import { describe, expect, it } from "vitest";
+import { type Config, ConfigError, type KafkaConfig, loadConfig } from "../src/config/config.js";
 
 /** Where each documented variable lands in the Config (variables unset by default are checked apart). */
 const SETTING: Record<string, (config: Config) => unknown> = {
@@ -132,7 +133,9 @@ describe("loadConfig", () => {
   });
 
   it("documents in README every variable it reads, and only those", () => {
-    const documented = configurationTable().flatMap(([names]) => names).sort();
+    const documented = configurationTable()
+      .flatMap(([names]) => names)
+      .sort();
     // The Kafka variables are read only with KAFKA_BROKERS set, the SASL credentials only with a mechanism.
     const everything = { ...BROKER, KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" };
     expect(variablesRead(everything)).toEqual(documented);
@@ -269,15 +272,19 @@ describe("loadConfig", () => {
     expect(problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u" })).toEqual([needs]);
     expect(problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_PASSWORD: "p" })).toEqual([needs]);
     const sasl = { KAFKA_SASL_MECHANISM: "plain", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" };
-    expect(loadConfig({ ...BROKER, ...sasl }).kafka?.sasl).toEqual({ mechanism: "plain", username: "u", password: "p" });
+    expect(loadConfig({ ...BROKER, ...sasl }).kafka?.sasl).toEqual({
+      mechanism: "plain",
+      username: "u",
+      password: "p",
+    });
     // Credentials without a mechanism authenticate nothing.
     expect(loadConfig({ ...BROKER, KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" }).kafka?.sasl).toBeUndefined();
   });
 
   it("refuses a SASL mechanism it does not support, listing those it does", () => {
-    expect(problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "gssapi", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" })).toEqual([
-      'KAFKA_SASL_MECHANISM="gssapi" is not one of plain, scram-sha-256, scram-sha-512',
-    ]);
+    expect(
+      problemsOf({ ...BROKER, KAFKA_SASL_MECHANISM: "gssapi", KAFKA_SASL_USERNAME: "u", KAFKA_SASL_PASSWORD: "p" }),
+    ).toEqual(['KAFKA_SASL_MECHANISM="gssapi" is not one of plain, scram-sha-256, scram-sha-512']);
   });
 
   it.each([

@@ -24,13 +24,21 @@ const RUNNER = join(PROJECT_DIR, ".tools/bin/connectconformance");
  * gain nothing there, and each must start within the runner's 10 s.
  */
 const ARGS = [
-  "--mode", "server",
-  "--conf", "test/conformance/config.yaml",
-  "--known-failing", "@test/conformance/known-failing.txt",
-  "--max-servers", "2",
-  "--parallel", "4",
+  "--mode",
+  "server",
+  "--conf",
+  "test/conformance/config.yaml",
+  "--known-failing",
+  "@test/conformance/known-failing.txt",
+  "--max-servers",
+  "2",
+  "--parallel",
+  "4",
   "--",
-  process.execPath, "--import", "tsx", "test/conformance/server.ts",
+  process.execPath,
+  "--import",
+  "tsx",
+  "test/conformance/server.ts",
 ];
 
 /** The runner's whole output, kept for reading after the run (scripts/test.sh keeps test-artifacts/). */
@@ -39,13 +47,19 @@ const LOG_FILE = join(PROJECT_DIR, "test-artifacts/conformance.log");
 /** The runner is stopped (SIGTERM, which stops its servers too) after this long. */
 const RUNNER_TIMEOUT_MS = 240_000;
 
-it("passes the Connect conformance suite, but for its known failures", { timeout: RUNNER_TIMEOUT_MS + 30_000 }, async () => {
+it("passes the Connect conformance suite, but for its known failures", {
+  timeout: RUNNER_TIMEOUT_MS + 30_000,
+}, async () => {
   try {
     accessSync(RUNNER, constants.X_OK);
   } catch {
     throw new Error(`connectconformance is not installed (looked for ${RUNNER}): run \`bash scripts/tools.sh\``);
   }
-  const child = spawn(RUNNER, ARGS, { cwd: PROJECT_DIR, stdio: ["ignore", "pipe", "pipe"], timeout: RUNNER_TIMEOUT_MS });
+  const child = spawn(RUNNER, ARGS, {
+    cwd: PROJECT_DIR,
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: RUNNER_TIMEOUT_MS,
+  });
   let output = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));
   child.stderr.setEncoding("utf8").on("data", (chunk: string) => (output += chunk));

@@ -14,8 +14,8 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { Code, ConnectError, createHandlerContext } from "@connectrpc/connect";
 import { pipe, transformCatchFinally, transformPrepend } from "@connectrpc/connect/protocol";
-import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { describe, expect, it } from "vitest";
+import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 
 /** A source of `values` (then `error`, if given); `stopped` resolves when its finally has run. */
 function source(values: number[], error?: Error) {
@@ -46,7 +46,11 @@ describe("connect with streamgate's patches", () => {
 
   it("pipes in order through transforms, and a consumer stopping early stops the source", async () => {
     const { iterable, stopped } = source([1, 2, 3, 4]);
-    const piped = pipe(iterable, transformPrepend(() => 0), { propagateDownStreamError: true });
+    const piped = pipe(
+      iterable,
+      transformPrepend(() => 0),
+      { propagateDownStreamError: true },
+    );
     const received: number[] = [];
     for await (const value of piped) {
       received.push(value);
@@ -77,7 +81,11 @@ describe("connect with streamgate's patches", () => {
   it("propagates an error thrown downstream of a pipe back into its source", async () => {
     const { iterable, stopped } = source([1, 2, 3]);
     // connect's server pipes a response this way: nothing prepended, errors propagated.
-    const piped = pipe(iterable, transformPrepend<number>(() => undefined), { propagateDownStreamError: true });
+    const piped = pipe(
+      iterable,
+      transformPrepend<number>(() => undefined),
+      { propagateDownStreamError: true },
+    );
     const iterator = piped[Symbol.asyncIterator]();
     expect(await iterator.next()).toEqual({ done: false, value: 1 });
     const downstream = new Error("write failed");

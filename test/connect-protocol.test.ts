@@ -9,7 +9,7 @@
  * on Kafka.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BROKERS, authHeaders, startTestServer, type TestServer } from "./support/server.js";
+import { authHeaders, BROKERS, startTestServer, type TestServer } from "./support/server.js";
 
 const SERVICE = "streamgate.v1.StreamService";
 const END_STREAM = 0x02;

@@ -7,21 +7,22 @@
  * a filtered record counts as processed, and a partition revoked by a
  * rebalance or left by a stop counts 0.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { pino } from "pino";
+
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { ProcessingSchema, StartPosition, type Processing } from "../gen/streamgate/v1/stream_service_pb.js";
+import { pino } from "pino";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { type Processing, ProcessingSchema, StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, SubscribeOptions, Subscription } from "../src/broker/broker.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
-import { Ingest } from "../src/streams/ingest.js";
 import { createProcessor, type Processor } from "../src/processing/processor.js";
+import { Ingest } from "../src/streams/ingest.js";
 import { createRegistry } from "../src/streams/registry.js";
 import { StreamCounters } from "../src/streams/stream-counters.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics/topics.js";
 import { jsonData, payloadOf, pollUntil } from "./support/kafka-gateway.js";
-import { BROKERS, startTestServer, streamClient, take, type TestServer } from "./support/server.js";
+import { BROKERS, startTestServer, streamClient, type TestServer, take } from "./support/server.js";
 
 const LAG_SAMPLE = 'streamgate_consumer_lag_records{topic_kind="ingest"}';
 
@@ -64,13 +65,14 @@ describe.each(BROKERS)("GET /metrics on the %s broker", (kind) => {
     expect(backlog).toBeLessThanOrEqual(count);
 
     const all = await results;
-    expect(all.map((response) => payloadOf(response.result!))).toEqual(Array.from({ length: count }, (_, n) => ({ n })));
-    // The last result is written just before its record counts as finished.
-    await pollUntil(
-      "ingest lag back to 0",
-      async () => ((await scrapeLag(server)) === 0 ? true : undefined),
-      { timeoutMs: 5000, intervalMs: 20 },
+    expect(all.map((response) => payloadOf(response.result!))).toEqual(
+      Array.from({ length: count }, (_, n) => ({ n })),
     );
+    // The last result is written just before its record counts as finished.
+    await pollUntil("ingest lag back to 0", async () => ((await scrapeLag(server)) === 0 ? true : undefined), {
+      timeoutMs: 5000,
+      intervalMs: 20,
+    });
   });
 });
 
@@ -101,9 +103,21 @@ describe("Processor.lag()", () => {
     await registry.start();
     await registry.create({ tenant, streamId, labels: {}, processing });
     const counters = new StreamCounters();
-    const ingest = new Ingest({ broker, ingestTopic: topics.ingest, registry, counters, maxPayloadBytes: 1024, dedupWindow: 100 });
+    const ingest = new Ingest({
+      broker,
+      ingestTopic: topics.ingest,
+      registry,
+      counters,
+      maxPayloadBytes: 1024,
+      dedupWindow: 100,
+    });
     for (const payload of payloads) {
-      await ingest.send(tenant, { streamId, payload: { case: "data", value: fromJson(ValueSchema, payload) }, eventId: "", headers: {} });
+      await ingest.send(tenant, {
+        streamId,
+        payload: { case: "data", value: fromJson(ValueSchema, payload) },
+        eventId: "",
+        headers: {},
+      });
     }
     const processor = createProcessor({
       broker,

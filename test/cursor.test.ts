@@ -3,11 +3,11 @@
  * malformed cursor, or one of the other log, is refused with INVALID_ARGUMENT
  * naming the field.
  */
-import { describe, expect, it } from "vitest";
-import { Code } from "@connectrpc/connect";
-import { decodeCursor, encodeCursor, type CursorLog } from "../src/streams/cursor.js";
-import { refusal } from "./support/refusal.js";
 
+import { Code } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { type CursorLog, decodeCursor, encodeCursor } from "../src/streams/cursor.js";
+import { refusal } from "./support/refusal.js";
 
 describe("cursor", () => {
   it("decodes what it encodes", () => {

@@ -23,11 +23,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Summary } from "../simulator/summary.js";
 import { DASHBOARD_DIR } from "../src/observe/dashboard.js";
 import { launchChromium, recordPageProblems } from "./support/browser.js";
-import { finished, PROJECT_DIR, spawnTool, type RunResult } from "./support/clients-cli.js";
+import { finished, PROJECT_DIR, type RunResult, spawnTool } from "./support/clients-cli.js";
 import { adminClient, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 /** Three client keys, by name: the simulator's client i uses the i-th. */
-const KEYS = { "sim-a": "dash-key-a-0123456789abcdef", "sim-b": "dash-key-b-0123456789abcdef", "sim-c": "dash-key-c-0123456789abcdef" };
+const KEYS = {
+  "sim-a": "dash-key-a-0123456789abcdef",
+  "sim-b": "dash-key-b-0123456789abcdef",
+  "sim-c": "dash-key-c-0123456789abcdef",
+};
 const NAMES = Object.keys(KEYS);
 const ADMIN_KEY = "dash-admin-key-0123456789abcdef";
 
@@ -71,7 +75,9 @@ beforeAll(async () => {
     throw new Error(`${DASHBOARD_DIR} is not built: run npm run build:dashboard before this test`);
   }
   server = await startTestServer({
-    API_KEYS: Object.entries(KEYS).map(([name, key]) => `${name}:${key}`).join(","),
+    API_KEYS: Object.entries(KEYS)
+      .map(([name, key]) => `${name}:${key}`)
+      .join(","),
     ADMIN_API_KEYS: `ops:${ADMIN_KEY}`,
     CLIENT_RATE_LIMIT_RPS: String(START_LIMIT),
     CLIENT_RATE_LIMIT_BURST: String(START_LIMIT),
@@ -93,8 +99,17 @@ afterAll(async () => {
 /** Starts the simulator as `npm run simulate` does, with the three keys, three clients and a JSON summary. */
 function simulate(args: string[]): Promise<RunResult> {
   const child = spawnTool(process.execPath, [
-    "--import", "tsx", "simulator/main.ts",
-    "--url", server.baseUrl, "--keys", Object.values(KEYS).join(","), "--clients", "3", "--json", ...args,
+    "--import",
+    "tsx",
+    "simulator/main.ts",
+    "--url",
+    server.baseUrl,
+    "--keys",
+    Object.values(KEYS).join(","),
+    "--clients",
+    "3",
+    "--json",
+    ...args,
   ]);
   child.stdin!.end();
   simulators.add(child);
@@ -138,7 +153,10 @@ interface PageCanvas {
   width: number;
   height: number;
   getBoundingClientRect(): { top: number; height: number; width: number };
-  getContext(kind: "2d"): { drawImage(from: PageCanvas, x: number, y: number): void; getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } | null;
+  getContext(kind: "2d"): {
+    drawImage(from: PageCanvas, x: number, y: number): void;
+    getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray };
+  } | null;
 }
 
 /**
@@ -204,7 +222,7 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
     // Nothing was sent yet: once drawn, the requests chart's lines lie on zero (the blocked one, drawn last, on top).
     await expect.poll(() => requestsLineReach(BLOCKED_COLOR), POLL).not.toBeNull();
     expect(await requestsLineReach(BLOCKED_COLOR)).toBeLessThan(0.1);
-    expect(await requestsLineReach(ALLOWED_COLOR) ?? 0).toBeLessThan(0.1);
+    expect((await requestsLineReach(ALLOWED_COLOR)) ?? 0).toBeLessThan(0.1);
     const run = simulate(["--pattern", "steady", "--rps", "30", "--duration", "4"]);
 
     await expect.poll(() => figure("allowed-rate"), POLL).toBeGreaterThan(0);
@@ -226,12 +244,9 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
     // Each key's row ends with the simulator's own counts for it (plus the StartStream that opened its stream).
     // Each key is a tenant of its own, named by the key's name.
     for (const [i, client] of summary.perClient.entries()) {
-      await expect.poll(() => leaderboardRow(NAMES[i]!).then((cells) => cells.slice(0, 4)), POLL).toEqual([
-        NAMES[i],
-        NAMES[i],
-        String(client.allowed + 1),
-        "0",
-      ]);
+      await expect
+        .poll(() => leaderboardRow(NAMES[i]!).then((cells) => cells.slice(0, 4)), POLL)
+        .toEqual([NAMES[i], NAMES[i], String(client.allowed + 1), "0"]);
     }
   });
 
@@ -240,7 +255,8 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
     // A client's stream, in its tenant (named by the key): the admin session watches it by naming that tenant.
     const client = streamClient(server, "grpc", KEYS["sim-a"]);
     await client.startStream({ streamId });
-    const send = (n: number) => client.sendData({ streamId, payload: { case: "data", value: fromJson(ValueSchema, { n }) } });
+    const send = (n: number) =>
+      client.sendData({ streamId, payload: { case: "data", value: fromJson(ValueSchema, { n }) } });
     for (const n of [1, 2]) await send(n);
 
     await page.locator("#results-stream-id").fill(streamId);
@@ -253,7 +269,9 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
     // One sent now is pushed to the open watch.
     await send(3);
     await expect.poll(payloads, POLL).toEqual(['{"n":3}', '{"n":2}', '{"n":1}']);
-    const cursors = await page.locator("#results-list li").evaluateAll((items) => items.map((item) => item.getAttribute("data-cursor")));
+    const cursors = await page
+      .locator("#results-list li")
+      .evaluateAll((items) => items.map((item) => item.getAttribute("data-cursor")));
     expect(new Set(cursors).size).toBe(3);
     // The figures come once a second: the open watch shows in the next one.
     await expect.poll(() => figure("active-watchers"), POLL).toBe(1);
@@ -283,7 +301,10 @@ describe("the dashboard in Chromium, with the simulator running", { timeout: 120
     // Under the burst: blocked calls in the figures, and high in the chart (so a snapshot covered much of a
     // burst, whose refusals are close to the chart's highest value); the screenshot shows that moment.
     await expect
-      .poll(async () => (await figure("blocked-rate")) > 0 && ((await requestsLineReach(BLOCKED_COLOR)) ?? 0) > 0.25, POLL)
+      .poll(
+        async () => (await figure("blocked-rate")) > 0 && ((await requestsLineReach(BLOCKED_COLOR)) ?? 0) > 0.25,
+        POLL,
+      )
       .toBe(true);
     mkdirSync(join(PROJECT_DIR, "test-artifacts"), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });

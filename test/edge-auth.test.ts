@@ -9,16 +9,16 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import { Writable } from "node:stream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { pino } from "pino";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { SendDataRequestSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Logger } from "../src/observe/logger.js";
-import { TEST_API_KEY, TRANSPORTS, collect, startTestServer, streamClient, type TestServer } from "./support/server.js";
+import { collect, startTestServer, streamClient, TEST_API_KEY, type TestServer, TRANSPORTS } from "./support/server.js";
 
 /** A logger whose JSON lines are kept for assertions. */
 function capturingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
@@ -71,7 +71,11 @@ describe("a request without a valid credential is refused from its headers", () 
   let server: TestServer;
   beforeAll(async () => {
     // A large peer burst: every refusal here is UNAUTHENTICATED, none RESOURCE_EXHAUSTED.
-    server = await startTestServer({ PEER_RATE_LIMIT_RPS: "1", PEER_RATE_LIMIT_BURST: "1000", CORS_ORIGINS: "https://app.example" });
+    server = await startTestServer({
+      PEER_RATE_LIMIT_RPS: "1",
+      PEER_RATE_LIMIT_BURST: "1000",
+      CORS_ORIGINS: "https://app.example",
+    });
   });
   afterAll(() => server?.close());
 
@@ -95,7 +99,11 @@ describe("a request without a valid credential is refused from its headers", () 
   });
 
   it("HTTP/2: 60 SendData streams, each 990 KB into a 1 MB message and never finished, are all answered UNAUTHENTICATED unread", async () => {
-    const received = () => metric(server, 'grpc_server_msg_received_total{grpc_service="streamgate.v1.StreamService",grpc_method="SendData",grpc_type="unary"}');
+    const received = () =>
+      metric(
+        server,
+        'grpc_server_msg_received_total{grpc_service="streamgate.v1.StreamService",grpc_method="SendData",grpc_type="unary"}',
+      );
     const receivedBefore = await received();
     // The client's own session must hold the 58 MB it is asked to send (its default is 10 MB).
     const session = http2.connect(server.baseUrl, { maxSessionMemory: 1000 });
@@ -118,16 +126,18 @@ describe("a request without a valid credential is refused from its headers", () 
         let finished = false;
         // Never ended: the client is still sending when (and after) the answer comes.
         stream.write(body, () => (finished = true));
-        return new Promise<{ status: string | undefined; message: string | undefined; whileSending: boolean }>((resolve) => {
-          stream.on("trailers", (trailers) =>
-            resolve({
-              status: trailers["grpc-status"] as string | undefined,
-              message: trailers["grpc-message"] as string | undefined,
-              whileSending: !finished,
-            }),
-          );
-          stream.resume();
-        });
+        return new Promise<{ status: string | undefined; message: string | undefined; whileSending: boolean }>(
+          (resolve) => {
+            stream.on("trailers", (trailers) =>
+              resolve({
+                status: trailers["grpc-status"] as string | undefined,
+                message: trailers["grpc-message"] as string | undefined,
+                whileSending: !finished,
+              }),
+            );
+            stream.resume();
+          },
+        );
       }),
     );
     // What the client could hand to its socket: the server reads no body, so flow control stops it early.
@@ -137,7 +147,10 @@ describe("a request without a valid credential is refused from its headers", () 
     await streamClient(server).startStream({ streamId: "same-connection" });
     const record = toBinary(
       SendDataRequestSchema,
-      create(SendDataRequestSchema, { streamId: "same-connection", payload: { case: "raw", value: new Uint8Array(200 * 1024) } }),
+      create(SendDataRequestSchema, {
+        streamId: "same-connection",
+        payload: { case: "raw", value: new Uint8Array(200 * 1024) },
+      }),
     );
     const envelope = Buffer.alloc(5 + record.length);
     envelope.writeUInt32BE(record.length, 1);
@@ -160,7 +173,9 @@ describe("a request without a valid credential is refused from its headers", () 
 
     for (const [index, answer] of statuses.entries()) {
       expect(answer.status).toBe(String(Code.Unauthenticated));
-      expect(decodeURIComponent(answer.message ?? "")).toMatch(index % 2 === 1 ? /^invalid credential$/ : /^missing credential/);
+      expect(decodeURIComponent(answer.message ?? "")).toMatch(
+        index % 2 === 1 ? /^invalid credential$/ : /^missing credential/,
+      );
       expect(answer.whileSending).toBe(true);
     }
     // 60 × 990 KB (58 MB) offered; without reading, the server lets in at most its flow-control windows.
@@ -227,7 +242,9 @@ describe("a request without a valid credential is refused from its headers", () 
     response.on("data", (chunk: string) => (text += chunk));
     await new Promise((resolve) => response.once("end", resolve));
     // The server closes the connection: the rest of the body is never parsed as a request.
-    await new Promise((resolve) => (request.socket?.destroyed ? resolve(undefined) : request.socket?.once("close", resolve)));
+    await new Promise((resolve) =>
+      request.socket?.destroyed ? resolve(undefined) : request.socket?.once("close", resolve),
+    );
     request.destroy();
 
     expect(whileSending).toBe(true);
@@ -246,7 +263,11 @@ describe("failed authentication is limited per peer address, and its log lines a
   beforeAll(async () => {
     logs = capturingLogger();
     server = await startTestServer(
-      { PEER_RATE_LIMIT_RPS: "1", PEER_RATE_LIMIT_BURST: String(BURST), REFUSAL_LOGS_PER_SECOND: String(LOGS_PER_SECOND) },
+      {
+        PEER_RATE_LIMIT_RPS: "1",
+        PEER_RATE_LIMIT_BURST: String(BURST),
+        REFUSAL_LOGS_PER_SECOND: String(LOGS_PER_SECOND),
+      },
       "memory",
       logs.logger,
     );
@@ -289,7 +310,13 @@ describe("failed authentication is limited per peer address, and its log lines a
     expect(retryInfo).toMatchObject({ retryDelay: { seconds: expect.any(BigInt) } });
 
     // At most LOGS_PER_SECOND refusal lines a second, and no per-call info line for a refused call.
-    const refusalLines = () => logs.lines().filter((line) => line.msg === "call refused at the edge" || String(line.msg).startsWith("call refused at the edge ("));
+    const refusalLines = () =>
+      logs
+        .lines()
+        .filter(
+          (line) =>
+            line.msg === "call refused at the edge" || String(line.msg).startsWith("call refused at the edge ("),
+        );
     expect(refusalLines().length).toBeLessThanOrEqual(LOGS_PER_SECOND * (Math.ceil(seconds) + 1));
     expect(logs.lines().filter((line) => line.msg === "rpc" && line.code !== "ok")).toEqual([]);
     for (const line of refusalLines()) {
@@ -309,7 +336,10 @@ describe("failed authentication is limited per peer address, and its log lines a
     }
     // Every refusal is either a line or counted in the suppressed count of a later one.
     const lines = refusalLines();
-    const suppressed = lines.reduce((sum, line) => sum + (typeof line.suppressed === "number" ? line.suppressed : 0), 0);
+    const suppressed = lines.reduce(
+      (sum, line) => sum + (typeof line.suppressed === "number" ? line.suppressed : 0),
+      0,
+    );
     expect(suppressed).toBeGreaterThan(0);
     const refused =
       (await metric(server, 'streamgate_refusals_total{reason="unauthenticated"}')) +
@@ -322,8 +352,12 @@ describe("failed authentication is limited per peer address, and its log lines a
         server,
         `grpc_server_handled_total{grpc_service="streamgate.v1.StreamService",grpc_method="GetStream",grpc_type="unary",grpc_code="${code}"}`,
       );
-    expect(await handled("ResourceExhausted")).toBe(await metric(server, 'streamgate_refusals_total{reason="peer_rate_limit"}'));
-    expect(await handled("Unauthenticated")).toBe(await metric(server, 'streamgate_refusals_total{reason="unauthenticated"}'));
+    expect(await handled("ResourceExhausted")).toBe(
+      await metric(server, 'streamgate_refusals_total{reason="peer_rate_limit"}'),
+    );
+    expect(await handled("Unauthenticated")).toBe(
+      await metric(server, 'streamgate_refusals_total{reason="unauthenticated"}'),
+    );
 
     await validClientIsServed(server, "after-bad-key-flood");
   });

@@ -4,20 +4,21 @@
  * bounds and checks that it is cut off, counted in
  * streamgate_refusals_total{reason}, and that another client's calls still work.
  */
+
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { afterEach, describe, expect, it } from "vitest";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { PREFACE } from "./support/h2-frames.js";
 import { freePort } from "./support/ports.js";
-import { TEST_API_KEY, apiKeyHeader, startTestServer, streamClient, take, type TestServer } from "./support/server.js";
+import { apiKeyHeader, startTestServer, streamClient, TEST_API_KEY, type TestServer, take } from "./support/server.js";
 
 let server: TestServer | undefined;
 afterEach(async () => {
@@ -26,7 +27,9 @@ afterEach(async () => {
 });
 
 /** Starts a server with `env` and a metrics port of its own (scrapes must not take a connection under the caps). */
-async function start(env: Record<string, string>): Promise<{ server: TestServer; refusals: (reason: string) => Promise<number> }> {
+async function start(
+  env: Record<string, string>,
+): Promise<{ server: TestServer; refusals: (reason: string) => Promise<number> }> {
   const metricsPort = await freePort();
   server = await startTestServer({ METRICS_PORT: String(metricsPort), ...env });
   const refusals = async (reason: string) => {
@@ -49,7 +52,9 @@ async function rawSocket(port: number, localAddress = "127.0.0.1"): Promise<net.
 }
 
 const closed = (emitter: net.Socket | http2.ClientHttp2Session) =>
-  new Promise<void>((resolve) => (emitter.closed || emitter.destroyed ? resolve() : emitter.once("close", () => resolve())));
+  new Promise<void>((resolve) =>
+    emitter.closed || emitter.destroyed ? resolve() : emitter.once("close", () => resolve()),
+  );
 
 /** A normal client's SendData from `localAddress`; resolves with its cursor. */
 async function sendOne(target: TestServer, streamId: string, localAddress = "127.0.0.1"): Promise<string> {
@@ -119,12 +124,15 @@ describe("connection caps", () => {
   /** An HTTP/1.1 GET on a fresh connection from `localAddress`: status and body. */
   const get = (port: number, localAddress: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const request = http.get({ host: "127.0.0.1", port, path: "/metrics", localAddress, agent: false }, (response) => {
-        let body = "";
-        response.setEncoding("utf8");
-        response.on("data", (chunk: string) => (body += chunk));
-        response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
-      });
+      const request = http.get(
+        { host: "127.0.0.1", port, path: "/metrics", localAddress, agent: false },
+        (response) => {
+          let body = "";
+          response.setEncoding("utf8");
+          response.on("data", (chunk: string) => (body += chunk));
+          response.on("end", () => resolve({ status: response.statusCode ?? 0, body }));
+        },
+      );
       request.on("error", reject);
     });
 
@@ -175,11 +183,29 @@ describe("with TLS", () => {
   it("closes a connection that does not finish its TLS handshake in time, and closes one over the per-peer cap at once", async () => {
     const dir = mkdtempSync(join(tmpdir(), "streamgate-edge-tls-"));
     try {
-      execFileSync("openssl", [
-        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1",
-        "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-      ], { stdio: "ignore" });
+      execFileSync(
+        "openssl",
+        [
+          "req",
+          "-x509",
+          "-newkey",
+          "ec",
+          "-pkeyopt",
+          "ec_paramgen_curve:prime256v1",
+          "-nodes",
+          "-keyout",
+          join(dir, "key.pem"),
+          "-out",
+          join(dir, "cert.pem"),
+          "-days",
+          "1",
+          "-subj",
+          "/CN=127.0.0.1",
+          "-addext",
+          "subjectAltName=IP:127.0.0.1",
+        ],
+        { stdio: "ignore" },
+      );
       const ca = readFileSync(join(dir, "cert.pem"));
       const { server, refusals } = await start({
         TLS_CERT: join(dir, "cert.pem"),
@@ -197,7 +223,11 @@ describe("with TLS", () => {
       // With the silent ones gone, a TLS client from the same address is served.
       const client = createClient(
         StreamService,
-        createGrpcTransport({ baseUrl: `https://127.0.0.1:${server.port}`, nodeOptions: { ca }, interceptors: [apiKeyHeader(TEST_API_KEY)] }),
+        createGrpcTransport({
+          baseUrl: `https://127.0.0.1:${server.port}`,
+          nodeOptions: { ca },
+          interceptors: [apiKeyHeader(TEST_API_KEY)],
+        }),
       );
       const started = await client.startStream({ streamId: "tls-edge" });
       expect(started.stream?.streamId).toBe("tls-edge");

@@ -10,12 +10,12 @@
  */
 import * as http2 from "node:http2";
 import * as net from "node:net";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { SendDataStreamRequestSchema } from "../gen/streamgate/v1/stream_service_pb.js";
-import { FRAME, FLAG, PREFACE, RawH2, frame, headersFrame, settingsOf } from "./support/h2-frames.js";
+import { FLAG, FRAME, frame, headersFrame, PREFACE, RawH2, settingsOf } from "./support/h2-frames.js";
 import { freePort } from "./support/ports.js";
-import { TEST_API_KEY, startTestServer, streamClient, type TestServer } from "./support/server.js";
+import { startTestServer, streamClient, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 const MAX_STREAMS = 4;
 const BODY_TIMEOUT_MS = 400;
@@ -43,7 +43,10 @@ async function refusals(reason: string): Promise<number> {
 
 /** A normal client's SendData succeeds. */
 async function normalCallSucceeds(): Promise<void> {
-  const sent = await streamClient(server).sendData({ streamId: "edge", payload: { case: "raw", value: new Uint8Array([1]) } });
+  const sent = await streamClient(server).sendData({
+    streamId: "edge",
+    payload: { case: "raw", value: new Uint8Array([1]) },
+  });
   expect(sent.cursor).toMatch(/\S/);
 }
 
@@ -66,7 +69,9 @@ function envelopeHeader(length: number): Buffer {
 
 /** The RST_STREAM code a client stream was closed with (0 for a normal close). */
 const closeCode = (stream: http2.ClientHttp2Stream) =>
-  new Promise<number>((resolve) => (stream.closed ? resolve(stream.rstCode ?? 0) : stream.once("close", () => resolve(stream.rstCode ?? 0))));
+  new Promise<number>((resolve) =>
+    stream.closed ? resolve(stream.rstCode ?? 0) : stream.once("close", () => resolve(stream.rstCode ?? 0)),
+  );
 
 describe("concurrent streams", () => {
   it("advertises HTTP2_MAX_CONCURRENT_STREAMS and refuses a stream over it", async () => {
@@ -99,7 +104,13 @@ describe("request body deadline", () => {
       const pausing = session.request(grpcHeaders("SendDataStream"), { endStream: false });
       pausing.on("error", () => undefined);
       const message = Buffer.from(
-        toBinary(SendDataStreamRequestSchema, create(SendDataStreamRequestSchema, { streamId: "edge", payload: { case: "raw", value: new Uint8Array([2]) } })),
+        toBinary(
+          SendDataStreamRequestSchema,
+          create(SendDataStreamRequestSchema, {
+            streamId: "edge",
+            payload: { case: "raw", value: new Uint8Array([2]) },
+          }),
+        ),
       );
       pausing.write(Buffer.concat([envelopeHeader(message.length), message]));
       // A unary gRPC call whose message stops half way.

@@ -17,11 +17,16 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Writable } from "node:stream";
 import { create, fromJsonString, toBinary } from "@bufbuild/protobuf";
-import { Code } from "@connectrpc/connect";
+import type { Code } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SendDataRequestSchema, SendDataStreamRequestSchema, StartPosition, WatchResultsRequestSchema } from "../gen/streamgate/v1/stream_service_pb.js";
+import {
+  SendDataRequestSchema,
+  SendDataStreamRequestSchema,
+  StartPosition,
+  WatchResultsRequestSchema,
+} from "../gen/streamgate/v1/stream_service_pb.js";
 import { startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 const SERVICE = "streamgate.v1.StreamService";
@@ -63,7 +68,11 @@ function envelope(message: Uint8Array, flags = 0): Buffer {
 }
 
 /** A valid SendData request for {@link STREAM}. */
-const sendData = () => toBinary(SendDataRequestSchema, create(SendDataRequestSchema, { streamId: STREAM, payload: { case: "raw", value: new Uint8Array([1]) } }));
+const sendData = () =>
+  toBinary(
+    SendDataRequestSchema,
+    create(SendDataRequestSchema, { streamId: STREAM, payload: { case: "raw", value: new Uint8Array([1]) } }),
+  );
 
 /** Bytes that are not a protobuf message (a field tag with no value). */
 const NOT_PROTOBUF = new Uint8Array([0xff, 0xff, 0xff]);
@@ -173,7 +182,12 @@ async function handled(method: string, code: string): Promise<number> {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
   const line = text
     .split("\n")
-    .find((l) => l.startsWith("grpc_server_handled_total{") && l.includes(`grpc_method="${method}"`) && l.includes(`grpc_code="${code}"`));
+    .find(
+      (l) =>
+        l.startsWith("grpc_server_handled_total{") &&
+        l.includes(`grpc_method="${method}"`) &&
+        l.includes(`grpc_code="${code}"`),
+    );
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
@@ -206,12 +220,21 @@ async function accepted(): Promise<bigint> {
 
 /** Another client's ordinary call still succeeds. */
 async function expectOthersServed(): Promise<void> {
-  const sent = await streamClient(server, "connect-json").sendData({ streamId: STREAM, payload: { case: "raw", value: new Uint8Array([2]) } });
+  const sent = await streamClient(server, "connect-json").sendData({
+    streamId: STREAM,
+    payload: { case: "raw", value: new Uint8Array([2]) },
+  });
   expect(sent.cursor).not.toBe("");
 }
 
 /** A unary SendData (or a SendDataStream, which Connect frames differently) over `protocol`, with `body` as the message. */
-async function expectCode(protocol: Protocol, method: "SendData" | "SendDataStream", body: Uint8Array, code: string, extraHeaders: Record<string, string> = {}) {
+async function expectCode(
+  protocol: Protocol,
+  method: "SendData" | "SendDataStream",
+  body: Uint8Array,
+  code: string,
+  extraHeaders: Record<string, string> = {},
+) {
   const streaming = method !== "SendData";
   const id = nextId();
   let response: RawResponse | undefined;
@@ -238,34 +261,54 @@ describe("an unknown request encoding", () => {
     const compressed = envelope(new Uint8Array([1, 2, 3]), 0x01);
     const unaryHeader = protocol === "connect" ? "content-encoding" : "grpc-encoding";
     const streamHeader = protocol === "connect" ? "connect-content-encoding" : "grpc-encoding";
-    const unary = await expectCode(protocol, "SendData", protocol === "connect" ? new Uint8Array([1, 2, 3]) : compressed, "unimplemented", {
-      [unaryHeader]: "zstd-nope",
-    });
+    const unary = await expectCode(
+      protocol,
+      "SendData",
+      protocol === "connect" ? new Uint8Array([1, 2, 3]) : compressed,
+      "unimplemented",
+      {
+        [unaryHeader]: "zstd-nope",
+      },
+    );
     // connect 2.3 keeps protocol headers such as accept-encoding out of error metadata; the message names them.
-    if (protocol === "connect") expect(JSON.parse(unary.body.toString("utf8")).message).toContain("supported encodings are gzip");
+    if (protocol === "connect")
+      expect(JSON.parse(unary.body.toString("utf8")).message).toContain("supported encodings are gzip");
     await expectCode(protocol, "SendDataStream", compressed, "unimplemented", { [streamHeader]: "zstd-nope" });
     await expectOthersServed();
   });
 });
 
 describe("request envelope flags", () => {
-  it.each(PROTOCOLS)("other than compressed (0x02, 0x80) are INVALID_ARGUMENT over %s, and store nothing", async (protocol) => {
-    const before = await accepted();
-    for (const flags of [0x02, 0x80, 0x82]) {
-      if (protocol !== "connect") await expectCode(protocol, "SendData", envelope(sendData(), flags), "invalid_argument");
-      // A Connect stream of one good message and then a flagged one; the flagged one fails the call.
-      const stream = toBinary(SendDataStreamRequestSchema, create(SendDataStreamRequestSchema, { streamId: STREAM, payload: { case: "raw", value: new Uint8Array([3]) } }));
-      const response = await expectCode(protocol, "SendDataStream", envelope(stream, flags), "invalid_argument");
-      expect(frames(response.body).filter((frame) => frame.flags === 0)).toEqual([]);
-    }
-    expect(await accepted()).toBe(before);
-    await expectOthersServed();
-  });
+  it.each(PROTOCOLS)(
+    "other than compressed (0x02, 0x80) are INVALID_ARGUMENT over %s, and store nothing",
+    async (protocol) => {
+      const before = await accepted();
+      for (const flags of [0x02, 0x80, 0x82]) {
+        if (protocol !== "connect")
+          await expectCode(protocol, "SendData", envelope(sendData(), flags), "invalid_argument");
+        // A Connect stream of one good message and then a flagged one; the flagged one fails the call.
+        const stream = toBinary(
+          SendDataStreamRequestSchema,
+          create(SendDataStreamRequestSchema, {
+            streamId: STREAM,
+            payload: { case: "raw", value: new Uint8Array([3]) },
+          }),
+        );
+        const response = await expectCode(protocol, "SendDataStream", envelope(stream, flags), "invalid_argument");
+        expect(frames(response.body).filter((frame) => frame.flags === 0)).toEqual([]);
+      }
+      expect(await accepted()).toBe(before);
+      await expectOthersServed();
+    },
+  );
 
-  it.each(PROTOCOLS)("compressed without a request encoding is INVALID_ARGUMENT over %s, not INTERNAL", async (protocol) => {
-    await expectCode(protocol, "SendDataStream", envelope(new Uint8Array([1]), 0x01), "invalid_argument");
-    await expectOthersServed();
-  });
+  it.each(PROTOCOLS)(
+    "compressed without a request encoding is INVALID_ARGUMENT over %s, not INTERNAL",
+    async (protocol) => {
+      await expectCode(protocol, "SendDataStream", envelope(new Uint8Array([1]), 0x01), "invalid_argument");
+      await expectOthersServed();
+    },
+  );
 });
 
 describe("a client that goes away mid-call", () => {
@@ -275,30 +318,48 @@ describe("a client that goes away mid-call", () => {
     ["RST_STREAM INTERNAL_ERROR", new Error("client gone")],
   ] as const;
 
-  it.each(resets)("is CANCELED with %s on a unary call whose request it never finished (gRPC)", async (_name, error) => {
-    const id = nextId();
-    // Half an envelope: the server waits for the rest.
-    const half = envelope(sendData()).subarray(0, 7);
-    await expectObserved("SendData", "canceled", id, () => call("SendData", headersFor("grpc", false, id), half, { error }));
-    await expectOthersServed();
-  });
+  it.each(resets)(
+    "is CANCELED with %s on a unary call whose request it never finished (gRPC)",
+    async (_name, error) => {
+      const id = nextId();
+      // Half an envelope: the server waits for the rest.
+      const half = envelope(sendData()).subarray(0, 7);
+      await expectObserved("SendData", "canceled", id, () =>
+        call("SendData", headersFor("grpc", false, id), half, { error }),
+      );
+      await expectOthersServed();
+    },
+  );
 
   it.each(resets)("is CANCELED with %s on a client stream (gRPC-Web) and a watch (gRPC)", async (_name, error) => {
     const streamId = nextId();
-    const message = toBinary(SendDataStreamRequestSchema, create(SendDataStreamRequestSchema, { streamId: STREAM, payload: { case: "raw", value: new Uint8Array([4]) } }));
+    const message = toBinary(
+      SendDataStreamRequestSchema,
+      create(SendDataStreamRequestSchema, { streamId: STREAM, payload: { case: "raw", value: new Uint8Array([4]) } }),
+    );
     const before = await accepted();
     await expectObserved("SendDataStream", "canceled", streamId, () =>
       // Reset once the message was stored: the server has read it.
-      call("SendDataStream", headersFor("grpc-web", true, streamId), envelope(message), { error, after: waitForAccepted(before + 1n) }),
+      call("SendDataStream", headersFor("grpc-web", true, streamId), envelope(message), {
+        error,
+        after: waitForAccepted(before + 1n),
+      }),
     );
     const watchId = nextId();
     // From the earliest result: the server answers (headers, a result) at once, so the call is running.
-    const watch = toBinary(WatchResultsRequestSchema, create(WatchResultsRequestSchema, { streamId: STREAM, startPosition: StartPosition.EARLIEST }));
+    const watch = toBinary(
+      WatchResultsRequestSchema,
+      create(WatchResultsRequestSchema, { streamId: STREAM, startPosition: StartPosition.EARLIEST }),
+    );
     let answered!: () => void;
     const headersSeen = new Promise<void>((resolve) => (answered = resolve));
     await expectObserved("WatchResults", "canceled", watchId, async () => {
       const session = http2.connect(server.baseUrl);
-      const request = session.request({ ":method": "POST", ":path": `/${SERVICE}/WatchResults`, ...headersFor("grpc", true, watchId) });
+      const request = session.request({
+        ":method": "POST",
+        ":path": `/${SERVICE}/WatchResults`,
+        ...headersFor("grpc", true, watchId),
+      });
       request.on("response", () => answered());
       request.on("error", () => undefined);
       request.end(envelope(watch));
@@ -362,7 +423,10 @@ describe("JSON nested past protobuf-es's recursion limit (100 messages)", () => 
   it("is INVALID_ARGUMENT in binary protobuf (gRPC) past 49 levels, not INTERNAL", async () => {
     // In binary each JSON level is two messages (Value, then ListValue or Struct).
     const encoded = (depth: number) =>
-      toBinary(SendDataRequestSchema, fromJsonString(SendDataRequestSchema, `{"streamId":"${STREAM}","data":${nested(depth)}}`));
+      toBinary(
+        SendDataRequestSchema,
+        fromJsonString(SendDataRequestSchema, `{"streamId":"${STREAM}","data":${nested(depth)}}`),
+      );
     await expectCode("grpc", "SendData", envelope(encoded(49)), "ok");
     const response = await expectCode("grpc", "SendData", envelope(encoded(50)), "invalid_argument");
     expect(decodeURIComponent(String(response.trailers["grpc-message"]))).toContain("maximum recursion depth of 100");

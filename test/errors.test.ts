@@ -7,21 +7,21 @@
  * features' tests.
  */
 import { randomBytes } from "node:crypto";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { fromJson, type MessageInitShape } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
-  ResumeInfoSchema,
-  StartPosition,
-  SendDataStreamRequestSchema,
-  StartStreamRequestSchema,
-  StreamService,
   type Result,
+  ResumeInfoSchema,
+  type SendDataStreamRequestSchema,
+  StartPosition,
+  type StartStreamRequestSchema,
+  type StreamService,
 } from "../gen/streamgate/v1/stream_service_pb.js";
 import { BrokerError } from "../src/rpc/errors.js";
-import { faultyBroker, gate, type Faults } from "./support/bad-input-broker.js";
-import { BROKERS, collect, startTestServer, streamClient, takeResuming, type TestServer } from "./support/server.js";
+import { type Faults, faultyBroker, gate } from "./support/bad-input-broker.js";
+import { BROKERS, collect, startTestServer, streamClient, type TestServer, takeResuming } from "./support/server.js";
 
 const LIMIT = 1024;
 const encoder = new TextEncoder();
@@ -60,9 +60,15 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         [() => client.getStream({}), "stream_id is required"],
         [() => client.startStream({ streamId: "has spaces" }), "stream_id"],
         [() => client.startStream({ streamId: "labels", labels: { "Not A Key": "v" } }), "label key"],
-        [() => client.startStream({ streamId: "rate", processing: { ratePerSecond: -1 } }), "processing.rate_per_second"],
+        [
+          () => client.startStream({ streamId: "rate", processing: { ratePerSecond: -1 } }),
+          "processing.rate_per_second",
+        ],
         [() => client.sendData({ streamId: "malformed" }), "payload is required"],
-        [() => client.sendData({ streamId: "malformed", payload: raw("x"), headers: { "streamgate-id": "1" } }), "reserved prefix"],
+        [
+          () => client.sendData({ streamId: "malformed", payload: raw("x"), headers: { "streamgate-id": "1" } }),
+          "reserved prefix",
+        ],
         // A SendData cursor where a result's cursor belongs.
         [() => collect(client.watchResults({ streamId: "malformed", afterCursor: cursor })), "after_cursor"],
         [() => collect(client.watchResults({ streamId: "malformed", afterCursor: "not-a-cursor" })), "after_cursor"],
@@ -110,7 +116,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         client.sendData({ streamId: "too-large", payload: { case: "raw", value: new Uint8Array(LIMIT + 1) } }),
       );
       expect(error.code).toBe(Code.InvalidArgument);
-      expect(error.rawMessage).toBe(`payload is ${LIMIT + 1} bytes, over the limit of ${LIMIT} bytes (MAX_PAYLOAD_BYTES)`);
+      expect(error.rawMessage).toBe(
+        `payload is ${LIMIT + 1} bytes, over the limit of ${LIMIT} bytes (MAX_PAYLOAD_BYTES)`,
+      );
     });
   });
 
@@ -123,7 +131,10 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         ["getStream", () => client.getStream({ streamId })],
         ["closeStream", () => client.closeStream({ streamId })],
         ["watchResults", () => collect(client.watchResults({ streamId }))],
-        ["sendDataStream failFast", () => client.sendDataStream(stream({ streamId, payload: raw("x"), failFast: true }))],
+        [
+          "sendDataStream failFast",
+          () => client.sendDataStream(stream({ streamId, payload: raw("x"), failFast: true })),
+        ],
       ];
       for (const [rpc, call] of calls) {
         const error = await errorOf(call);
@@ -195,7 +206,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         const streamId = "slow";
         await sender.startStream({ streamId });
         await sender.sendData({ streamId, payload: raw("head") });
-        const stalled = stalledClient.watchResults({ streamId, startPosition: StartPosition.EARLIEST })[Symbol.asyncIterator]();
+        const stalled = stalledClient
+          .watchResults({ streamId, startPosition: StartPosition.EARLIEST })
+          [Symbol.asyncIterator]();
         const head = (await stalled.next()).value!.result!; // the watcher is live; now it stops reading
 
         // Results of 16 KiB, random so that gzip cannot shrink them: HTTP/2 flow control stops
@@ -210,20 +223,25 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         const delivered: Result[] = [];
         const ended = await errorOf(
           (async () => {
-            for (let next = await stalled.next(); !next.done; next = await stalled.next()) delivered.push(next.value.result!);
+            for (let next = await stalled.next(); !next.done; next = await stalled.next())
+              delivered.push(next.value.result!);
           })(),
         );
         expect(ended.code).toBe(Code.ResourceExhausted);
         expect(ended.rawMessage).toContain("fell behind by more than 4 results");
         expect(delivered.length).toBeLessThan(count);
         // What it got is an unbroken prefix, and its resume cursor is the last of it.
-        expect(delivered.map((r) => r.cursor)).toEqual(all.slice(0, delivered.length).map(({ result }) => result!.cursor));
+        expect(delivered.map((r) => r.cursor)).toEqual(
+          all.slice(0, delivered.length).map(({ result }) => result!.cursor),
+        );
         const resume = ended.findDetails(ResumeInfoSchema)[0]?.cursor;
         expect(resume).toBe(delivered.at(-1)?.cursor ?? head.cursor);
         expect(ended.rawMessage).toContain(`afterCursor=${resume}`);
 
         const rest = await takeResuming(reader, streamId, resume!, count - delivered.length);
-        expect(rest.map(({ result }) => result!.cursor)).toEqual(all.slice(delivered.length).map(({ result }) => result!.cursor));
+        expect(rest.map(({ result }) => result!.cursor)).toEqual(
+          all.slice(delivered.length).map(({ result }) => result!.cursor),
+        );
       } finally {
         await slow.close();
       }
@@ -255,7 +273,9 @@ describe("with a broker that fails on demand (memory broker only)", () => {
       faults.produce = (topic) => (topic.endsWith("ingest") ? brokerDown() : undefined);
 
       for (const transport of ["grpc", "connect-json"]) {
-        const error = await errorOf(streamClient(server, transport).sendData({ streamId, payload: raw("lost"), eventId: "e1" }));
+        const error = await errorOf(
+          streamClient(server, transport).sendData({ streamId, payload: raw("lost"), eventId: "e1" }),
+        );
         expect(error.code).toBe(Code.Unavailable);
         expect(error.rawMessage).toBe("broker unavailable; nothing was stored, retry later");
       }

@@ -8,18 +8,19 @@
  * watcher's own filter skips results; stop() ends watchers with UNAVAILABLE and
  * their resume cursor; the end marker ends a watch cleanly.
  */
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { toJson, type JsonValue } from "@bufbuild/protobuf";
+
+import { type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
-import { ResumeInfoSchema, StartPosition, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { type Result, ResumeInfoSchema, StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
-import { encodeCursor } from "../src/streams/cursor.js";
 import { createFanout, type WatchRequest } from "../src/fanout/fanout.js";
-import { HEADER, controlHeaders, dataHeaders } from "../src/topics/record-format.js";
+import { encodeCursor } from "../src/streams/cursor.js";
 import { createRegistry } from "../src/streams/registry.js";
 import { streamKey } from "../src/streams/stream-key.js";
+import { controlHeaders, dataHeaders, HEADER } from "../src/topics/record-format.js";
 import { topicNames, topicSpecs } from "../src/topics/topics.js";
 import { refusal } from "./support/refusal.js";
 
@@ -100,7 +101,9 @@ async function startFanout(limits: Limits = {}) {
     },
     /** Writes the end marker the processor writes when a stream is closed. */
     async publishEnd(streamId: string): Promise<void> {
-      await broker.produce(topics.results, [{ key: streamKey(TENANT, streamId), value: new Uint8Array(0), headers: controlHeaders("end", Date.now()) }]);
+      await broker.produce(topics.results, [
+        { key: streamKey(TENANT, streamId), value: new Uint8Array(0), headers: controlHeaders("end", Date.now()) },
+      ]);
     },
     /** Starts a watch and returns its iterator (nothing runs until the first `next`). */
     watch(streamId: string, request: Partial<WatchRequest> = {}): AsyncIterator<Result> {
@@ -146,7 +149,6 @@ async function failure(watch: AsyncIterator<Result>): Promise<ConnectError> {
     (error: unknown) => ConnectError.from(error),
   );
 }
-
 
 const dataOf = (result: Result) => (result.payload.case === "data" ? toJson(ValueSchema, result.payload.value) : null);
 const cursorsOf = (results: Result[]) => results.map((result) => result.cursor);
@@ -275,7 +277,9 @@ describe("fanout", () => {
     await h.startStream("s");
     const partition = h.broker.partitionFor(h.topics.results, streamKey(TENANT, "s"));
 
-    const otherPartition = refusal(() => h.watch("s", { afterCursor: encodeCursor("results", (partition + 1) % 4, 0) }));
+    const otherPartition = refusal(() =>
+      h.watch("s", { afterCursor: encodeCursor("results", (partition + 1) % 4, 0) }),
+    );
     expect(otherPartition.code).toBe(Code.InvalidArgument);
     expect(otherPartition.rawMessage).toMatch(/another stream/);
 

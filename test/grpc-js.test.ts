@@ -6,19 +6,22 @@
  * embedded broker and on Kafka.
  */
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
-import { BROKERS, TEST_API_KEY, grpcJsApiKey, startTestServer, type TestServer } from "./support/server.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BROKERS, grpcJsApiKey, startTestServer, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 const PROTO_DIR = fileURLToPath(new URL("../proto/", import.meta.url));
 
 // google/protobuf/{struct,timestamp}.proto are not in proto/: proto-loader's
 // protobufjs resolves them from its bundled well-known types.
-const definition = protoLoader.loadSync(
-  ["streamgate/v1/stream_service.proto", "grpc/health/v1/health.proto"],
-  { includeDirs: [PROTO_DIR], longs: String, enums: String, defaults: true, oneofs: true },
-);
+const definition = protoLoader.loadSync(["streamgate/v1/stream_service.proto", "grpc/health/v1/health.proto"], {
+  includeDirs: [PROTO_DIR],
+  longs: String,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+});
 const loaded = grpc.loadPackageDefinition(definition) as unknown as {
   streamgate: { v1: { StreamService: grpc.ServiceClientConstructor } };
   grpc: { health: { v1: { Health: grpc.ServiceClientConstructor } } };
@@ -37,10 +40,8 @@ let client: DynamicClient;
 /** Calls a unary method and resolves with its response, or rejects with the grpc-js ServiceError. */
 function unary(target: DynamicClient, method: string, request: Message): Promise<Message> {
   return new Promise((resolve, reject) => {
-    target[method]!.call(
-      target,
-      request,
-      (error: grpc.ServiceError | null, response: Message) => (error ? reject(error) : resolve(response)),
+    target[method]!.call(target, request, (error: grpc.ServiceError | null, response: Message) =>
+      error ? reject(error) : resolve(response),
     );
   });
 }
@@ -80,7 +81,9 @@ function take(call: grpc.ClientReadableStream<Message>, count: number): Promise<
 }
 
 /** Reads a call to its end; resolves with the messages and the final status. */
-function untilEnd(call: grpc.ClientReadableStream<Message>): Promise<{ messages: Message[]; status: grpc.StatusObject }> {
+function untilEnd(
+  call: grpc.ClientReadableStream<Message>,
+): Promise<{ messages: Message[]; status: grpc.StatusObject }> {
   return new Promise((resolve, reject) => {
     const messages: Message[] = [];
     call.on("data", (message: Message) => messages.push(message));

@@ -1,24 +1,21 @@
-import { describe, it, expect } from "vitest";
 import { create } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createClient,
-  createHandlerContext,
-  createRouterTransport,
-} from "@connectrpc/connect";
 import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createHandlerContext, createRouterTransport } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
 import {
   Health,
   HealthCheckRequestSchema,
   HealthCheckResponse_ServingStatus as Status,
 } from "../gen/grpc/health/v1/health_pb.js";
-import { createHealthService } from "../src/rpc/health.js";
 import type { HealthService } from "../src/rpc/health.js";
+import { createHealthService } from "../src/rpc/health.js";
 
 function setup(): { health: HealthService; client: ReturnType<typeof createClient<typeof Health>> } {
   const health = createHealthService();
-  const client = createClient(Health, createRouterTransport((router) => health.routes(router)));
+  const client = createClient(
+    Health,
+    createRouterTransport((router) => health.routes(router)),
+  );
   return { health, client };
 }
 

@@ -5,15 +5,16 @@
  * new one with its last cursor and sees no gap and no duplicate; and event ids
  * acknowledged before the crash, sent again after it, yield no second result.
  */
-import { afterAll, expect, it } from "vitest";
+
 import { ConnectError } from "@connectrpc/connect";
-import { StartPosition, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
+import { afterAll, expect, it } from "vitest";
+import { type Result, StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import {
   jsonData,
+  type KafkaGateway,
   payloadOf,
   spawnKafkaGateway,
   uniqueTopicPrefix,
-  type KafkaGateway,
 } from "./support/kafka-gateway.js";
 import { collect } from "./support/server.js";
 
@@ -36,93 +37,92 @@ function countBySource(results: Result[]): Map<string, number> {
   return counts;
 }
 
-it(
-  "after kill -9 and a restart, every acknowledged record has exactly one result and a watcher resumes seamlessly",
-  async () => {
-    const first = await spawnKafkaGateway(prefix);
-    gateways.push(first);
-    const streamId = "crash-stream";
-    await first.client.startStream({ streamId });
+it("after kill -9 and a restart, every acknowledged record has exactly one result and a watcher resumes seamlessly", async () => {
+  const first = await spawnKafkaGateway(prefix);
+  gateways.push(first);
+  const streamId = "crash-stream";
+  await first.client.startStream({ streamId });
 
-    // A watcher on the process that will be killed, signalling once it has seen 20 results.
-    const before: Result[] = [];
-    let twentySeen!: () => void;
-    const twenty = new Promise<void>((resolve) => (twentySeen = resolve));
-    const watching = (async () => {
+  // A watcher on the process that will be killed, signalling once it has seen 20 results.
+  const before: Result[] = [];
+  let twentySeen!: () => void;
+  const twenty = new Promise<void>((resolve) => (twentySeen = resolve));
+  const watching = (async () => {
+    try {
+      for await (const response of first.client.watchResults({ streamId, startPosition: StartPosition.EARLIEST })) {
+        before.push(response.result!);
+        if (before.length === 20) twentySeen();
+      }
+      return undefined;
+    } catch (error) {
+      return ConnectError.from(error);
+    }
+  })();
+
+  // The steady sender: each SendData awaited, until one fails.
+  const acknowledged: Acknowledged[] = [];
+  const sending = (async () => {
+    for (let n = 0; ; n++) {
+      const eventId = `ev-${n}`;
       try {
-        for await (const response of first.client.watchResults({ streamId, startPosition: StartPosition.EARLIEST })) {
-          before.push(response.result!);
-          if (before.length === 20) twentySeen();
-        }
-        return undefined;
+        const { cursor } = await first.client.sendData(
+          { streamId, eventId, payload: jsonData({ n }) },
+          { timeoutMs: 10_000 },
+        );
+        acknowledged.push({ eventId, cursor });
       } catch (error) {
         return ConnectError.from(error);
       }
-    })();
-
-    // The steady sender: each SendData awaited, until one fails.
-    const acknowledged: Acknowledged[] = [];
-    const sending = (async () => {
-      for (let n = 0; ; n++) {
-        const eventId = `ev-${n}`;
-        try {
-          const { cursor } = await first.client.sendData({ streamId, eventId, payload: jsonData({ n }) }, { timeoutMs: 10_000 });
-          acknowledged.push({ eventId, cursor });
-        } catch (error) {
-          return ConnectError.from(error);
-        }
-      }
-    })();
-
-    await twenty;
-    await first.kill();
-    // Both calls end with an error: the process is gone, nothing ended cleanly.
-    expect(await sending).toBeInstanceOf(ConnectError);
-    expect(await watching).toBeInstanceOf(ConnectError);
-    const lastBefore = before[before.length - 1]!;
-
-    const second = await spawnKafkaGateway(prefix);
-    gateways.push(second);
-    // The watcher reconnects with its last cursor; it ends when the stream is closed below.
-    const resumed = collect(second.client.watchResults({ streamId, afterCursor: lastBefore.cursor }));
-
-    // Event ids acknowledged before the crash, sent again (with other data), then new records.
-    const repeated = [...acknowledged.slice(0, 3), ...acknowledged.slice(-3)];
-    for (const { eventId } of repeated) {
-      await second.client.sendData({ streamId, eventId, payload: jsonData({ again: eventId }) });
     }
-    for (let n = 0; n < 5; n++) {
-      const eventId = `ev-after-${n}`;
-      const { cursor } = await second.client.sendData({ streamId, eventId, payload: jsonData({ after: n }) });
-      acknowledged.push({ eventId, cursor });
-    }
-    await second.client.closeStream({ streamId });
+  })();
 
-    const after = (await resumed).map((response) => response.result!);
-    const all = (await collect(second.client.watchResults({ streamId, startPosition: StartPosition.EARLIEST }))).map(
-      (response) => response.result!,
-    );
+  await twenty;
+  await first.kill();
+  // Both calls end with an error: the process is gone, nothing ended cleanly.
+  expect(await sending).toBeInstanceOf(ConnectError);
+  expect(await watching).toBeInstanceOf(ConnectError);
+  const lastBefore = before[before.length - 1]!;
 
-    // The reconnected watcher: what it had plus what it got since is the whole sequence.
-    expect([...before, ...after].map((result) => result.cursor)).toEqual(all.map((result) => result.cursor));
+  const second = await spawnKafkaGateway(prefix);
+  gateways.push(second);
+  // The watcher reconnects with its last cursor; it ends when the stream is closed below.
+  const resumed = collect(second.client.watchResults({ streamId, afterCursor: lastBefore.cursor }));
 
-    // Every acknowledged record exactly once; no record (acknowledged or not) twice.
-    const counts = countBySource(all);
-    expect(acknowledged.filter(({ cursor }) => counts.get(cursor) !== 1)).toEqual([]);
-    expect([...counts].filter(([, count]) => count > 1)).toEqual([]);
+  // Event ids acknowledged before the crash, sent again (with other data), then new records.
+  const repeated = [...acknowledged.slice(0, 3), ...acknowledged.slice(-3)];
+  for (const { eventId } of repeated) {
+    await second.client.sendData({ streamId, eventId, payload: jsonData({ again: eventId }) });
+  }
+  for (let n = 0; n < 5; n++) {
+    const eventId = `ev-after-${n}`;
+    const { cursor } = await second.client.sendData({ streamId, eventId, payload: jsonData({ after: n }) });
+    acknowledged.push({ eventId, cursor });
+  }
+  await second.client.closeStream({ streamId });
 
-    // Event ids: one result each; a repeated one's is the original record's.
-    const eventIds = all.map((result) => result.eventId);
-    expect(eventIds.filter((eventId, index) => eventIds.indexOf(eventId) !== index)).toEqual([]);
-    for (const { eventId, cursor } of repeated) {
-      const result = all.find((candidate) => candidate.eventId === eventId);
-      expect(result?.sourceCursor).toBe(cursor);
-      expect(payloadOf(result!)).toEqual({ n: Number(eventId.slice("ev-".length)) });
-    }
-    // Results come in send order, the records sent after the restart last.
-    const order = acknowledged.map(({ cursor }) => cursor);
-    expect(all.map((result) => result.sourceCursor).filter((cursor) => order.includes(cursor))).toEqual(order);
-    expect(all.slice(-5).map(payloadOf)).toEqual([0, 1, 2, 3, 4].map((n) => ({ after: n })));
-  },
-  90_000,
-);
+  const after = (await resumed).map((response) => response.result!);
+  const all = (await collect(second.client.watchResults({ streamId, startPosition: StartPosition.EARLIEST }))).map(
+    (response) => response.result!,
+  );
+
+  // The reconnected watcher: what it had plus what it got since is the whole sequence.
+  expect([...before, ...after].map((result) => result.cursor)).toEqual(all.map((result) => result.cursor));
+
+  // Every acknowledged record exactly once; no record (acknowledged or not) twice.
+  const counts = countBySource(all);
+  expect(acknowledged.filter(({ cursor }) => counts.get(cursor) !== 1)).toEqual([]);
+  expect([...counts].filter(([, count]) => count > 1)).toEqual([]);
+
+  // Event ids: one result each; a repeated one's is the original record's.
+  const eventIds = all.map((result) => result.eventId);
+  expect(eventIds.filter((eventId, index) => eventIds.indexOf(eventId) !== index)).toEqual([]);
+  for (const { eventId, cursor } of repeated) {
+    const result = all.find((candidate) => candidate.eventId === eventId);
+    expect(result?.sourceCursor).toBe(cursor);
+    expect(payloadOf(result!)).toEqual({ n: Number(eventId.slice("ev-".length)) });
+  }
+  // Results come in send order, the records sent after the restart last.
+  const order = acknowledged.map(({ cursor }) => cursor);
+  expect(all.map((result) => result.sourceCursor).filter((cursor) => order.includes(cursor))).toEqual(order);
+  expect(all.slice(-5).map(payloadOf)).toEqual([0, 1, 2, 3, 4].map((n) => ({ after: n })));
+}, 90_000);

@@ -5,16 +5,17 @@
  * made alternately on A and B, exactly once, in the order the sends were
  * acknowledged.
  */
-import { afterAll, beforeAll, expect, it } from "vitest";
+
 import { Code, ConnectError } from "@connectrpc/connect";
-import { StartPosition, StreamState, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { type Result, StartPosition, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
 import {
   jsonData,
+  type KafkaGateway,
   payloadOf,
   pollUntil,
   spawnKafkaGateway,
   uniqueTopicPrefix,
-  type KafkaGateway,
 } from "./support/kafka-gateway.js";
 import { collect, take } from "./support/server.js";
 
@@ -56,7 +57,10 @@ it("a stream started on A becomes usable on B", async ({ annotate }) => {
 it("a watcher on B receives every result of sends on A and B, in acknowledgement order", async () => {
   const streamId = "sent-on-both";
   await a!.client.startStream({ streamId });
-  await pollUntil("the stream known on B", () => b!.client.getStream({ streamId }), { timeoutMs: 5000, intervalMs: 10 });
+  await pollUntil("the stream known on B", () => b!.client.getStream({ streamId }), {
+    timeoutMs: 5000,
+    intervalMs: 10,
+  });
   const watch = take(b!.client.watchResults({ streamId, startPosition: StartPosition.EARLIEST }), 100);
 
   // Each send is acknowledged before the next is made, so acknowledgement order is send order.

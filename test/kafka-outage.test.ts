@@ -10,17 +10,18 @@
  * This is the one test file that stops the shared test broker; it starts it
  * again in a finally. It must not run alongside other Kafka test files.
  */
-import { afterAll, expect, it } from "vitest";
+
 import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, expect, it } from "vitest";
 import { HealthCheckResponse_ServingStatus as Serving } from "../gen/grpc/health/v1/health_pb.js";
-import { ResumeInfoSchema, StartPosition, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
+import { type Result, ResumeInfoSchema, StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { startKafka, stopKafka } from "./support/kafka-control.js";
 import {
   jsonData,
+  type KafkaGateway,
   pollUntil,
   spawnKafkaGateway,
   uniqueTopicPrefix,
-  type KafkaGateway,
 } from "./support/kafka-gateway.js";
 import { collect } from "./support/server.js";
 
@@ -73,15 +74,27 @@ it("a broker outage: UNAVAILABLE and NOT_SERVING while down, recovery without a 
     alive(
       new Promise<void>((resolve, reject) => {
         if (acknowledged.length >= count) return resolve();
-        const timer = setTimeout(() => reject(new Error(`${count} sends not acknowledged within ${timeoutMs} ms`)), timeoutMs);
-        ackWaiters.push({ count, resolve: () => (clearTimeout(timer), resolve()) });
+        const timer = setTimeout(
+          () => reject(new Error(`${count} sends not acknowledged within ${timeoutMs} ms`)),
+          timeoutMs,
+        );
+        ackWaiters.push({
+          count,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
       }),
     );
   let stopTraffic = false;
   const traffic = (async () => {
     for (let n = 0; !stopTraffic; n++) {
       try {
-        const { cursor } = await client.sendData({ streamId, payload: jsonData({ n }) }, { timeoutMs: CLIENT_TIMEOUT_MS });
+        const { cursor } = await client.sendData(
+          { streamId, payload: jsonData({ n }) },
+          { timeoutMs: CLIENT_TIMEOUT_MS },
+        );
         acknowledged.push(cursor);
         for (const waiter of ackWaiters.filter(({ count }) => acknowledged.length >= count)) {
           ackWaiters.splice(ackWaiters.indexOf(waiter), 1);

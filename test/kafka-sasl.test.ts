@@ -9,7 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { runKafkaScript, type KafkaEnv } from "./support/kafka-global-setup.js";
+import { type KafkaEnv, runKafkaScript } from "./support/kafka-global-setup.js";
 import { freePorts } from "./support/ports.js";
 import { startTestServer, streamClient, take, uniqueTopicPrefix } from "./support/server.js";
 
@@ -62,7 +62,10 @@ it("runs a stream end to end through a SASL/PLAIN listener with the right creden
   try {
     const client = streamClient(server);
     await client.startStream({ streamId: "over-sasl" });
-    const { cursor } = await client.sendData({ streamId: "over-sasl", payload: { case: "raw", value: new Uint8Array([1, 2, 3]) } });
+    const { cursor } = await client.sendData({
+      streamId: "over-sasl",
+      payload: { case: "raw", value: new Uint8Array([1, 2, 3]) },
+    });
     const [watched] = await take(client.watchResults({ streamId: "over-sasl" }), 1);
     expect(watched!.result!.sourceCursor).toBe(cursor);
   } finally {

@@ -5,8 +5,9 @@
  * cannot commit: the processor's last commit at shutdown is made there). A
  * commit after the close fails.
  */
-import { afterAll, expect, it } from "vitest";
+
 import { Admin } from "@platformatic/kafka";
+import { afterAll, expect, it } from "vitest";
 import type { Broker, StoredRecord } from "../src/broker/broker.js";
 import { kafkaBrokers, testKafkaClient } from "./support/kafka-control.js";
 import { uniqueTopicPrefix } from "./support/kafka-gateway.js";
@@ -21,7 +22,10 @@ afterAll(() => broker?.close());
 it("commits in beforeLeaving while still in the group, after the batch being handled, and delivers nothing after", async () => {
   broker = await testKafkaClient(`${prefix}client`);
   await broker.ensureTopics([{ name: topic, partitions: 1, compacted: false }]);
-  await broker.produce(topic, [0, 1, 2].map((n) => ({ key: "k", value: encoder.encode(String(n)), headers: {} })));
+  await broker.produce(
+    topic,
+    [0, 1, 2].map((n) => ({ key: "k", value: encoder.encode(String(n)), headers: {} })),
+  );
 
   // The handler holds its first batch until released, so the close starts while it is being handled.
   const delivered: StoredRecord[] = [];
@@ -58,8 +62,12 @@ it("commits in beforeLeaving while still in the group, after the batch being han
   expect(delivered.map((record) => new TextDecoder().decode(record.value))).not.toContain("late");
   const admin = new Admin({ clientId: `${prefix}admin`, bootstrapBrokers: kafkaBrokers().split(",") });
   try {
-    const [group] = await admin.listConsumerGroupOffsets({ groups: [{ groupId, topics: [{ name: topic, partitionIndexes: [0] }] }] });
-    const committed = group!.topics.find((entry) => entry.name === topic)!.partitions.map((entry) => [entry.partitionIndex, entry.committedOffset]);
+    const [group] = await admin.listConsumerGroupOffsets({
+      groups: [{ groupId, topics: [{ name: topic, partitionIndexes: [0] }] }],
+    });
+    const committed = group!.topics
+      .find((entry) => entry.name === topic)!
+      .partitions.map((entry) => [entry.partitionIndex, entry.committedOffset]);
     expect(committed).toEqual([[0, BigInt(next)]]);
   } finally {
     await admin.close();

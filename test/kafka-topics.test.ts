@@ -6,14 +6,15 @@
  * unchanged), at the partition and offset the cursors name. The registry topic
  * is compacted.
  */
-import { afterAll, beforeAll, expect, it } from "vitest";
+
 import { Admin, ConfigResourceTypes } from "@platformatic/kafka";
+import { afterAll, beforeAll, expect, it } from "vitest";
 import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
+import { streamKey } from "../src/streams/stream-key.js";
 import { kafkaBrokers } from "./support/kafka-control.js";
 import { jsonData, startKafkaTestServer, uniqueTopicPrefix } from "./support/kafka-gateway.js";
-import { kcatPath, kcatReadTopic, kcatValueBytes, type KcatRecord } from "./support/kafka-kcat.js";
-import { streamKey } from "../src/streams/stream-key.js";
-import { TEST_TENANT, streamClient, take, type TestServer } from "./support/server.js";
+import { type KcatRecord, kcatPath, kcatReadTopic, kcatValueBytes } from "./support/kafka-kcat.js";
+import { streamClient, TEST_TENANT, type TestServer, take } from "./support/server.js";
 
 const prefix = uniqueTopicPrefix("topics");
 let server: TestServer | undefined;
@@ -135,10 +136,17 @@ it("the registry topic is compacted; ingest and results are not", async () => {
   try {
     const names = ["streams", "ingest", "results"].map((name) => `${prefix}${name}`);
     const described = await admin.describeConfigs({
-      resources: names.map((name) => ({ resourceType: ConfigResourceTypes.TOPIC, resourceName: name, configurationKeys: ["cleanup.policy"] })),
+      resources: names.map((name) => ({
+        resourceType: ConfigResourceTypes.TOPIC,
+        resourceName: name,
+        configurationKeys: ["cleanup.policy"],
+      })),
     });
     const policies = Object.fromEntries(
-      described.map((resource) => [resource.resourceName, resource.configs.find((entry) => entry.name === "cleanup.policy")?.value]),
+      described.map((resource) => [
+        resource.resourceName,
+        resource.configs.find((entry) => entry.name === "cleanup.policy")?.value,
+      ]),
     );
     expect(policies).toEqual({ [names[0]!]: "compact", [names[1]!]: "delete", [names[2]!]: "delete" });
   } finally {

@@ -3,13 +3,22 @@
  * start → send (unary and client-streaming) → watch → resume after a cursor →
  * close, with the watch ending OK; on the embedded broker and on Kafka.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError } from "@connectrpc/connect";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Result } from "../gen/streamgate/v1/stream_service_pb.js";
 import { StartPosition, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
-import { BROKERS, collect, startTestServer, streamClient, take, TRANSPORTS, type TestServer } from "./support/server.js";
+import {
+  BROKERS,
+  collect,
+  startTestServer,
+  streamClient,
+  type TestServer,
+  TRANSPORTS,
+  take,
+} from "./support/server.js";
 
 describe.each(BROKERS)("on the %s broker", (kind) => {
   let server: TestServer;
@@ -87,7 +96,10 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
         () => collect(client.watchResults({ streamId })),
       ];
       for (const call of calls) {
-        const error = await call().then(() => undefined, (e: unknown) => ConnectError.from(e));
+        const error = await call().then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
         expect(error?.code).toBe(Code.NotFound);
       }
     });
@@ -98,7 +110,6 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
 function json(value: unknown) {
   return toValue(value);
 }
-
 
 function toValue(value: unknown) {
   return fromJson(ValueSchema, value as JsonValue);

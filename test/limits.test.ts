@@ -7,18 +7,19 @@
  * records stored, the refused one and later ones not), per-client buckets that
  * do not share a budget, and the cap on a client's open watchers.
  */
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { ConfigError, loadConfig } from "../src/config/config.js";
 import { Limits } from "../src/guard/limits/limits.js";
 import { localBuckets } from "../src/guard/limits/local-buckets.js";
-import { startTestServer, streamClient, take, TRANSPORTS, type TestServer } from "./support/server.js";
 import { failureOf } from "./support/refusal.js";
+import { startTestServer, streamClient, type TestServer, TRANSPORTS, take } from "./support/server.js";
 
 const CLIENT = { key: "client:a/a", label: "a", tenantLabel: "a" };
 
@@ -120,8 +121,12 @@ describe("rate limits on a real server", () => {
       for (const error of refused) expect(error.rawMessage).not.toContain("k1");
       // The metric counts each decision under the key's name.
       const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
-      expect(metrics).toContain(`streamgate_limiter_requests_total{result="denied",limit="global",client="acc",tenant="acc"} ${refused.length}`);
-      expect(metrics).toContain(`streamgate_limiter_requests_total{result="allowed",limit="global",client="acc",tenant="acc"} ${20 - refused.length}`);
+      expect(metrics).toContain(
+        `streamgate_limiter_requests_total{result="denied",limit="global",client="acc",tenant="acc"} ${refused.length}`,
+      );
+      expect(metrics).toContain(
+        `streamgate_limiter_requests_total{result="allowed",limit="global",client="acc",tenant="acc"} ${20 - refused.length}`,
+      );
     });
   });
 
@@ -138,7 +143,11 @@ describe("rate limits on a real server", () => {
 
   it("refuses a client stream mid-stream: earlier records stored, the refused one and later ones not", async () => {
     // Two clients of one tenant: they share its streams, not their limits.
-    server = await startTestServer({ API_KEYS: "a@shared:ka,b@shared:kb", CLIENT_RATE_LIMIT_RPS: "1", CLIENT_RATE_LIMIT_BURST: "4" });
+    server = await startTestServer({
+      API_KEYS: "a@shared:ka,b@shared:kb",
+      CLIENT_RATE_LIMIT_RPS: "1",
+      CLIENT_RATE_LIMIT_BURST: "4",
+    });
     const a = streamClient(server, "grpc", "ka");
     const b = streamClient(server, "grpc", "kb");
     const streamId = "mid-stream";
@@ -187,7 +196,8 @@ describe("rate limits on a real server", () => {
     // Closing the first frees its slot (once the server has seen the call end).
     first.abort();
     await vi.waitFor(
-      async () => expect(await take(a.watchResults({ streamId, startPosition: StartPosition.EARLIEST }), 1)).toHaveLength(1),
+      async () =>
+        expect(await take(a.watchResults({ streamId, startPosition: StartPosition.EARLIEST }), 1)).toHaveLength(1),
       { timeout: 5000, interval: 50 },
     );
   });

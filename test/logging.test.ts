@@ -8,14 +8,14 @@
 import { randomUUID } from "node:crypto";
 import * as http2 from "node:http2";
 import { Writable } from "node:stream";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { pino } from "pino";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { SendDataStreamRequestSchema, StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
-import { startApp, type App } from "../src/app/app.js";
+import { type App, startApp } from "../src/app/app.js";
 import { loadConfig } from "../src/config/config.js";
-import { TEST_API_KEY, TRANSPORTS, apiKeyHeader } from "./support/server.js";
+import { apiKeyHeader, TEST_API_KEY, TRANSPORTS } from "./support/server.js";
 
 /** The key the credentials test sends: a second client, "log-client". */
 const SECRET_KEY = "secret-key-456";
@@ -30,7 +30,8 @@ const lines = () =>
     .filter((line) => line !== "")
     .map((line) => JSON.parse(line) as Record<string, unknown>);
 /** The per-RPC lines of `method`. */
-const rpcLines = (method: string) => lines().filter((line) => line.msg === "rpc" && line.procedure === `streamgate.v1.StreamService/${method}`);
+const rpcLines = (method: string) =>
+  lines().filter((line) => line.msg === "rpc" && line.procedure === `streamgate.v1.StreamService/${method}`);
 
 let app: App;
 let baseUrl: string;
@@ -42,7 +43,11 @@ beforeAll(async () => {
       done();
     },
   });
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", API_KEYS: `test:${TEST_API_KEY},log-client:${SECRET_KEY}` });
+  const config = loadConfig({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    API_KEYS: `test:${TEST_API_KEY},log-client:${SECRET_KEY}`,
+  });
   // A synchronous pino writing to the stream: each line is there once the call it describes ended.
   app = await startApp(config, pino({ level: "info" }, destination));
   baseUrl = `http://127.0.0.1:${app.port}`;
@@ -57,14 +62,24 @@ describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
 
   it("logs procedure, code, duration, client, tenant, peer and the client's request id, and echoes the id", async () => {
     let echoed: string | null = null;
-    await client().startStream({ streamId: `log-${transport}` }, {
-      headers: { "x-request-id": `req.${transport}-1_A` },
-      onHeader: (header) => (echoed = header.get("x-request-id")),
-    });
+    await client().startStream(
+      { streamId: `log-${transport}` },
+      {
+        headers: { "x-request-id": `req.${transport}-1_A` },
+        onHeader: (header) => (echoed = header.get("x-request-id")),
+      },
+    );
     expect(echoed).toBe(`req.${transport}-1_A`);
     const [line, ...others] = rpcLines("StartStream");
     expect(others).toHaveLength(0);
-    expect(line).toMatchObject({ level: 30, code: "ok", client: "test", tenant: "test", peer: "127.0.0.1", request_id: `req.${transport}-1_A` });
+    expect(line).toMatchObject({
+      level: 30,
+      code: "ok",
+      client: "test",
+      tenant: "test",
+      peer: "127.0.0.1",
+      request_id: `req.${transport}-1_A`,
+    });
     expect(typeof line!.duration_ms).toBe("number");
     expect(line!.duration_ms as number).toBeGreaterThanOrEqual(0);
   });
@@ -73,10 +88,13 @@ describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
     for (const [index, given] of [undefined, "has space", "x".repeat(129), "semi;colon"].entries()) {
       logged = "";
       let echoed: string | null = null;
-      await client().startStream({ streamId: `gen-${transport}-${index}` }, {
-        headers: given === undefined ? {} : { "x-request-id": given },
-        onHeader: (header) => (echoed = header.get("x-request-id")),
-      });
+      await client().startStream(
+        { streamId: `gen-${transport}-${index}` },
+        {
+          headers: given === undefined ? {} : { "x-request-id": given },
+          onHeader: (header) => (echoed = header.get("x-request-id")),
+        },
+      );
       expect(echoed, String(given)).toMatch(UUID);
       expect(rpcLines("StartStream")).toMatchObject([{ code: "ok", request_id: echoed }]);
     }
@@ -85,7 +103,10 @@ describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
   it("logs a failed call with its code, and returns the id with the error", async () => {
     const error = await client()
       .getStream({ streamId: "nope" }, { headers: { "x-request-id": "failing-1" } })
-      .then(() => undefined, (caught: unknown) => ConnectError.from(caught));
+      .then(
+        () => undefined,
+        (caught: unknown) => ConnectError.from(caught),
+      );
     expect(error?.code).toBe(Code.NotFound);
     expect(error?.metadata.get("x-request-id")).toBe("failing-1");
     expect(rpcLines("GetStream")).toMatchObject([{ code: "not_found", request_id: "failing-1", peer: "127.0.0.1" }]);
@@ -96,11 +117,14 @@ describe.each(["grpc", "connect-json"])("request logs over %s", (transport) => {
     await client().startStream({ streamId });
     let header: string | null = null;
     let trailer: string | null = null;
-    const watch = client().watchResults({ streamId }, {
-      headers: { "x-request-id": `watch-${transport}` },
-      onHeader: (h) => (header = h.get("x-request-id")),
-      onTrailer: (t) => (trailer = t.get("x-request-id")),
-    });
+    const watch = client().watchResults(
+      { streamId },
+      {
+        headers: { "x-request-id": `watch-${transport}` },
+        onHeader: (h) => (header = h.get("x-request-id")),
+        onTrailer: (t) => (trailer = t.get("x-request-id")),
+      },
+    );
     const ended = (async () => {
       for await (const _ of watch);
     })();
@@ -145,18 +169,24 @@ describe("a client that goes away mid-stream", () => {
     await client.startStream({ streamId });
     const session = http2.connect(baseUrl);
     const abort = new AbortController();
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/streamgate.v1.StreamService/SendDataStream",
-      "content-type": "application/grpc",
-      te: "trailers",
-      "x-api-key": TEST_API_KEY,
-    }, { signal: abort.signal });
+    const stream = session.request(
+      {
+        ":method": "POST",
+        ":path": "/streamgate.v1.StreamService/SendDataStream",
+        "content-type": "application/grpc",
+        te: "trailers",
+        "x-api-key": TEST_API_KEY,
+      },
+      { signal: abort.signal },
+    );
     stream.on("error", () => undefined);
-    const message = toBinary(SendDataStreamRequestSchema, create(SendDataStreamRequestSchema, {
-      streamId,
-      payload: { case: "raw", value: new Uint8Array([1]) },
-    }));
+    const message = toBinary(
+      SendDataStreamRequestSchema,
+      create(SendDataStreamRequestSchema, {
+        streamId,
+        payload: { case: "raw", value: new Uint8Array([1]) },
+      }),
+    );
     const envelope = Buffer.alloc(5 + message.length);
     envelope.writeUInt32BE(message.length, 1);
     envelope.set(message, 5);

@@ -67,7 +67,10 @@ describe("produce and fetch", () => {
   it("returns each record's partition and offset, offsets growing per partition", async () => {
     const broker = await brokerWith(4);
     const keys = Array.from({ length: 40 }, (_, i) => `key-${i % 10}`);
-    const positions = await broker.produce("t", keys.map((key, i) => record(key, `v${i}`)));
+    const positions = await broker.produce(
+      "t",
+      keys.map((key, i) => record(key, `v${i}`)),
+    );
 
     const next = [0, 0, 0, 0];
     positions.forEach((position, i) => {
@@ -103,7 +106,10 @@ describe("produce and fetch", () => {
 
   it("fetches from any offset, at most maxRecords", async () => {
     const broker = await brokerWith(1);
-    await broker.produce("t", Array.from({ length: 10 }, (_, i) => record("k", `v${i}`)));
+    await broker.produce(
+      "t",
+      Array.from({ length: 10 }, (_, i) => record("k", `v${i}`)),
+    );
     expect((await broker.fetch("t", 0, 4, 3)).map(text)).toEqual(["v4", "v5", "v6"]);
     expect((await broker.fetch("t", 0, 8, 100)).map(text)).toEqual(["v8", "v9"]);
     expect(await broker.fetch("t", 0, 10, 100)).toEqual([]);
@@ -162,7 +168,10 @@ describe("compaction", () => {
     // Compaction runs once a partition outgrows 1024 records, mostly superseded.
     const keys = Array.from({ length: 1100 }, (_, i) => (i === 1050 ? "a" : i === 1070 ? "b" : "filler"));
     keys[10] = "a";
-    await broker.produce("t", keys.map((key, i) => record(key, `${key}@${i}`)));
+    await broker.produce(
+      "t",
+      keys.map((key, i) => record(key, `${key}@${i}`)),
+    );
 
     const kept = await broker.fetch("t", 0, 0, 2000);
     expect(kept.map((r) => [r.offset, text(r)])).toEqual([
@@ -181,7 +190,11 @@ describe("compaction", () => {
   it("compacts only once half the log is superseded, counting from the last compaction", async () => {
     const broker = await brokerWith(1, {}, true);
     const keys = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => `k${from + i}`);
-    const write = (list: string[]) => broker.produce("t", list.map((key) => record(key, key)));
+    const write = (list: string[]) =>
+      broker.produce(
+        "t",
+        list.map((key) => record(key, key)),
+      );
     // Distinct keys (a registry of 2,000 streams): nothing is superseded, nothing dropped.
     await write(keys(0, 2000));
     // 999 of 2,999 superseded: under half, still nothing dropped.
@@ -201,7 +214,10 @@ describe("compaction", () => {
 
   it("ignores count retention on a compacted topic", async () => {
     const broker = await brokerWith(1, { retentionRecords: 2 }, true);
-    await broker.produce("t", ["a", "b", "c", "d"].map((key) => record(key, key)));
+    await broker.produce(
+      "t",
+      ["a", "b", "c", "d"].map((key) => record(key, key)),
+    );
     expect(await broker.offsets("t", 0)).toEqual({ low: 0, high: 4 });
   });
 });
@@ -221,14 +237,20 @@ describe("subscribe", () => {
 
   it("starts at given offsets, overriding `from`", async () => {
     const broker = await brokerWith(1);
-    await broker.produce("t", Array.from({ length: 6 }, (_, i) => record("k", `v${i}`)));
+    await broker.produce(
+      "t",
+      Array.from({ length: 6 }, (_, i) => record("k", `v${i}`)),
+    );
     const { until } = await gather(broker, { from: "latest", startOffsets: [4] });
     expect((await until(2)).map(text)).toEqual(["v4", "v5"]);
   });
 
   it("delivers a partition in offset order, in batches of at most maxBatch", async () => {
     const broker = await brokerWith(1, { maxBatch: 4 });
-    await broker.produce("t", Array.from({ length: 10 }, (_, i) => record("k", `v${i}`)));
+    await broker.produce(
+      "t",
+      Array.from({ length: 10 }, (_, i) => record("k", `v${i}`)),
+    );
     const { until, batches } = await gather(broker, { from: "earliest" });
     expect(offsetsOf(await until(10))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     expect(batches.every((batch) => batch.records.length <= 4 && batch.partition === 0 && batch.topic === "t")).toBe(
@@ -238,7 +260,10 @@ describe("subscribe", () => {
 
   it("tells each batch its partition's high watermark, and assigns a subscriber every partition", async () => {
     const broker = await brokerWith(2, { maxBatch: 4 });
-    await broker.produce("t", Array.from({ length: 10 }, (_, i) => record("k", `v${i}`)));
+    await broker.produce(
+      "t",
+      Array.from({ length: 10 }, (_, i) => record("k", `v${i}`)),
+    );
     const assignments: number[][] = [];
     const { until, batches } = await gather(broker, {
       from: "earliest",
@@ -259,7 +284,10 @@ describe("subscribe", () => {
 
   it("resumes a consumer group from its committed offsets", async () => {
     const broker = await brokerWith(1);
-    await broker.produce("t", Array.from({ length: 5 }, (_, i) => record("k", `v${i}`)));
+    await broker.produce(
+      "t",
+      Array.from({ length: 5 }, (_, i) => record("k", `v${i}`)),
+    );
 
     const first = await gather(broker, { groupId: "g", from: "earliest" });
     await first.until(5);
@@ -276,7 +304,10 @@ describe("subscribe", () => {
 
   it("never moves a committed offset backwards, and needs a group to commit", async () => {
     const broker = await brokerWith(1);
-    await broker.produce("t", Array.from({ length: 4 }, (_, i) => record("k", `v${i}`)));
+    await broker.produce(
+      "t",
+      Array.from({ length: 4 }, (_, i) => record("k", `v${i}`)),
+    );
     const first = await gather(broker, { groupId: "g", from: "earliest" });
     await first.until(4);
     await first.subscription.commit(0, 3);

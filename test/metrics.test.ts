@@ -7,12 +7,12 @@
  * serves the same text on a port of its own.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { fromJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { startTestServer, streamClient, type TestServer } from "./support/server.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { freePort } from "./support/ports.js";
+import { startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 const SERVICE = "streamgate.v1.StreamService";
 
@@ -77,16 +77,19 @@ describe("GET /metrics", () => {
     before = (await scrape(server.baseUrl)).samples;
     const client = streamClient(server, "grpc");
     await client.startStream({ streamId: "m1" });
-    expect(await codeOf(client.sendData({ streamId: "bad id!", payload: { case: "data", value: fromJson(ValueSchema, 1) } }))).toBe(
-      Code.InvalidArgument,
-    );
+    expect(
+      await codeOf(
+        client.sendData({ streamId: "bad id!", payload: { case: "data", value: fromJson(ValueSchema, 1) } }),
+      ),
+    ).toBe(Code.InvalidArgument);
     expect(await codeOf(client.getStream({ streamId: "missing" }))).toBe(Code.NotFound);
 
     // The watch passes 2 of the 3 records; CloseStream then ends it with OK.
     const watch = client.watchResults({ streamId: "m1", filter: "data.n > 1" })[Symbol.asyncIterator]();
     const sent = await client.sendDataStream(
       (async function* () {
-        for (const n of [1, 2, 3]) yield { streamId: "m1", payload: { case: "data" as const, value: fromJson(ValueSchema, { n }) } };
+        for (const n of [1, 2, 3])
+          yield { streamId: "m1", payload: { case: "data" as const, value: fromJson(ValueSchema, { n }) } };
       })(),
     );
     expect(sent.accepted).toBe(3n);
@@ -118,7 +121,12 @@ describe("GET /metrics", () => {
     expect(after.contentType).toMatch(/^text\/plain; version=0\.0\.4/);
     // Default process metrics are there too, the Node.js version among them.
     expect(value(after.samples, "process_cpu_user_seconds_total")).toBeGreaterThan(0);
-    expect(after.text).toMatch(new RegExp(`^nodejs_version_info\\{version="${process.version}",major="${process.versions.node.split(".")[0]}"`, "m"));
+    expect(after.text).toMatch(
+      new RegExp(
+        `^nodejs_version_info\\{version="${process.version}",major="${process.versions.node.split(".")[0]}"`,
+        "m",
+      ),
+    );
   });
 
   it("counts RPCs started and handled by service, method, type and the code the client saw", () => {

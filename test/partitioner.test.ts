@@ -3,8 +3,9 @@
  * byte for byte, and a key's partition is `toPositive(murmur2) % partitions`, so
  * a stream's records land in the same partition whichever client wrote them.
  */
-import { describe, expect, it } from "vitest";
+
 import { murmur2 as clientMurmur2 } from "@platformatic/kafka";
+import { describe, expect, it } from "vitest";
 import { murmur2, partitionForKey } from "../src/broker/partitioner.js";
 
 const utf8 = (text: string) => new TextEncoder().encode(text);
@@ -53,7 +54,17 @@ describe("against @platformatic/kafka", () => {
   it("agrees with the Kafka client's own murmur2 on keys of every kind of character", () => {
     // streamgate picks partitions itself and hands them to the client; another producer of the
     // same keys (the client's compatibilityPartitioner, as Java's) must land in the same ones.
-    const keys = ["", "a", "stream-1", "acme/sensor-42", "héllo wörld", "中文流", "emoji-😀", "\u0000nul", ...Array.from({ length: 100 }, (_, i) => `t${i}/s-${i * 7919}`)];
+    const keys = [
+      "",
+      "a",
+      "stream-1",
+      "acme/sensor-42",
+      "héllo wörld",
+      "中文流",
+      "emoji-😀",
+      "\u0000nul",
+      ...Array.from({ length: 100 }, (_, i) => `t${i}/s-${i * 7919}`),
+    ];
     for (const key of keys) expect(murmur2(utf8(key)), key).toBe(clientMurmur2(Buffer.from(key, "utf8"), false));
   });
 });
@@ -80,7 +91,19 @@ describe("partitionForKey", () => {
   });
 
   it("hashes a key's UTF-8 bytes whatever its characters and length (ASCII keys skip the encoder)", () => {
-    const keys = ["", "a", "ab", "abc", "abcd", "del\u007f", "caf\u00e9", "\u0080", "x".repeat(256), "y".repeat(257), `${"z".repeat(255)}\u00e9`];
+    const keys = [
+      "",
+      "a",
+      "ab",
+      "abc",
+      "abcd",
+      "del\u007f",
+      "caf\u00e9",
+      "\u0080",
+      "x".repeat(256),
+      "y".repeat(257),
+      `${"z".repeat(255)}\u00e9`,
+    ];
     for (const key of keys) {
       expect(partitionForKey(key, 1000), JSON.stringify(key)).toBe((murmur2(utf8(key)) & 0x7fffffff) % 1000);
     }

@@ -6,8 +6,8 @@
  * and comes back full).
  */
 import { describe, expect, it } from "vitest";
-import { peerGroup } from "../src/rpc/connection-admission.js";
 import { boundedLocalBuckets } from "../src/guard/limits/local-buckets.js";
+import { peerGroup } from "../src/rpc/connection-admission.js";
 
 describe("peerGroup", () => {
   it.each([

@@ -9,28 +9,28 @@
  * once, is committed, and is not processed again by the next restart.
  */
 import { Writable } from "node:stream";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { pino } from "pino";
 import type { Client } from "@connectrpc/connect";
+import { pino } from "pino";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Result, StreamService, WatchResultsResponse } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Logger } from "../src/observe/logger.js";
-import { dataHeaders } from "../src/topics/record-format.js";
 import { streamKey } from "../src/streams/stream-key.js";
+import { dataHeaders } from "../src/topics/record-format.js";
 import { testKafkaClient } from "./support/kafka-control.js";
 import {
   BROKERS,
-  TEST_API_KEY,
-  TEST_TENANT,
+  type BrokerKind,
   brokerEnv,
   collect,
   startTestServer,
   streamClient,
+  TEST_API_KEY,
+  TEST_TENANT,
+  type TestServer,
   take,
   uniqueTopicPrefix,
-  type BrokerKind,
-  type TestServer,
 } from "./support/server.js";
 
 const OTHER_KEY = "streamgate-other-client-key-0123456789";
@@ -95,7 +95,9 @@ function samePartition(server: TestServer, ingest: string, streamId: string, cou
 
 /** streamgate_records_failed_total{reason} as GET /metrics reports it (0 when not yet counted). */
 /** Closes each client's stream, then collects every result of each, in order (a closed stream's watch ends). */
-async function closeAndCollect(streams: Array<[Client<typeof StreamService>, string]>): Promise<WatchResultsResponse[][]> {
+async function closeAndCollect(
+  streams: Array<[Client<typeof StreamService>, string]>,
+): Promise<WatchResultsResponse[][]> {
   await Promise.all(streams.map(([client, streamId]) => client.closeStream({ streamId })));
   return Promise.all(streams.map(([client, streamId]) => collect(client.watchResults({ streamId }))));
 }
@@ -219,7 +221,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
     expect(all.map(dataOf)).toEqual([{ n: 1 }, { n: 2 }]);
     const resumed = await collect(other.watchResults({ streamId, afterCursor: all[0]!.result!.cursor }));
     expect(resumed.map(dataOf)).toEqual([{ n: 2 }]);
-    expect(lines.filter((line) => line.stream === keyOf(streamId) && line.msg === "unreadable result skipped")).not.toHaveLength(0);
+    expect(
+      lines.filter((line) => line.stream === keyOf(streamId) && line.msg === "unreadable result skipped"),
+    ).not.toHaveLength(0);
     expect(JSON.stringify(lines)).not.toContain(SECRET);
   });
 });
@@ -232,7 +236,9 @@ describe("on Kafka, across restarts", () => {
   let server: TestServer | undefined;
   afterAll(() => server?.close());
 
-  it("fails a poison record once after a restart, commits it, and does not process it again", { timeout: 90_000 }, async () => {
+  it("fails a poison record once after a restart, commits it, and does not process it again", {
+    timeout: 90_000,
+  }, async () => {
     server = await startTestServer(env, "kafka", capturingLogger(lines));
     const poisoned = "poison-restart";
     const [neighbour] = samePartition(server, ingest, poisoned, 1) as [string];
@@ -256,7 +262,11 @@ describe("on Kafka, across restarts", () => {
       });
       await writer.produce(ingest, [
         record(poisoned, { s: SECRET.repeat(200) }),
-        { key: keyOf(poisoned), value: encoder.encode(`{"s": ${SECRET}}`), headers: { "content-type": "application/json" } },
+        {
+          key: keyOf(poisoned),
+          value: encoder.encode(`{"s": ${SECRET}}`),
+          headers: { "content-type": "application/json" },
+        },
         ...range(BEHIND).map((n) => record(neighbour, { n })),
         record(poisoned, { s: "ok" }),
       ]);
@@ -283,7 +293,10 @@ describe("on Kafka, across restarts", () => {
     await client.sendData({ streamId: neighbour, payload: json({ n: BEHIND }) });
     await client.closeStream({ streamId: poisoned });
     await client.closeStream({ streamId: neighbour });
-    expect((await collect(client.watchResults({ streamId: poisoned }))).map(dataOf)).toEqual([tripled("ok"), tripled("go")]);
+    expect((await collect(client.watchResults({ streamId: poisoned }))).map(dataOf)).toEqual([
+      tripled("ok"),
+      tripled("go"),
+    ]);
     const all = await collect(client.watchResults({ streamId: neighbour }));
     expect(all.map(dataOf)).toEqual([{ n: -1 }, ...range(BEHIND + 1).map((n) => ({ n }))]);
     expect((await client.getStream({ streamId: poisoned })).counts).toMatchObject({ failed: 0n, results: 1n });
@@ -320,7 +333,9 @@ describe("on Kafka, results the broker refuses as too large", () => {
     await other.closeStream({ streamId: neighbour });
 
     expect((await collect(client.watchResults({ streamId: poisoned }))).map(dataOf)).toEqual([tripled("ok")]);
-    const neighbourResults = (await collect(other.watchResults({ streamId: neighbour }))).map(dataOf) as Array<{ n: number }>;
+    const neighbourResults = (await collect(other.watchResults({ streamId: neighbour }))).map(dataOf) as Array<{
+      n: number;
+    }>;
     expect(neighbourResults.map((result) => result.n).sort((a, b) => a - b)).toEqual(range(3 + BEHIND));
     expect(neighbourResults.slice(0, 3)).toEqual(expect.arrayContaining([large(0), large(1), large(2)]));
     expect((await client.getStream({ streamId: poisoned })).counts).toMatchObject({ failed: 1n, results: 1n });

@@ -3,12 +3,13 @@
  * transform, the ratePerSecond throttle (order kept, rate bounded), and
  * per-stream order under concurrent senders; on the embedded broker and on Kafka.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { timestampMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema, timestampMs } from "@bufbuild/protobuf/wkt";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Result } from "../gen/streamgate/v1/stream_service_pb.js";
-import { BROKERS, collect, startTestServer, streamClient, take, type TestServer } from "./support/server.js";
+import { BROKERS, collect, startTestServer, streamClient, type TestServer, take } from "./support/server.js";
 
 const json = (value: JsonValue) => ({ case: "data" as const, value: fromJson(ValueSchema, value) });
 const dataOf = (result: Result | undefined) =>
@@ -161,9 +162,9 @@ describe.each(BROKERS)("on the %s broker", (kind) => {
 
     it("refuses a negative rate", async () => {
       const client = streamClient(server);
-      await expect(
-        client.startStream({ streamId: "neg", processing: { ratePerSecond: -1 } }),
-      ).rejects.toMatchObject({ code: Code.InvalidArgument });
+      await expect(client.startStream({ streamId: "neg", processing: { ratePerSecond: -1 } })).rejects.toMatchObject({
+        code: Code.InvalidArgument,
+      });
     });
   });
 

@@ -6,15 +6,16 @@
  * records are committed within an interval, or at once when half the
  * in-flight bound waits, not once per turn.
  */
-import { afterEach, describe, expect, it, vi } from "vitest";
-import { pino } from "pino";
+
 import { create, fromJson } from "@bufbuild/protobuf";
-import { ProcessingSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { createMemoryBroker } from "../src/broker/memory.js";
+import { pino } from "pino";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ProcessingSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, StoredRecord, Subscription } from "../src/broker/broker.js";
-import { Ingest } from "../src/streams/ingest.js";
+import { createMemoryBroker } from "../src/broker/memory.js";
 import { createProcessor, type Processor } from "../src/processing/processor.js";
+import { Ingest } from "../src/streams/ingest.js";
 import { createRegistry, type StreamRegistry } from "../src/streams/registry.js";
 import { StreamCounters } from "../src/streams/stream-counters.js";
 import { streamKey } from "../src/streams/stream-key.js";
@@ -115,7 +116,8 @@ describe("processor restart", () => {
     await registry.create({ tenant: TENANT, streamId, labels: {}, processing: throttle(100) });
     const first = await newProcessor();
     const total = 30;
-    for (let n = 0; n < total; n++) await ingest.send(TENANT, { streamId, payload: value(n), eventId: `e${n}`, headers: {} });
+    for (let n = 0; n < total; n++)
+      await ingest.send(TENANT, { streamId, payload: value(n), eventId: `e${n}`, headers: {} });
 
     await until(broker, streamId, 5);
     await stop(first); // in the middle of the backlog
@@ -247,7 +249,11 @@ describe("processor recovery", () => {
         {
           key: streamKey(TENANT, streamId),
           value: new TextEncoder().encode(JSON.stringify({ n })),
-          headers: { "content-type": "application/json", "streamgate-source-cursor": cursors[n]!, "streamgate-event-id": `e${n}` },
+          headers: {
+            "content-type": "application/json",
+            "streamgate-source-cursor": cursors[n]!,
+            "streamgate-event-id": `e${n}`,
+          },
         },
       ]);
     }
@@ -258,7 +264,9 @@ describe("processor recovery", () => {
     // Event ids are remembered across the restart too: resent through a gateway
     // that has forgotten it, e1 is stored again but gets no second result.
     const restarted = freshIngest();
-    expect((await restarted.send(TENANT, { streamId, payload: value(1), eventId: "e1", headers: {} })).duplicate).toBe(false);
+    expect((await restarted.send(TENANT, { streamId, payload: value(1), eventId: "e1", headers: {} })).duplicate).toBe(
+      false,
+    );
     await restarted.send(TENANT, { streamId, payload: value(6), eventId: "e6", headers: {} });
     await until(broker, streamId, 7);
     expect((await stored(broker, streamId)).map(numberOf)).toEqual([0, 1, 2, 3, 4, 5, 6]);
@@ -280,7 +288,11 @@ describe("processor writes", () => {
         new Proxy(inner, {
           get(target, name) {
             if (name === "produce") {
-              return (topic: string, records: Parameters<Broker["produce"]>[1], options: Parameters<Broker["produce"]>[2]) => {
+              return (
+                topic: string,
+                records: Parameters<Broker["produce"]>[1],
+                options: Parameters<Broker["produce"]>[2],
+              ) => {
                 if (topic === topics.results && away) {
                   refused();
                   return Promise.reject(new Error("the broker is away"));

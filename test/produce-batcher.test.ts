@@ -4,8 +4,8 @@
  * still queued; a write with no deadline waits for as long as it takes.
  */
 import { describe, expect, it } from "vitest";
+import { type PendingRecord, ProduceBatcher } from "../src/broker/produce-batcher.js";
 import { BrokerError } from "../src/rpc/errors.js";
-import { ProduceBatcher, type PendingRecord } from "../src/broker/produce-batcher.js";
 
 /** A send function whose requests the test answers by hand. */
 function manualBroker() {
@@ -33,7 +33,11 @@ function manualBroker() {
   return { requests, send, sent };
 }
 
-const record = (key: string) => ({ topic: "t", partition: 0, record: { key, value: new Uint8Array([1]), headers: {} } });
+const record = (key: string) => ({
+  topic: "t",
+  partition: 0,
+  record: { key, value: new Uint8Array([1]), headers: {} },
+});
 
 describe("ProduceBatcher", () => {
   it("coalesces calls into one request, in call order, and gathers the next batch meanwhile", async () => {
@@ -45,7 +49,13 @@ describe("ProduceBatcher", () => {
     expect(broker.requests).toHaveLength(1); // one request in flight at a time
     expect(broker.requests[0]!.batch.map((entry) => entry.record.key)).toEqual(["a", "b", "c"]);
     broker.requests[0]!.answer();
-    expect(await Promise.all(first)).toEqual([[{ partition: 0, offset: 0 }], [{ partition: 0, offset: 1 }, { partition: 0, offset: 2 }]]);
+    expect(await Promise.all(first)).toEqual([
+      [{ partition: 0, offset: 0 }],
+      [
+        { partition: 0, offset: 1 },
+        { partition: 0, offset: 2 },
+      ],
+    ]);
     await broker.sent(2);
     expect(broker.requests[1]!.batch.map((entry) => entry.record.key)).toEqual(["d", "e"]);
     broker.requests[1]!.answer();

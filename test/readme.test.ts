@@ -12,7 +12,7 @@ import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { adminClient, startTestServer, take, type TestServer } from "./support/server.js";
+import { adminClient, startTestServer, type TestServer, take } from "./support/server.js";
 
 /** The key the README's reader would have exported as STREAMGATE_API_KEY. */
 const README_KEY = "readme-key-0123456789abcdef";
@@ -144,7 +144,9 @@ it("runs the AdminService examples of the README", async () => {
 it("runs the Tenants examples of the README: a watch-only key reads and is refused a send", async () => {
   const watchKey = "readme-watch-key-0123456789abcdef";
   // The keys as the section configures them.
-  const tenants = await startTestServer({ API_KEYS: `ingest@acme:${README_KEY}, dashboard@acme:${watchKey} streams:read` });
+  const tenants = await startTestServer({
+    API_KEYS: `ingest@acme:${README_KEY}, dashboard@acme:${watchKey} streams:read`,
+  });
   try {
     const commands = readmeCommands("## Tenants", "**The admin role**").map((command) =>
       command.replaceAll(":8080", `:${tenants.port}`),
@@ -169,7 +171,9 @@ it("runs the Tenants examples of the README: a watch-only key reads and is refus
   }
 });
 
-it("runs the Traffic simulator example, and the dashboard's admin calls answer its admin key", { timeout: 90_000 }, async () => {
+it("runs the Traffic simulator example, and the dashboard's admin calls answer its admin key", {
+  timeout: 90_000,
+}, async () => {
   const commands = readmeCommands("## Traffic simulator", "| option |");
   expect(commands).toHaveLength(2);
   const [start, simulate] = commands as [string, string];
@@ -185,7 +189,9 @@ it("runs the Traffic simulator example, and the dashboard's admin calls answer i
   // The key the README says to give the dashboard is the example's admin key.
   const adminKey = /give it the admin key, `([^`]+)`/.exec(readmeSection("## Traffic simulator", "| option |"))?.[1];
   expect(adminKey).toBeDefined();
-  expect(env.ADMIN_API_KEYS?.split(",").map((entry) => entry.slice(entry.indexOf(":") + 1).split(" ")[0])).toContain(adminKey);
+  expect(env.ADMIN_API_KEYS?.split(",").map((entry) => entry.slice(entry.indexOf(":") + 1).split(" ")[0])).toContain(
+    adminKey,
+  );
 
   const simulated = await startTestServer(env);
   try {

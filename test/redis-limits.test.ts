@@ -7,15 +7,15 @@
  * calls through (with a warning) until it is back.
  */
 import { rm } from "node:fs/promises";
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { ConfigError, loadConfig } from "../src/config/config.js";
-import { startApp } from "../src/app/app.js";
 import { pino } from "pino";
-import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
-import { redisUrl, uniquePrefix } from "./support/redis.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { startApp } from "../src/app/app.js";
+import { ConfigError, loadConfig } from "../src/config/config.js";
+import { listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
 import { freePort } from "./support/ports.js";
-import { startRedis, stopRedis, type Started } from "./support/redis-global-setup.js";
+import { redisUrl, uniquePrefix } from "./support/redis.js";
+import { type Started, startRedis, stopRedis } from "./support/redis-global-setup.js";
 import { adminClient, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 /** A streamgate process as the clients of test/support/server.ts reach it. */
@@ -70,7 +70,8 @@ describe("two processes on one Redis", () => {
   it("spend one global budget: 20 rapid calls alternating between them get at most 7 through", async () => {
     const clients = [streamClient(a!.target, "grpc", "k1"), streamClient(b!.target, "connect-json", "k1")];
     const outcomes: boolean[] = [];
-    for (let i = 0; i < 20; i++) outcomes.push(await accepted(clients[i % 2]!.startStream({ streamId: `shared-${i}` })));
+    for (let i = 0; i < 20; i++)
+      outcomes.push(await accepted(clients[i % 2]!.startStream({ streamId: `shared-${i}` })));
     const through = outcomes.filter(Boolean).length;
     // Separate buckets would let 6 through on each.
     expect(through).toBeGreaterThanOrEqual(6);
@@ -100,7 +101,8 @@ describe("two processes on one Redis", () => {
     const onA = streamClient(a!.target, "grpc", "k1");
     const onB = streamClient(b!.target, "grpc", "k1");
     const outcomes = [];
-    for (let i = 0; i < 8; i++) outcomes.push(await accepted((i % 2 ? onB : onA).startStream({ streamId: `client-${i}` })));
+    for (let i = 0; i < 8; i++)
+      outcomes.push(await accepted((i % 2 ? onB : onA).startStream({ streamId: `client-${i}` })));
     const through = outcomes.filter(Boolean).length;
     expect(through).toBeGreaterThanOrEqual(3);
     expect(through).toBeLessThanOrEqual(4);
@@ -126,7 +128,12 @@ describe("two processes on one Redis", () => {
 describe("REDIS_URL", () => {
   it("that does not answer stops the start with a clear message", async () => {
     const port = await freePort(); // nothing listens there
-    const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", API_KEYS: "acc:k1", REDIS_URL: `redis://127.0.0.1:${port}` });
+    const config = loadConfig({
+      PORT: "0",
+      HOST: "127.0.0.1",
+      API_KEYS: "acc:k1",
+      REDIS_URL: `redis://127.0.0.1:${port}`,
+    });
     await expect(startApp(config, pino({ level: "silent" }))).rejects.toThrow(/cannot reach Redis at REDIS_URL/);
   });
 

@@ -1,16 +1,16 @@
-import { describe, it, expect } from "vitest";
-import { create, fromBinary } from "@bufbuild/protobuf";
 import type { MessageInitShape } from "@bufbuild/protobuf";
-import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import type { FileDescriptorProto } from "@bufbuild/protobuf/wkt";
-import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
+import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { describe, expect, it } from "vitest";
+import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
 import * as v1 from "../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { file_grpc_health_v1_health } from "../gen/grpc/health/v1/health_pb.js";
-import { StreamService, file_streamgate_v1_stream_service } from "../gen/streamgate/v1/stream_service_pb.js";
-import { createReflectionRoutes } from "../src/rpc/reflection.js";
+import { file_streamgate_v1_stream_service, StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { createHealthService } from "../src/rpc/health.js";
+import { createReflectionRoutes } from "../src/rpc/reflection.js";
 
 const reflectionRoutes = createReflectionRoutes([
   file_streamgate_v1_stream_service,
@@ -48,9 +48,7 @@ async function* iterate<T>(items: T[]): AsyncGenerator<T> {
   yield* items;
 }
 
-function decodeFiles(
-  response: v1.ServerReflectionResponse | v1alpha.ServerReflectionResponse,
-): FileDescriptorProto[] {
+function decodeFiles(response: v1.ServerReflectionResponse | v1alpha.ServerReflectionResponse): FileDescriptorProto[] {
   expect(response.messageResponse.case).toBe("fileDescriptorResponse");
   if (response.messageResponse.case !== "fileDescriptorResponse") return [];
   return response.messageResponse.value.fileDescriptorProto.map((bytes) =>

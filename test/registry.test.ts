@@ -3,8 +3,9 @@
  * results partition's high watermark (on Kafka an admin request each), and each
  * stream's recorded start is still at or before its first result.
  */
-import { afterEach, expect, it, vi } from "vitest";
+
 import { pino } from "pino";
+import { afterEach, expect, it, vi } from "vitest";
 import { createMemoryBroker } from "../src/broker/memory.js";
 import { createRegistry } from "../src/streams/registry.js";
 import { streamKey } from "../src/streams/stream-key.js";
@@ -20,7 +21,12 @@ it("shares high-watermark reads among concurrent creations, each start a lower b
   const topics = topicNames(config);
   const broker = createMemoryBroker({ retentionRecords: 1_000_000, retentionMs: 0 });
   await broker.ensureTopics(topicSpecs(config));
-  const registry = createRegistry({ broker, topic: topics.streams, resultsTopic: topics.results, logger: pino({ level: "silent" }) });
+  const registry = createRegistry({
+    broker,
+    topic: topics.streams,
+    resultsTopic: topics.results,
+    logger: pino({ level: "silent" }),
+  });
   await registry.start();
   cleanups.push(async () => {
     await registry.stop();
@@ -30,13 +36,17 @@ it("shares high-watermark reads among concurrent creations, each start a lower b
 
   const offsets = vi.spyOn(broker, "offsets");
   const created = await Promise.all(
-    Array.from({ length: 20 }, (_, i) => registry.create({ tenant: "t", streamId: `s${i}`, labels: {}, processing: undefined })),
+    Array.from({ length: 20 }, (_, i) =>
+      registry.create({ tenant: "t", streamId: `s${i}`, labels: {}, processing: undefined }),
+    ),
   );
   expect(created.every(({ created }) => created)).toBe(true);
   expect(offsets.mock.calls.filter(([topic]) => topic === topics.results).length).toBeLessThan(20);
 
   // A result written now, after the streams exist, is at or past every recorded start.
-  const [first] = await broker.produce(topics.results, [{ key: streamKey("t", "s0"), value: new Uint8Array(1), headers: {} }]);
+  const [first] = await broker.produce(topics.results, [
+    { key: streamKey("t", "s0"), value: new Uint8Array(1), headers: {} },
+  ]);
   for (const { entry } of created) {
     expect(entry.resultsStart).toBeGreaterThanOrEqual(1); // past the older stream's result
     expect(entry.resultsStart).toBeLessThanOrEqual(first!.offset);

@@ -6,21 +6,21 @@
  * start with exit code 2 and a message naming the variable.
  */
 import { readFileSync } from "node:fs";
-import { afterEach, describe, expect, it } from "vitest";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import type { MessageInitShape } from "@bufbuild/protobuf";
+import { afterEach, describe, expect, it } from "vitest";
 import {
   ResumeInfoSchema,
+  type SendDataStreamRequestSchema,
   StartPosition,
   StreamService,
-  type SendDataStreamRequestSchema,
   type WatchResultsResponse,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./support/clients-process.js";
-import { TEST_API_KEY, apiKeyHeader } from "./support/server.js";
+import { listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
+import { apiKeyHeader, TEST_API_KEY } from "./support/server.js";
 
 let running: StreamgateProcess | undefined;
 afterEach(async () => {
@@ -38,10 +38,15 @@ describe("SIGTERM", () => {
     const baseUrl = `http://127.0.0.1:${await listeningPort(running)}`;
     // The start line names the Node.js it runs on: the one npm scripts run, the pinned `node` package's.
     const listening = await running.waitForLog((line) => String(line.msg).startsWith("streamgate listening"));
-    const pinned = JSON.parse(readFileSync(new URL("../node_modules/node/package.json", import.meta.url), "utf8")) as { version: string };
+    const pinned = JSON.parse(readFileSync(new URL("../node_modules/node/package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
     expect(listening).toMatchObject({ node: `v${pinned.version}` });
     expect(String(listening.msg)).toContain(`on Node.js v${pinned.version}`);
-    const client = createClient(StreamService, createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] }));
+    const client = createClient(
+      StreamService,
+      createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] }),
+    );
     const streamId = "shutdown";
     await client.startStream({ streamId });
     await client.sendData({ streamId, payload: data({ n: 0 }) });
@@ -71,7 +76,10 @@ describe("SIGTERM", () => {
     expect(resume[0]!.cursor).toBe(received[received.length - 1]!.result!.cursor);
 
     // A new call (on a new connection) is refused: UNAVAILABLE, or the connection is refused.
-    const fresh = createClient(StreamService, createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] }));
+    const fresh = createClient(
+      StreamService,
+      createGrpcTransport({ baseUrl, interceptors: [apiKeyHeader(TEST_API_KEY)] }),
+    );
     const refused = await fresh.getStream({ streamId }).then(
       () => undefined,
       (error: unknown) => ConnectError.from(error),

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { LatencyHistogram } from "../simulator/histogram.js";
-import { burst, makePattern, OpenLoopSchedule, steady, wave, type Pattern } from "../simulator/patterns.js";
+import { burst, makePattern, OpenLoopSchedule, type Pattern, steady, wave } from "../simulator/patterns.js";
 
 /** The integral of `pattern.rate` from `a` to `b` by the midpoint rule (1 ms steps): independent of `total`. */
 function integral(pattern: Pattern, a: number, b: number): number {
@@ -26,7 +26,9 @@ describe("patterns", () => {
 
   it("burst offers the full rate for the first second of each period, 10 % otherwise", () => {
     const pattern = burst(100, 5);
-    expect([0, 0.5, 0.99, 1.01, 3, 4.99, 5, 5.5, 6.5, 10.2].map(pattern.rate)).toEqual([100, 100, 100, 10, 10, 10, 100, 100, 10, 100]);
+    expect([0, 0.5, 0.99, 1.01, 3, 4.99, 5, 5.5, 6.5, 10.2].map(pattern.rate)).toEqual([
+      100, 100, 100, 10, 10, 10, 100, 100, 10, 100,
+    ]);
     expect(makePattern("burst", 100).rate(4)).toBe(10); // default period 5 s
     expect(makePattern("burst", 100, 2).rate(2.5)).toBe(100);
   });
@@ -52,7 +54,12 @@ describe("patterns", () => {
     ["wave", wave(90, 20)],
     ["wave, 3 s period", wave(10, 3)],
   ])("%s: the running total is the integral of the rate", (_, pattern) => {
-    for (const [a, b] of [[0, 1], [0, 7.3], [2.2, 2.9], [4.5, 13]] as const) {
+    for (const [a, b] of [
+      [0, 1],
+      [0, 7.3],
+      [2.2, 2.9],
+      [4.5, 13],
+    ] as const) {
       expect(pattern.total(b) - pattern.total(a)).toBeCloseTo(integral(pattern, a, b), 2);
     }
   });
@@ -75,14 +82,24 @@ describe("open-loop schedule", () => {
     ["burst", burst(300, 5)],
     ["wave", wave(120, 4)],
   ])("%s: the calls handed out in any window are its integral within one", (_, pattern) => {
-    const windows = [[0, 12], [0, 1], [1, 2], [3.3, 5.1], [5, 10], [11.5, 12]] as const;
+    const windows = [
+      [0, 12],
+      [0, 1],
+      [1, 2],
+      [3.3, 5.1],
+      [5, 10],
+      [11.5, 12],
+    ] as const;
     // Irregular polling, as timers fire (steps from 0.3 to 23 ms), and at the windows' edges.
     const times: number[] = windows.flat();
     for (let t = 0, i = 0; t <= 12; i++) {
       times.push(t);
       t += 0.0003 + ((i * 7919) % 23) / 1000;
     }
-    const startedAt = poll(new OpenLoopSchedule(pattern, Infinity), [...new Set(times)].sort((x, y) => x - y));
+    const startedAt = poll(
+      new OpenLoopSchedule(pattern, Infinity),
+      [...new Set(times)].sort((x, y) => x - y),
+    );
     for (const [a, b] of windows) {
       const handedOut = startedAt.filter((t) => t > a && t <= b).length;
       expect(Math.abs(handedOut - integral(pattern, a, b)), `window ${a}-${b}`).toBeLessThanOrEqual(1);
@@ -127,7 +144,11 @@ describe("latency histogram", () => {
     for (let ms = 1; ms <= 1000; ms++) histogram.record(ms);
     expect(histogram.count).toBe(1000);
     expect(histogram.max).toBe(1000);
-    for (const [q, expected] of [[0.5, 500], [0.95, 950], [0.99, 990]] as const) {
+    for (const [q, expected] of [
+      [0.5, 500],
+      [0.95, 950],
+      [0.99, 990],
+    ] as const) {
       const value = histogram.percentile(q);
       expect(value).toBeGreaterThanOrEqual(expected);
       expect(value).toBeLessThanOrEqual(expected * 1.01);

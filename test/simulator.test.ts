@@ -11,12 +11,16 @@
  */
 import { createServer } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { finished, run, spawnTool } from "./support/clients-cli.js";
-import { adminClient, startTestServer, take, type TestServer } from "./support/server.js";
 import { parseOptions, UsageError } from "../simulator/options.js";
 import type { Summary } from "../simulator/summary.js";
+import { finished, run, spawnTool } from "./support/clients-cli.js";
+import { adminClient, startTestServer, type TestServer, take } from "./support/server.js";
 
-const KEYS = { "sim-a": "sim-key-a-0123456789abcdef", "sim-b": "sim-key-b-0123456789abcdef", "sim-c": "sim-key-c-0123456789abcdef" };
+const KEYS = {
+  "sim-a": "sim-key-a-0123456789abcdef",
+  "sim-b": "sim-key-b-0123456789abcdef",
+  "sim-c": "sim-key-c-0123456789abcdef",
+};
 const ADMIN_KEY = "sim-admin-key-0123456789abcdef";
 const JWT_SECRET = "sim-test-hs256-secret-0123456789abcdef";
 
@@ -24,12 +28,15 @@ const JWT_SECRET = "sim-test-hs256-secret-0123456789abcdef";
 const SIMULATOR = [process.execPath, ["--import", "tsx", "simulator/main.ts"]] as const;
 
 /** A progress line as the simulator prints one on stderr (not a terminal): one per second. */
-const PROGRESS = /^\s*\d+\.\d\/[\d.]+ s {2}offered [\d.]+\/s {2}allowed [\d.]+\/s {2}blocked [\d.]+\/s {2}errors \d+ {2}p50 .+ {2}p99 .+ {2}in flight \d+$/gm;
+const PROGRESS =
+  /^\s*\d+\.\d\/[\d.]+ s {2}offered [\d.]+\/s {2}allowed [\d.]+\/s {2}blocked [\d.]+\/s {2}errors \d+ {2}p50 .+ {2}p99 .+ {2}in flight \d+$/gm;
 
 let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer({
-    API_KEYS: Object.entries(KEYS).map(([name, key]) => `${name}:${key}`).join(","),
+    API_KEYS: Object.entries(KEYS)
+      .map(([name, key]) => `${name}:${key}`)
+      .join(","),
     ADMIN_API_KEYS: `ops:${ADMIN_KEY}`,
     JWT_HS256_SECRET: JWT_SECRET,
     CLIENT_RATE_LIMIT_RPS: "5",
@@ -48,7 +55,11 @@ async function limiterCount(client: string, result: string): Promise<number> {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
   const line = text
     .split("\n")
-    .find((l) => l.startsWith(`streamgate_limiter_requests_total{result="${result}",limit="client",client="${client}",tenant="${client}"}`));
+    .find((l) =>
+      l.startsWith(
+        `streamgate_limiter_requests_total{result="${result}",limit="client",client="${client}",tenant="${client}"}`,
+      ),
+    );
   return line === undefined ? 0 : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 
@@ -60,8 +71,20 @@ function expectEveryCallCounted(summary: Summary): void {
 }
 
 describe("a run with three API keys", () => {
-  it("reports every call, blocks some, shows progress, and each key reached the server as its own client", { timeout: 90_000 }, async () => {
-    const result = await simulate("--rps", "60", "--duration", "2.5", "--clients", "3", "--keys", Object.values(KEYS).join(","), "--json");
+  it("reports every call, blocks some, shows progress, and each key reached the server as its own client", {
+    timeout: 90_000,
+  }, async () => {
+    const result = await simulate(
+      "--rps",
+      "60",
+      "--duration",
+      "2.5",
+      "--clients",
+      "3",
+      "--keys",
+      Object.values(KEYS).join(","),
+      "--json",
+    );
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as Summary;
     expectEveryCallCounted(summary);
@@ -87,7 +110,17 @@ describe("a run with three API keys", () => {
 
 describe("a run with JWTs", () => {
   it("mints one token per client, and the server knows each by its sub", { timeout: 90_000 }, async () => {
-    const result = await simulate("--rps", "45", "--duration", "2", "--clients", "3", "--jwt-secret", JWT_SECRET, "--json");
+    const result = await simulate(
+      "--rps",
+      "45",
+      "--duration",
+      "2",
+      "--clients",
+      "3",
+      "--jwt-secret",
+      JWT_SECRET,
+      "--json",
+    );
     expect(result.code, result.stderr).toBe(0);
     const summary = JSON.parse(result.stdout) as Summary;
     expectEveryCallCounted(summary);
@@ -95,16 +128,34 @@ describe("a run with JWTs", () => {
 
     // The live stats' busiest clients of the last minute: each sub, with the simulator's counts (plus its StartStream).
     const [snapshot] = await take(adminClient(server, "grpc", ADMIN_KEY).watchStats({ intervalMs: 100 }), 1);
-    const top = new Map(snapshot!.stats!.topClients.map((c) => [c.client, { allowed: Number(c.allowed), blocked: Number(c.blocked) }]));
+    const top = new Map(
+      snapshot!.stats!.topClients.map((c) => [c.client, { allowed: Number(c.allowed), blocked: Number(c.blocked) }]),
+    );
     for (const client of summary.perClient) {
-      expect(top.get(`sim-${client.client}`), `sim-${client.client}`).toEqual({ allowed: client.allowed + 1, blocked: client.blocked });
+      expect(top.get(`sim-${client.client}`), `sim-${client.client}`).toEqual({
+        allowed: client.allowed + 1,
+        blocked: client.blocked,
+      });
     }
   });
 });
 
 describe("stopping and failing", () => {
   it("prints the summary when stopped with Ctrl-C", { timeout: 90_000 }, async () => {
-    const child = spawnTool(SIMULATOR[0], [...SIMULATOR[1], "--url", server.baseUrl, "--duration", "600", "--rps", "20", "--keys", KEYS["sim-a"], "--clients", "1", "--json"]);
+    const child = spawnTool(SIMULATOR[0], [
+      ...SIMULATOR[1],
+      "--url",
+      server.baseUrl,
+      "--duration",
+      "600",
+      "--rps",
+      "20",
+      "--keys",
+      KEYS["sim-a"],
+      "--clients",
+      "1",
+      "--json",
+    ]);
     const ended = finished(child, 60_000);
     // Once the first progress line is out, the run is under way.
     let stderr = "";
@@ -143,9 +194,13 @@ describe("stopping and failing", () => {
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const { port } = closed.address() as { port: number };
     await new Promise((resolve) => closed.close(resolve));
-    const result = await run(SIMULATOR[0], [...SIMULATOR[1], "--url", `http://127.0.0.1:${port}`, "--keys", KEYS["sim-a"], "--duration", "1"], {
-      timeoutMs: 60_000,
-    });
+    const result = await run(
+      SIMULATOR[0],
+      [...SIMULATOR[1], "--url", `http://127.0.0.1:${port}`, "--keys", KEYS["sim-a"], "--duration", "1"],
+      {
+        timeoutMs: 60_000,
+      },
+    );
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`could not reach the server at http://127.0.0.1:${port}: unavailable`);
   });
@@ -194,20 +249,42 @@ describe("options", () => {
       '--pattern="zigzag" is not one of steady, burst, wave',
       '--clients="2.5" must be a whole number from 1 to 1000',
     ]);
-    expect(problemsOf(["--url", "ftp://x", "--keys", "k"])).toEqual(['--url="ftp://x" must be an http:// or https:// URL, e.g. http://127.0.0.1:8080']);
-    expect(problemsOf(["--pattern", "steady", "--period", "3", "--keys", "k"])).toEqual(["--period applies to the burst and wave patterns, not steady"]);
-    expect(problemsOf(["--pattern", "burst", "--period", "1", "--keys", "k"])).toEqual(['--period="1" must be longer than the burst (1 s)']);
-    expect(problemsOf(["--keys", "k", "--jwt-secret", JWT_SECRET])).toEqual(["--keys and --jwt-secret are exclusive: give one"]);
-    expect(problemsOf(["--jwt-secret", "short"])).toEqual(["--jwt-secret: the secret is 5 bytes; HS256 needs at least 32 (as the server)"]);
-    expect(problemsOf([])).toEqual(["no credential: give --keys (or set STREAMGATE_API_KEYS) or --jwt-secret (or set JWT_HS256_SECRET)"]);
+    expect(problemsOf(["--url", "ftp://x", "--keys", "k"])).toEqual([
+      '--url="ftp://x" must be an http:// or https:// URL, e.g. http://127.0.0.1:8080',
+    ]);
+    expect(problemsOf(["--pattern", "steady", "--period", "3", "--keys", "k"])).toEqual([
+      "--period applies to the burst and wave patterns, not steady",
+    ]);
+    expect(problemsOf(["--pattern", "burst", "--period", "1", "--keys", "k"])).toEqual([
+      '--period="1" must be longer than the burst (1 s)',
+    ]);
+    expect(problemsOf(["--keys", "k", "--jwt-secret", JWT_SECRET])).toEqual([
+      "--keys and --jwt-secret are exclusive: give one",
+    ]);
+    expect(problemsOf(["--jwt-secret", "short"])).toEqual([
+      "--jwt-secret: the secret is 5 bytes; HS256 needs at least 32 (as the server)",
+    ]);
+    expect(problemsOf([])).toEqual([
+      "no credential: give --keys (or set STREAMGATE_API_KEYS) or --jwt-secret (or set JWT_HS256_SECRET)",
+    ]);
     expect(problemsOf(["--speed", "9"])).toEqual(["unknown option --speed"]);
   });
 
   it("mints JWTs from JWT_HS256_SECRET with the issuer and audience the server may require", () => {
     const parsed = parseOptions([], { JWT_HS256_SECRET: JWT_SECRET, JWT_ISSUER: "me", JWT_AUDIENCE: "gw" });
-    expect(parsed.help === false && parsed.options.credentials).toEqual({ kind: "jwt", secret: JWT_SECRET, issuer: "me", audience: "gw" });
+    expect(parsed.help === false && parsed.options.credentials).toEqual({
+      kind: "jwt",
+      secret: JWT_SECRET,
+      issuer: "me",
+      audience: "gw",
+    });
     // Read as the server reads them: trimmed, and blank is unset.
     const padded = parseOptions([], { JWT_HS256_SECRET: JWT_SECRET, JWT_ISSUER: " me ", JWT_AUDIENCE: "  " });
-    expect(padded.help === false && padded.options.credentials).toEqual({ kind: "jwt", secret: JWT_SECRET, issuer: "me", audience: undefined });
+    expect(padded.help === false && padded.options.credentials).toEqual({
+      kind: "jwt",
+      secret: JWT_SECRET,
+      issuer: "me",
+      audience: undefined,
+    });
   });
 });

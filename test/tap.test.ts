@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { tap, type TapEnd } from "../src/rpc/interceptors/tap.js";
+import { type TapEnd, tap } from "../src/rpc/interceptors/tap.js";
 
 /** A source that yields `values`, then fails with `error` if given; records whether it was started and stopped. */
 function source(values: number[], error?: Error) {

@@ -3,12 +3,13 @@
  * (`name[@tenant]:key[ scope ...]`), its error messages (never echoing a key),
  * and the JWT tenant and scope claims.
  */
+
+import { type JWTPayload, SignJWT } from "jose";
 import { describe, expect, it } from "vitest";
-import { SignJWT, type JWTPayload } from "jose";
+import { loadConfig } from "../src/config/config.js";
 import { ApiKeyStore, parseKeyFile, parseKeyList } from "../src/guard/auth/api-keys.js";
 import { createJwtVerifier } from "../src/guard/auth/jwt.js";
 import { ALL_SCOPES } from "../src/guard/auth/scopes.js";
-import { loadConfig } from "../src/config/config.js";
 
 function parse(text: string): { store: ApiKeyStore; problems: string[] } {
   const problems: string[] = [];
@@ -17,18 +18,38 @@ function parse(text: string): { store: ApiKeyStore; problems: string[] } {
 
 describe("API key entries", () => {
   it("read the tenant after @ and the scopes after the key; without them, the key's own tenant and every scope", () => {
-    const { store, problems } = parse("ingest@acme:key-1, dashboard@acme:key-2 streams:read, bob:key-3, ops@acme:key-4 streams:write  streams:manage");
+    const { store, problems } = parse(
+      "ingest@acme:key-1, dashboard@acme:key-2 streams:read, bob:key-3, ops@acme:key-4 streams:write  streams:manage",
+    );
     expect(problems).toEqual([]);
-    expect(store.lookup("key-1")).toEqual({ client: "ingest", tenant: "acme", role: "user", scopes: ALL_SCOPES, configured: true });
-    expect(store.lookup("key-2")).toMatchObject({ client: "dashboard", tenant: "acme", scopes: new Set(["streams:read"]) });
+    expect(store.lookup("key-1")).toEqual({
+      client: "ingest",
+      tenant: "acme",
+      role: "user",
+      scopes: ALL_SCOPES,
+      configured: true,
+    });
+    expect(store.lookup("key-2")).toMatchObject({
+      client: "dashboard",
+      tenant: "acme",
+      scopes: new Set(["streams:read"]),
+    });
     expect(store.lookup("key-3")).toMatchObject({ client: "bob", tenant: "bob", scopes: ALL_SCOPES });
-    expect(store.lookup("key-4")).toMatchObject({ tenant: "acme", scopes: new Set(["streams:write", "streams:manage"]) });
+    expect(store.lookup("key-4")).toMatchObject({
+      tenant: "acme",
+      scopes: new Set(["streams:write", "streams:manage"]),
+    });
   });
 
   it("read the same syntax from a keys file, with sha256 keys", () => {
     const problems: string[] = [];
     const digest = "a".repeat(64);
-    const entries = parseKeyFile(`# readers\nviewer@acme:sha256:${digest} streams:read\n`, "API_KEYS_FILE", "user", problems);
+    const entries = parseKeyFile(
+      `# readers\nviewer@acme:sha256:${digest} streams:read\n`,
+      "API_KEYS_FILE",
+      "user",
+      problems,
+    );
     expect(problems).toEqual([]);
     expect(entries).toMatchObject([{ name: "viewer", tenant: "acme", scopes: new Set(["streams:read"]) }]);
   });
@@ -51,7 +72,9 @@ describe("API key entries", () => {
   });
 
   it("stop the start with the problem when the configuration has one", () => {
-    expect(() => loadConfig({ API_KEYS: "x:key streams:everything" })).toThrow(/API_KEYS entry 1 \("x"\): after the key come only scopes/);
+    expect(() => loadConfig({ API_KEYS: "x:key streams:everything" })).toThrow(
+      /API_KEYS entry 1 \("x"\): after the key come only scopes/,
+    );
   });
 });
 
@@ -67,20 +90,33 @@ describe("JWT tenants and scopes", () => {
     adminValue: "admin",
   });
   const token = (claims: JWTPayload) =>
-    new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime("5m").sign(new TextEncoder().encode(secret));
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: "HS256" })
+      .setIssuedAt()
+      .setExpirationTime("5m")
+      .sign(new TextEncoder().encode(secret));
 
   it("take the tenant from the configured claim, else sub", async () => {
-    expect(await verify(await token({ sub: "u1", org: "acme" }))).toMatchObject({ client: "u1", tenant: "acme", configured: false });
+    expect(await verify(await token({ sub: "u1", org: "acme" }))).toMatchObject({
+      client: "u1",
+      tenant: "acme",
+      configured: false,
+    });
     expect(await verify(await token({ sub: "u2" }))).toMatchObject({ client: "u2", tenant: "u2" });
   });
 
   it("refuse a tenant that cannot be one", async () => {
-    for (const org of ["a/b", "", 42, "x".repeat(65)]) expect(await verify(await token({ sub: "u", org }))).toBeUndefined();
+    for (const org of ["a/b", "", 42, "x".repeat(65)])
+      expect(await verify(await token({ sub: "u", org }))).toBeUndefined();
   });
 
   it("take the streamgate scopes of the scope claim, a string or an array; absent, every scope", async () => {
-    expect((await verify(await token({ sub: "u", scope: "openid streams:read" })))?.scopes).toEqual(new Set(["streams:read"]));
-    expect((await verify(await token({ sub: "u", scope: ["streams:write", "email"] })))?.scopes).toEqual(new Set(["streams:write"]));
+    expect((await verify(await token({ sub: "u", scope: "openid streams:read" })))?.scopes).toEqual(
+      new Set(["streams:read"]),
+    );
+    expect((await verify(await token({ sub: "u", scope: ["streams:write", "email"] })))?.scopes).toEqual(
+      new Set(["streams:write"]),
+    );
     // Present but naming none of streamgate's: no scope at all, not every scope.
     expect((await verify(await token({ sub: "u", scope: "openid" })))?.scopes).toEqual(new Set());
     expect((await verify(await token({ sub: "u" })))?.scopes).toBe(ALL_SCOPES);

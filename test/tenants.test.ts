@@ -5,23 +5,24 @@
  * Kafka across two gateway instances sharing topics (alice on one, bob on the
  * other), over gRPC and Connect.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
+import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { SignJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../gen/streamgate/v1/admin_service_pb.js";
-import { StartPosition, StreamService, StreamState, type Result } from "../gen/streamgate/v1/stream_service_pb.js";
+import { type Result, StartPosition, StreamService, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
 import {
   activeWatchers,
+  type BrokerKind,
   brokerEnv,
   collect,
   startTestServer,
-  take,
-  TRANSPORTS,
-  uniqueTopicPrefix,
-  type BrokerKind,
   type TestServer,
+  TRANSPORTS,
+  take,
+  uniqueTopicPrefix,
 } from "./support/server.js";
 
 const KEY = {
@@ -58,7 +59,8 @@ function clientOf(server: TestServer, transport: string, key: string, tenant?: s
 const json = (value: unknown) => ({ case: "data" as const, value: fromJson(ValueSchema, value as never) });
 
 /** A result's JSON data (undefined for a raw one). */
-const dataOf = (result: Result) => (result.payload.case === "data" ? toJson(ValueSchema, result.payload.value) : undefined);
+const dataOf = (result: Result) =>
+  result.payload.case === "data" ? toJson(ValueSchema, result.payload.value) : undefined;
 
 /** A call's outcome: its response, or its error's code and message. */
 async function outcome(call: () => Promise<unknown>): Promise<unknown> {
@@ -104,7 +106,9 @@ async function startPair(kind: BrokerKind, env: Record<string, string> = {}): Pr
 /** Waits until `server` knows alice's stream (on Kafka the registry reaches the other instance through its topic). */
 async function knownTo(server: TestServer, streamId: string, key: string = KEY.alice): Promise<void> {
   const client = clientOf(server, "grpc", key);
-  await expect.poll(() => outcome(() => client.getStream({ streamId })).then((o) => "ok" in (o as object)), { timeout: 15_000 }).toBe(true);
+  await expect
+    .poll(() => outcome(() => client.getStream({ streamId })).then((o) => "ok" in (o as object)), { timeout: 15_000 })
+    .toBe(true);
 }
 
 describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) => {
@@ -168,13 +172,26 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
       expect((await bob.startStream({ streamId, labels: { owner: "bob" } })).created).toBe(true);
 
       // The same event ids in both: neither is a duplicate of the other's.
-      for (const n of [1, 2]) expect((await alice.sendData({ streamId, payload: json({ who: "alice", n }), eventId: `e${n}` })).duplicate).toBe(false);
-      for (const n of [1, 2, 3]) expect((await bob.sendData({ streamId, payload: json({ who: "bob", n }), eventId: `e${n}` })).duplicate).toBe(false);
+      for (const n of [1, 2])
+        expect(
+          (await alice.sendData({ streamId, payload: json({ who: "alice", n }), eventId: `e${n}` })).duplicate,
+        ).toBe(false);
+      for (const n of [1, 2, 3])
+        expect((await bob.sendData({ streamId, payload: json({ who: "bob", n }), eventId: `e${n}` })).duplicate).toBe(
+          false,
+        );
 
       const aliceResults = await take(alice.watchResults({ streamId }), 2);
       const bobResults = await take(bob.watchResults({ streamId }), 3);
-      expect(aliceResults.map((r) => dataOf(r.result!))).toEqual([{ who: "alice", n: 1 }, { who: "alice", n: 2 }]);
-      expect(bobResults.map((r) => dataOf(r.result!))).toEqual([{ who: "bob", n: 1 }, { who: "bob", n: 2 }, { who: "bob", n: 3 }]);
+      expect(aliceResults.map((r) => dataOf(r.result!))).toEqual([
+        { who: "alice", n: 1 },
+        { who: "alice", n: 2 },
+      ]);
+      expect(bobResults.map((r) => dataOf(r.result!))).toEqual([
+        { who: "bob", n: 1 },
+        { who: "bob", n: 2 },
+        { who: "bob", n: 3 },
+      ]);
       expect(aliceResults[0]!.result!.streamId).toBe(streamId);
 
       const aliceStream = await alice.getStream({ streamId });
@@ -190,7 +207,9 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
       expect(await aliceWatch).toHaveLength(2);
       expect((await bob.getStream({ streamId })).stream?.state).toBe(StreamState.OPEN);
       expect((await bob.sendData({ streamId, payload: json({ who: "bob", n: 4 }) })).duplicate).toBe(false);
-      await expect(alice.sendData({ streamId, payload: json(1) })).rejects.toMatchObject({ code: Code.FailedPrecondition });
+      await expect(alice.sendData({ streamId, payload: json(1) })).rejects.toMatchObject({
+        code: Code.FailedPrecondition,
+      });
     });
 
     it("lets a streams:read key watch, get and list, and refuses it send, start, close and delete by scope", async () => {
@@ -207,7 +226,10 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
       expect((await reader.getStream({ streamId })).stream?.streamId).toBe(streamId);
       expect((await reader.listStreams({})).streams.map((s) => s.streamId)).toContain(streamId);
 
-      const denied = (scope: string) => ({ code: "PermissionDenied", message: expect.stringContaining(`needs the scope ${scope}`) });
+      const denied = (scope: string) => ({
+        code: "PermissionDenied",
+        message: expect.stringContaining(`needs the scope ${scope}`),
+      });
       expect(await codeOf(reader.sendData({ streamId, payload: json(1) }))).toEqual(denied("streams:write"));
       expect(
         await codeOf(
@@ -244,10 +266,14 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
 
     // alice's flood: 105,000 fresh event ids (more than DEDUP_WINDOW, 100,000), processed before bob retries.
     const count = 105_000;
-    const done = take(alice.watchResults({ streamId: flood, startPosition: StartPosition.LATEST, filter: "event_id == 'last'" }), 1);
+    const done = take(
+      alice.watchResults({ streamId: flood, startPosition: StartPosition.LATEST, filter: "event_id == 'last'" }),
+      1,
+    );
     const sent = await alice.sendDataStream(
       (async function* () {
-        for (let i = 0; i < count; i++) yield { streamId: flood, payload: { case: "raw" as const, value: new Uint8Array([1]) }, eventId: `f${i}` };
+        for (let i = 0; i < count; i++)
+          yield { streamId: flood, payload: { case: "raw" as const, value: new Uint8Array([1]) }, eventId: `f${i}` };
         yield { streamId: flood, payload: json("last"), eventId: "last" };
       })(),
     );
@@ -256,7 +282,8 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
 
     const retry = await bobHere.sendData({ streamId: victim, payload: json({ order: 1 }), eventId: "order-1" });
     expect(retry).toMatchObject({ duplicate: true, cursor: first.cursor });
-    if (kind === "kafka") await bobThere.sendData({ streamId: victim, payload: json({ order: 1 }), eventId: "order-1" });
+    if (kind === "kafka")
+      await bobThere.sendData({ streamId: victim, payload: json({ order: 1 }), eventId: "order-1" });
     await bobHere.sendData({ streamId: victim, payload: json({ order: 2 }), eventId: "order-2" });
 
     const results = await take(bobHere.watchResults({ streamId: victim }), 2);
@@ -269,10 +296,14 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
     const aliceThere = clientOf(pair.b, "grpc", KEY.alice);
     const bob = clientOf(pair.b, "grpc", KEY.bob);
     const ids = ["list-1", "list-2", "list-3", "list-4", "list-5"];
-    for (const [i, streamId] of ids.entries()) await alice.startStream({ streamId, labels: { parity: i % 2 === 0 ? "odd" : "even", set: "list" } });
+    for (const [i, streamId] of ids.entries())
+      await alice.startStream({ streamId, labels: { parity: i % 2 === 0 ? "odd" : "even", set: "list" } });
     await bob.startStream({ streamId: "list-bob", labels: { set: "list" } });
     await alice.closeStream({ streamId: "list-2" });
-    const closedThere = async () => (await aliceThere.listStreams({ state: StreamState.CLOSED, labels: { set: "list" } })).streams.map((s) => s.streamId);
+    const closedThere = async () =>
+      (await aliceThere.listStreams({ state: StreamState.CLOSED, labels: { set: "list" } })).streams.map(
+        (s) => s.streamId,
+      );
     await expect.poll(closedThere, { timeout: 15_000 }).toEqual(["list-2"]);
 
     const pages: string[][] = [];
@@ -289,7 +320,9 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
     const bobs = await bob.listStreams({ labels: { set: "list" } });
     expect(bobs.streams.map((s) => s.streamId)).toEqual(["list-bob"]);
 
-    await expect(alice.listStreams({ pageToken: "not-a-token!" })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(alice.listStreams({ pageToken: "not-a-token!" })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+    });
     await expect(alice.listStreams({ pageSize: 1001 })).rejects.toMatchObject({ code: Code.InvalidArgument });
   });
 
@@ -315,14 +348,21 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
       message: expect.stringContaining("only the admin role may act in another tenant"),
     });
     // Naming one's own tenant is allowed.
-    expect((await clientOf(pair.a, "grpc", KEY.alice, "alice").getStream({ streamId })).stream?.streamId).toBe(streamId);
+    expect((await clientOf(pair.a, "grpc", KEY.alice, "alice").getStream({ streamId })).stream?.streamId).toBe(
+      streamId,
+    );
 
     // WatchStats shows each client's tenant.
     await clientOf(pair.a, "grpc", KEY.reader).getStream({ streamId });
     const admin = createClient(AdminService, TRANSPORTS.grpc!(pair.a.baseUrl, [credentials(KEY.ops)]));
     const [snapshot] = await take(admin.watchStats({ intervalMs: 100 }), 1);
     const clients = snapshot!.stats!.topClients.map(({ client, tenant }) => ({ client, tenant }));
-    expect(clients).toEqual(expect.arrayContaining([{ client: "alice", tenant: "alice" }, { client: "reader", tenant: "alice" }]));
+    expect(clients).toEqual(
+      expect.arrayContaining([
+        { client: "alice", tenant: "alice" },
+        { client: "reader", tenant: "alice" },
+      ]),
+    );
   });
 
   it("deletes a stream: watchers end NOT_FOUND, the id may start again, and the new stream shows none of the old results", async () => {
@@ -340,16 +380,23 @@ describe.each(["memory", "kafka"] as const)("tenants on the %s broker", (kind) =
     const openWatchers = async () => (await Promise.all(servers.map(activeWatchers))).reduce((sum, n) => sum + n, 0);
     await expect.poll(openWatchers, { timeout: 10_000 }).toBe(0);
     const watching = outcome(() => collect(alice.watchResults({ streamId, afterCursor: old!.result!.cursor })));
-    const watchingThere = outcome(() => collect(aliceThere.watchResults({ streamId, afterCursor: old!.result!.cursor })));
+    const watchingThere = outcome(() =>
+      collect(aliceThere.watchResults({ streamId, afterCursor: old!.result!.cursor })),
+    );
     await expect.poll(openWatchers, { timeout: 10_000 }).toBe(2);
     await alice.deleteStream({ streamId });
     // Here at once; there whichever comes first, the tombstone (NOT_FOUND) or the end of the closed stream (OK, nothing more).
     expect(await watching).toMatchObject({ code: "NotFound" });
-    expect([{ code: "NotFound", message: `stream "${streamId}" not found: it was deleted` }, { ok: [] }]).toContainEqual(await watchingThere);
+    expect([
+      { code: "NotFound", message: `stream "${streamId}" not found: it was deleted` },
+      { ok: [] },
+    ]).toContainEqual(await watchingThere);
     await expect(alice.getStream({ streamId })).rejects.toMatchObject({ code: Code.NotFound });
     await expect(alice.sendData({ streamId, payload: json(1) })).rejects.toMatchObject({ code: Code.NotFound });
     expect((await alice.listStreams({})).streams.map((s) => s.streamId)).not.toContain(streamId);
-    await expect.poll(() => outcome(() => aliceThere.getStream({ streamId })), { timeout: 15_000 }).toMatchObject({ code: "NotFound" });
+    await expect
+      .poll(() => outcome(() => aliceThere.getStream({ streamId })), { timeout: 15_000 })
+      .toMatchObject({ code: "NotFound" });
 
     // Started again on the other instance, used here.
     expect((await aliceThere.startStream({ streamId, labels: { v: "2" } })).created).toBe(true);
@@ -432,14 +479,20 @@ describe("the watcher quota", () => {
     }
     // Another tenant has its own.
     const bobWatch = new AbortController();
-    expect((await bob.watchResults({ streamId: "watched" }, { signal: bobWatch.signal })[Symbol.asyncIterator]().next()).done).toBe(false);
+    expect(
+      (await bob.watchResults({ streamId: "watched" }, { signal: bobWatch.signal })[Symbol.asyncIterator]().next())
+        .done,
+    ).toBe(false);
     bobWatch.abort();
     const scraped = await (await fetch(`${server.baseUrl}/metrics`)).text();
     expect(scraped).toContain('streamgate_refusals_total{reason="watcher_quota"} 2');
 
     first.abort();
     await expect
-      .poll(() => outcome(() => take(alice.watchResults({ streamId: "watched" }), 1)).then((o) => "ok" in (o as object)), { timeout: 10_000 })
+      .poll(
+        () => outcome(() => take(alice.watchResults({ streamId: "watched" }), 1)).then((o) => "ok" in (o as object)),
+        { timeout: 10_000 },
+      )
       .toBe(true);
     second.abort();
   });
@@ -475,10 +528,13 @@ describe("JWT tenants and scopes", () => {
   const secret = new TextEncoder().encode(HS256_SECRET);
   const token = (claims: Record<string, unknown>) =>
     new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setIssuedAt().setExpirationTime("5m").sign(secret);
-  const bearer = (jwt: string): Interceptor => (next) => (request) => {
-    request.header.set("authorization", `Bearer ${jwt}`);
-    return next(request);
-  };
+  const bearer =
+    (jwt: string): Interceptor =>
+    (next) =>
+    (request) => {
+      request.header.set("authorization", `Bearer ${jwt}`);
+      return next(request);
+    };
   const jwtClient = (jwt: string) => createClient(StreamService, TRANSPORTS.grpc!(server.baseUrl, [bearer(jwt)]));
 
   beforeAll(async () => {

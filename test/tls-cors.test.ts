@@ -7,15 +7,11 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClient } from "@connectrpc/connect";
-import {
-  createConnectTransport,
-  createGrpcTransport,
-  createGrpcWebTransport,
-} from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
-import { TEST_API_KEY, apiKeyHeader, authHeaders, startTestServer, type TestServer } from "./support/server.js";
+import { apiKeyHeader, authHeaders, startTestServer, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 describe("TLS", () => {
   let server: TestServer;
@@ -24,11 +20,29 @@ describe("TLS", () => {
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "streamgate-tls-"));
     // A self-signed certificate for 127.0.0.1, made with the system's openssl.
-    execFileSync("openssl", [
-      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-      "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem"), "-days", "1",
-      "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-    ], { stdio: "ignore" });
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        join(dir, "key.pem"),
+        "-out",
+        join(dir, "cert.pem"),
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-addext",
+        "subjectAltName=IP:127.0.0.1",
+      ],
+      { stdio: "ignore" },
+    );
     ca = readFileSync(join(dir, "cert.pem"));
     server = await startTestServer({ TLS_CERT: join(dir, "cert.pem"), TLS_KEY: join(dir, "key.pem") });
   });
@@ -42,7 +56,8 @@ describe("TLS", () => {
     "grpc over h2": (baseUrl: string) => createGrpcTransport({ baseUrl, nodeOptions: { ca }, interceptors }),
     "connect over HTTP/1.1": (baseUrl: string) =>
       createConnectTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca }, interceptors }),
-    "connect over h2": (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: "2", nodeOptions: { ca }, interceptors }),
+    "connect over h2": (baseUrl: string) =>
+      createConnectTransport({ baseUrl, httpVersion: "2", nodeOptions: { ca }, interceptors }),
     "grpc-web over HTTP/1.1": (baseUrl: string) =>
       createGrpcWebTransport({ baseUrl, httpVersion: "1.1", nodeOptions: { ca }, interceptors }),
   };
@@ -55,7 +70,10 @@ describe("TLS", () => {
   });
 
   it("refuses cleartext on the TLS port", async () => {
-    const client = createClient(StreamService, createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion: "1.1" }));
+    const client = createClient(
+      StreamService,
+      createConnectTransport({ baseUrl: `http://127.0.0.1:${server.port}`, httpVersion: "1.1" }),
+    );
     await expect(client.getStream({ streamId: "x" })).rejects.toThrow();
   });
 });
@@ -84,7 +102,14 @@ describe("CORS", () => {
     const allowed = response.headers.get("access-control-allow-headers")!.toLowerCase().split(/,\s*/);
     // The credential headers too, so a browser can authenticate (and an admin name a tenant).
     expect(allowed).toEqual(
-      expect.arrayContaining(["content-type", "connect-protocol-version", "x-grpc-web", "x-api-key", "authorization", "streamgate-tenant"]),
+      expect.arrayContaining([
+        "content-type",
+        "connect-protocol-version",
+        "x-grpc-web",
+        "x-api-key",
+        "authorization",
+        "streamgate-tenant",
+      ]),
     );
   });
 

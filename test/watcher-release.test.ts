@@ -16,9 +16,9 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   StartPosition,
   StreamService,
@@ -28,14 +28,14 @@ import {
 import { Fanout } from "../src/fanout/fanout.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import {
-  BROKERS,
   activeWatchers,
-  TRANSPORTS,
   apiKeyHeader,
+  BROKERS,
   startTestServer,
+  type TestServer,
+  TRANSPORTS,
   take,
   takeResuming,
-  type TestServer,
 } from "./support/server.js";
 
 const ATTACKER_KEY = "attacker-key-0123456789abcdef";
@@ -138,7 +138,12 @@ function h2Frame(type: number, flags: number, streamId: number, payload: Buffer)
 function hpack(headers: Array<[string, string]>): Buffer {
   return Buffer.concat(
     headers.map(([name, value]) =>
-      Buffer.concat([Buffer.from([0, name.length]), Buffer.from(name), Buffer.from([value.length]), Buffer.from(value)]),
+      Buffer.concat([
+        Buffer.from([0, name.length]),
+        Buffer.from(name),
+        Buffer.from([value.length]),
+        Buffer.from(value),
+      ]),
     ),
   );
 }
@@ -169,7 +174,10 @@ function openStalled(server: TestServer, streamId: string, count: number): Stall
   const session = http2.connect(server.baseUrl, { settings: { initialWindowSize: 0 } });
   session.on("error", () => undefined);
   const body = frame(
-    toBinary(WatchResultsRequestSchema, create(WatchResultsRequestSchema, { streamId, startPosition: StartPosition.EARLIEST })),
+    toBinary(
+      WatchResultsRequestSchema,
+      create(WatchResultsRequestSchema, { streamId, startPosition: StartPosition.EARLIEST }),
+    ),
   );
   const watches: StalledWatch[] = [];
   for (let i = 0; i < count; i++) {
@@ -214,7 +222,8 @@ describe.each(BROKERS)("watchers of vanished clients, on the %s broker", (broker
     const observer = new AbortController();
     const reading = takeResuming(client(OTHER_KEY), streamId, "", count, observer.signal);
     const raw = new Uint8Array(size).fill(7);
-    for (let i = 0; i < count; i++) await client(OTHER_KEY).sendData({ streamId, payload: { case: "raw", value: raw } });
+    for (let i = 0; i < count; i++)
+      await client(OTHER_KEY).sendData({ streamId, payload: { case: "raw", value: raw } });
     expect(await reading).toHaveLength(count);
     observer.abort();
   }
@@ -227,16 +236,24 @@ describe.each(BROKERS)("watchers of vanished clients, on the %s broker", (broker
     const done = new AbortController();
     const watches: Promise<WatchResultsResponse[]>[] = [];
     for (let i = 0; i < MAX_WATCHERS; i++) {
-      watches.push(take(attacker.watchResults({ streamId, startPosition: StartPosition.LATEST }, { signal: done.signal }), 1));
+      watches.push(
+        take(attacker.watchResults({ streamId, startPosition: StartPosition.LATEST }, { signal: done.signal }), 1),
+      );
     }
-    const other = take(client(OTHER_KEY).watchResults({ streamId, startPosition: StartPosition.LATEST }, { signal: done.signal }), 1);
+    const other = take(
+      client(OTHER_KEY).watchResults({ streamId, startPosition: StartPosition.LATEST }, { signal: done.signal }),
+      1,
+    );
     await until(async () => (await activeWatchers(server)) === MAX_WATCHERS + 1, "the new watchers to open");
     await client(OTHER_KEY).sendData({ streamId, payload: { case: "raw", value: new Uint8Array([1]) } });
     for (const watch of [...watches, other]) expect(await watch).toHaveLength(1);
     done.abort();
     await until(async () => (await activeWatchers(server)) === 0, "active watchers back to 0 after the check");
     // Every WatchResults call that started has ended, as far as the call metrics (and log) are concerned.
-    await until(async () => (await watchesStarted(server)) === (await watchesHandled(server)), "every watch counted as handled");
+    await until(
+      async () => (await watchesStarted(server)) === (await watchesHandled(server)),
+      "every watch counted as handled",
+    );
   }
 
   const stalledCases = [LARGE, SMALL].flatMap((size) =>
@@ -286,7 +303,10 @@ describe.each(BROKERS)("watchers of vanished clients, on the %s broker", (broker
     // In one write, so they arrive in one read: the calls are queued for the
     // turn's check phase (src/rpc/call-admission.ts), and reset before it comes.
     const request = frame(
-      toBinary(WatchResultsRequestSchema, create(WatchResultsRequestSchema, { streamId, startPosition: StartPosition.EARLIEST })),
+      toBinary(
+        WatchResultsRequestSchema,
+        create(WatchResultsRequestSchema, { streamId, startPosition: StartPosition.EARLIEST }),
+      ),
     );
     const headers = hpack([
       [":method", "POST"],

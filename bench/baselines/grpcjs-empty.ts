@@ -3,14 +3,16 @@
  * StreamService's SendData, StartStream and SendDataStream with empty
  * handlers, protos loaded by @grpc/proto-loader. Listens on PORT.
  */
+
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import * as loader from "@grpc/proto-loader";
-import { join } from "node:path";
 
 // Started from the project root (bench/lib/processes.ts), compiled or not.
 const protoDir = join(process.cwd(), "proto");
 const definition = loader.loadSync(join(protoDir, "streamgate/v1/stream_service.proto"), { includeDirs: [protoDir] });
-const service = (grpc.loadPackageDefinition(definition) as any).streamgate.v1.StreamService.service as grpc.ServiceDefinition;
+const service = (grpc.loadPackageDefinition(definition) as any).streamgate.v1.StreamService
+  .service as grpc.ServiceDefinition;
 
 const server = new grpc.Server();
 server.addService(service, {

@@ -3,8 +3,9 @@
  * on, how to start a streamgate server, and the results so far (baselines run
  * first, so scenarios can compute their ratios).
  */
-import type { BenchResult } from "./result.js";
+
 import type { StreamgateServer } from "./processes.js";
+import type { BenchResult } from "./result.js";
 
 /** The brokers a scenario runs on. */
 export type BrokerKind = "memory" | "kafka";

@@ -19,7 +19,7 @@
 import { performance } from "node:perf_hooks";
 import { partitionForKey } from "../../src/broker/partitioner.js";
 import { streamIds } from "./load.js";
-import { percentiles, type Latency } from "./result.js";
+import { type Latency, percentiles } from "./result.js";
 import type { RoundPhase } from "./rounds.js";
 
 /** Messages per call of the batched load. */
@@ -72,7 +72,10 @@ export interface DirectSender<M> {
 
 /** The topic layout of streamgate's servers, which inherit the bench's environment. */
 export function topicLayout(): { partitions: number; replication: number } {
-  return { partitions: Number(process.env.KAFKA_PARTITIONS ?? 6), replication: Number(process.env.KAFKA_REPLICATION ?? -1) };
+  return {
+    partitions: Number(process.env.KAFKA_PARTITIONS ?? 6),
+    replication: Number(process.env.KAFKA_REPLICATION ?? -1),
+  };
 }
 
 /** A fresh topic name for `client`'s producer. */
@@ -118,7 +121,12 @@ export function directProducer<M>(sender: DirectSender<M>, partitions: number): 
  * starting at the global message number `first` (keys round robin). A failed
  * call counts as errors, not messages.
  */
-async function timed(seconds: number, loops: number, perCall: number, call: (first: number) => Promise<unknown>): Promise<DirectPhase> {
+async function timed(
+  seconds: number,
+  loops: number,
+  perCall: number,
+  call: (first: number) => Promise<unknown>,
+): Promise<DirectPhase> {
   const latencies: number[] = [];
   let messages = 0;
   let errors = 0;
@@ -144,7 +152,14 @@ async function timed(seconds: number, loops: number, perCall: number, call: (fir
   await Promise.all(Array.from({ length: loops }, loop));
   // Every call started counts (as ghz's --duration-stop wait): the phase lasts until the last one ends.
   const elapsed = (performance.now() - start) / 1000;
-  return { count: messages, seconds: elapsed, rps: messages / elapsed, latencyMs: percentiles(latencies), errors, ...(firstError ? { firstError } : {}) };
+  return {
+    count: messages,
+    seconds: elapsed,
+    rps: messages / elapsed,
+    latencyMs: percentiles(latencies),
+    errors,
+    ...(firstError ? { firstError } : {}),
+  };
 }
 
 /**
@@ -174,7 +189,8 @@ export async function createTopicWithLeaders(
     } catch (error) {
       if (attempt >= LEADER_ATTEMPTS) throw error;
     }
-    if (attempt >= LEADER_ATTEMPTS) throw new Error(`topic ${topic}: partitions without a leader after ${attempt} attempts`);
+    if (attempt >= LEADER_ATTEMPTS)
+      throw new Error(`topic ${topic}: partitions without a leader after ${attempt} attempts`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }

@@ -16,16 +16,16 @@ import { performance } from "node:perf_hooks";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
+  type Result,
   SendDataRequestSchema,
   SendDataStreamRequestSchema,
   SendDataStreamResponseSchema,
   StartPosition,
   StreamService,
-  type Result,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { leanCaller } from "./lean-unary.js";
 import { BENCH_API_KEY, type StreamgateServer } from "./processes.js";
-import { p99, percentiles, type Latency } from "./result.js";
+import { type Latency, p99, percentiles } from "./result.js";
 import { DeliveryStages } from "./watch.js";
 
 /** Streams (each with one watcher) the records are spread over, round robin. */
@@ -189,7 +189,9 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
   );
   // SendDataStream's calls, one per phase of stream ingestion, go over connections of their own.
   const streamSenders = Array.from({ length: SEND_CONNECTIONS }, () =>
-    leanCaller(baseUrl, "/streamgate.v1.StreamService/SendDataStream", SendDataStreamRequestSchema, { "x-api-key": BENCH_API_KEY }),
+    leanCaller(baseUrl, "/streamgate.v1.StreamService/SendDataStream", SendDataStreamRequestSchema, {
+      "x-api-key": BENCH_API_KEY,
+    }),
   );
   const watcher = createClient(StreamService, createGrpcTransport({ baseUrl, interceptors: [apiKey()] }));
   const streams = Array.from({ length: STREAMS }, (_, i) => `e2e-${i}`);
@@ -219,7 +221,10 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
   };
   const watches = streams.map(async (streamId) => {
     try {
-      for await (const response of watcher.watchResults({ streamId, startPosition: StartPosition.LATEST }, { signal: abort.signal })) {
+      for await (const response of watcher.watchResults(
+        { streamId, startPosition: StartPosition.LATEST },
+        { signal: abort.signal },
+      )) {
         if (response.result) receive(response.result, performance.now());
       }
       if (!abort.signal.aborted) throw new Error(`e2e: the watch of ${streamId} ended`);
@@ -243,11 +248,15 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
     for (let wait = 100; unsynced().length > 0; wait = Math.min(2 * wait, 2000)) {
       if (watchError) throw watchError;
       if (performance.now() > deadline) {
-        throw new Error(`e2e: no probe result reached the watches of ${unsynced().join(", ")} in ${SYNC_TIMEOUT_MS} ms`);
+        throw new Error(
+          `e2e: no probe result reached the watches of ${unsynced().join(", ")} in ${SYNC_TIMEOUT_MS} ms`,
+        );
       }
       const payloadInit = { case: "raw" as const, value: payload(PROBE, round) };
       // A probe refused (an overloaded server's UNAVAILABLE) is simply sent again next time round.
-      await Promise.all(unsynced().map((streamId) => senders[0]!.call({ streamId, payload: payloadInit }).catch(() => undefined)));
+      await Promise.all(
+        unsynced().map((streamId) => senders[0]!.call({ streamId, payload: payloadInit }).catch(() => undefined)),
+      );
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, wait);
         wake = () => {
@@ -264,14 +273,22 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
     async run(rate, seconds, ingestion = "unary") {
       await sync();
       const count = Math.max(1, Math.round(rate * seconds));
-      const cpuBefore = { generator: process.cpuUsage(), server: await cpuSeconds(server.pid), wall: performance.now() };
+      const cpuBefore = {
+        generator: process.cpuUsage(),
+        server: await cpuSeconds(server.pid),
+        wall: performance.now(),
+      };
       // Stream ingestion: the calls are open before the first record is due.
-      const calls = ingestion === "stream" ? streamSenders.map((sender) => sender.clientStream(SendDataStreamResponseSchema)) : [];
+      const calls =
+        ingestion === "stream" ? streamSenders.map((sender) => sender.clientStream(SendDataStreamResponseSchema)) : [];
       const current = new Phase(nextPhaseId++, count, performance.now() + 5, 1000 / rate);
       if (current.id > 255) throw new Error("e2e: at most 255 phases per harness");
       phase = current;
       const send = (seq: number, due: number) => {
-        const request = { streamId: streams[seq % STREAMS]!, payload: { case: "raw" as const, value: payload(current.id, seq) } };
+        const request = {
+          streamId: streams[seq % STREAMS]!,
+          payload: { case: "raw" as const, value: payload(current.id, seq) },
+        };
         if (ingestion === "stream") {
           calls[seq % SEND_CONNECTIONS]!.write(request);
         } else {
@@ -295,15 +312,21 @@ export async function openHarness(server: StreamgateServer): Promise<Harness> {
       // its k-th is record c + k × SEND_CONNECTIONS. A rejected record is a send
       // error; so are the undelivered records of a call that failed, did not
       // answer within the grace period, or rejected more than it listed.
-      const unaccounted = new Map<number, unknown>(calls.map((_, c) => [c, new Error("e2e: SendDataStream did not answer within the grace period")]));
+      const unaccounted = new Map<number, unknown>(
+        calls.map((_, c) => [c, new Error("e2e: SendDataStream did not answer within the grace period")]),
+      );
       const ended = Promise.all(
         calls.map(async (call, c) => {
           try {
             const response = await call.end();
             for (const rejection of response.rejections) {
-              current.fail(c + Number(rejection.index) * SEND_CONNECTIONS, new Error(`SendDataStream rejected: ${rejection.code} ${rejection.reason}`));
+              current.fail(
+                c + Number(rejection.index) * SEND_CONNECTIONS,
+                new Error(`SendDataStream rejected: ${rejection.code} ${rejection.reason}`),
+              );
             }
-            if (response.rejected > BigInt(response.rejections.length)) unaccounted.set(c, new Error(`SendDataStream rejected ${response.rejected} records`));
+            if (response.rejected > BigInt(response.rejections.length))
+              unaccounted.set(c, new Error(`SendDataStream rejected ${response.rejected} records`));
             else unaccounted.delete(c);
           } catch (error) {
             unaccounted.set(c, error);

@@ -9,7 +9,7 @@ import { mkdtemp } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { ROOT, type StreamgateServer } from "./processes.js";
-import { ms, type BenchResult, type Latency } from "./result.js";
+import { type BenchResult, type Latency, ms } from "./result.js";
 import { cpuMeter } from "./watch.js";
 
 const GHZ_VERSION = "v0.120.0";
@@ -19,22 +19,32 @@ const VERSION_FILE = join(ROOT, ".tools/ghz.version");
 
 function exec(file: string, args: string[], env: Record<string, string> = {}, timeoutMs = 600_000): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs }, (error, stdout, stderr) =>
-      error ? reject(new Error(`${file} ${args.join(" ")} failed: ${error.message}\n${stdout}${stderr}`)) : resolve(stdout),
+    execFile(
+      file,
+      args,
+      { env: { ...process.env, ...env }, maxBuffer: 64 * 1024 * 1024, timeout: timeoutMs },
+      (error, stdout, stderr) =>
+        error
+          ? reject(new Error(`${file} ${args.join(" ")} failed: ${error.message}\n${stdout}${stderr}`))
+          : resolve(stdout),
     );
   });
 }
 
 /** Installs ghz unless the pinned version is already there. */
 export async function ensureGhz(): Promise<string> {
-  if (existsSync(GHZ) && existsSync(VERSION_FILE) && readFileSync(VERSION_FILE, "utf8").trim() === GHZ_VERSION) return GHZ;
+  if (existsSync(GHZ) && existsSync(VERSION_FILE) && readFileSync(VERSION_FILE, "utf8").trim() === GHZ_VERSION)
+    return GHZ;
   try {
     await exec("go", ["version"]);
   } catch {
     throw new Error("bench: Go is needed to install ghz (go install); none found on PATH");
   }
   process.stderr.write(`bench: installing ghz ${GHZ_VERSION} (go install)\n`);
-  await exec("go", ["install", `github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}`], { GOBIN: TOOLS_BIN, GOFLAGS: "-mod=mod" });
+  await exec("go", ["install", `github.com/bojand/ghz/cmd/ghz@${GHZ_VERSION}`], {
+    GOBIN: TOOLS_BIN,
+    GOFLAGS: "-mod=mod",
+  });
   writeFileSync(VERSION_FILE, `${GHZ_VERSION}\n`);
   return GHZ;
 }
@@ -77,18 +87,28 @@ export async function runGhz(run: GhzRun): Promise<GhzReport> {
   writeFileSync(dataFile, JSON.stringify(run.data));
   const args = [
     "--insecure",
-    "--proto", join(ROOT, "proto", run.proto ?? "streamgate/v1/stream_service.proto"),
-    "--import-paths", join(ROOT, "proto"),
-    "--call", run.call,
+    "--proto",
+    join(ROOT, "proto", run.proto ?? "streamgate/v1/stream_service.proto"),
+    "--import-paths",
+    join(ROOT, "proto"),
+    "--call",
+    run.call,
     // A file, not an argument: a client stream's messages can exceed the argument size limit.
-    "--data-file", dataFile,
-    "--concurrency", String(run.concurrency),
-    "--connections", String(run.connections ?? Math.max(1, Math.min(run.concurrency, 4))),
-    "--duration", `${run.durationSec}s`,
+    "--data-file",
+    dataFile,
+    "--concurrency",
+    String(run.concurrency),
+    "--connections",
+    String(run.connections ?? Math.max(1, Math.min(run.concurrency, 4))),
+    "--duration",
+    `${run.durationSec}s`,
     // Every call started counts; none is cut short at the end and counted as an error.
-    "--duration-stop", "wait",
-    "--total", "100000000",
-    "--format", "json",
+    "--duration-stop",
+    "wait",
+    "--total",
+    "100000000",
+    "--format",
+    "json",
     ...(run.metadata ? ["--metadata", JSON.stringify(run.metadata)] : []),
     `127.0.0.1:${run.port}`,
   ];
@@ -107,7 +127,8 @@ export async function runGhz(run: GhzRun): Promise<GhzReport> {
     errorDistribution?: Record<string, number>;
     latencyDistribution?: Array<{ percentage: number; latency: number }> | null;
   };
-  const at = (percentage: number) => ms(report.latencyDistribution?.find((entry) => entry.percentage === percentage)?.latency ?? 0);
+  const at = (percentage: number) =>
+    ms(report.latencyDistribution?.find((entry) => entry.percentage === percentage)?.latency ?? 0);
   const ok = report.statusCodeDistribution?.OK ?? 0;
   return {
     rps: report.rps,
@@ -125,7 +146,11 @@ export async function runGhz(run: GhzRun): Promise<GhzReport> {
  * before the JIT has compiled its hot paths, and a new call or payload warms
  * paths of its own.
  */
-export async function warmUp(server: StreamgateServer, run: Omit<GhzRun, "port" | "durationSec">, seconds: number): Promise<void> {
+export async function warmUp(
+  server: StreamgateServer,
+  run: Omit<GhzRun, "port" | "durationSec">,
+  seconds: number,
+): Promise<void> {
   if (seconds > 0) await runGhz({ ...run, durationSec: seconds, port: server.port });
 }
 
@@ -133,7 +158,11 @@ export async function warmUp(server: StreamgateServer, run: Omit<GhzRun, "port" 
 export type MeasuredReport = GhzReport & { serverCpuSeconds: number };
 
 /** {@link runGhz} against `server`, after `warmupSec` of {@link warmUp}, with the server's CPU time over the measured run. */
-export async function runGhzOn(server: StreamgateServer, run: Omit<GhzRun, "port">, warmupSec = 0): Promise<MeasuredReport> {
+export async function runGhzOn(
+  server: StreamgateServer,
+  run: Omit<GhzRun, "port">,
+  warmupSec = 0,
+): Promise<MeasuredReport> {
   await warmUp(server, run, warmupSec);
   const cpu = await cpuMeter(server);
   const report = await runGhz({ ...run, port: server.port });

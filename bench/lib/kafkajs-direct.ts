@@ -6,8 +6,14 @@
  * murmur2 and passed with each message. Naive sends are send() of one
  * message; batched ones sendBatch().
  */
-import { createTopicWithLeaders, directProducer, directTopic, topicLayout, type DirectProducer } from "./direct-producer.js";
-import { loadKafkajs, type KafkajsMessage } from "./kafkajs-tool.js";
+import {
+  createTopicWithLeaders,
+  type DirectProducer,
+  directProducer,
+  directTopic,
+  topicLayout,
+} from "./direct-producer.js";
+import { type KafkajsMessage, loadKafkajs } from "./kafkajs-tool.js";
 
 /** Connects a kafkajs producer to `brokers` and creates its topic. */
 export async function openKafkajsDirect(brokers: string): Promise<DirectProducer> {
@@ -41,8 +47,15 @@ export async function openKafkajsDirect(brokers: string): Promise<DirectProducer
     await createTopicWithLeaders(
       topic,
       partitions,
-      () => admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: partitions, replicationFactor: replication }] }),
-      async () => ((await admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions ?? []).map((partition) => partition.leader),
+      () =>
+        admin.createTopics({
+          waitForLeaders: true,
+          topics: [{ topic, numPartitions: partitions, replicationFactor: replication }],
+        }),
+      async () =>
+        ((await admin.fetchTopicMetadata({ topics: [topic] })).topics[0]?.partitions ?? []).map(
+          (partition) => partition.leader,
+        ),
       // kafkajs gives up waiting for the leaders with this; the metadata polling takes over.
       (error) => (error as { type?: unknown }).type === "UNKNOWN_TOPIC_OR_PARTITION",
     );

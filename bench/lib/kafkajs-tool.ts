@@ -33,16 +33,31 @@ export async function ensureKafkajs(): Promise<string> {
   mkdirSync(PREFIX, { recursive: true });
   // A project of its own, so that npm neither looks further up nor touches streamgate's package.json.
   const manifest = join(PREFIX, "package.json");
-  if (!existsSync(manifest)) writeFileSync(manifest, `${JSON.stringify({ name: "streamgate-bench-kafkajs", private: true }, null, 2)}\n`);
+  if (!existsSync(manifest))
+    writeFileSync(manifest, `${JSON.stringify({ name: "streamgate-bench-kafkajs", private: true }, null, 2)}\n`);
   process.stderr.write(`bench: installing kafkajs ${KAFKAJS_VERSION} into .tools/kafkajs (npm install)\n`);
-  const args = ["install", "--prefix", PREFIX, "--no-save", "--no-audit", "--no-fund", "--ignore-scripts", `kafkajs@${KAFKAJS_VERSION}`];
+  const args = [
+    "install",
+    "--prefix",
+    PREFIX,
+    "--no-save",
+    "--no-audit",
+    "--no-fund",
+    "--ignore-scripts",
+    `kafkajs@${KAFKAJS_VERSION}`,
+  ];
   await new Promise<void>((resolve, reject) => {
     execFile("npm", args, { cwd: PREFIX, timeout: 300_000 }, (error, stdout, stderr) =>
-      error ? reject(new Error(`bench: npm ${args.join(" ")} failed: ${error.message}\n${stdout}${stderr}`)) : resolve(),
+      error
+        ? reject(new Error(`bench: npm ${args.join(" ")} failed: ${error.message}\n${stdout}${stderr}`))
+        : resolve(),
     );
   });
   const installed = installedVersion();
-  if (installed !== KAFKAJS_VERSION) throw new Error(`bench: .tools/kafkajs holds kafkajs ${installed ?? "nothing"} after npm install, not ${KAFKAJS_VERSION}`);
+  if (installed !== KAFKAJS_VERSION)
+    throw new Error(
+      `bench: .tools/kafkajs holds kafkajs ${installed ?? "nothing"} after npm install, not ${KAFKAJS_VERSION}`,
+    );
   return PACKAGE_DIR;
 }
 
@@ -77,7 +92,12 @@ export interface KafkajsConfig {
 
 export interface KafkajsClient {
   admin(): KafkajsAdmin;
-  producer(config: { idempotent?: boolean; allowAutoTopicCreation?: boolean; createPartitioner?: unknown; retry?: KafkajsRetry }): KafkajsProducer;
+  producer(config: {
+    idempotent?: boolean;
+    allowAutoTopicCreation?: boolean;
+    createPartitioner?: unknown;
+    retry?: KafkajsRetry;
+  }): KafkajsProducer;
 }
 
 export interface KafkajsMessage {
@@ -90,7 +110,10 @@ export interface KafkajsProducer {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
   send(record: { topic: string; acks?: number; messages: KafkajsMessage[] }): Promise<unknown>;
-  sendBatch(batch: { acks?: number; topicMessages: Array<{ topic: string; messages: KafkajsMessage[] }> }): Promise<unknown>;
+  sendBatch(batch: {
+    acks?: number;
+    topicMessages: Array<{ topic: string; messages: KafkajsMessage[] }>;
+  }): Promise<unknown>;
 }
 
 export interface KafkajsAdmin {

@@ -9,7 +9,14 @@
  * delays the very calls being timed. The server sees the same gRPC requests.
  */
 import * as http2 from "node:http2";
-import { create, fromBinary, toBinary, type DescMessage, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
+import {
+  create,
+  type DescMessage,
+  fromBinary,
+  type MessageInitShape,
+  type MessageShape,
+  toBinary,
+} from "@bufbuild/protobuf";
 
 /** Calls one method; see the module comment. */
 export interface LeanCaller<Input extends DescMessage> {
@@ -78,7 +85,14 @@ export function leanCaller<Input extends DescMessage>(
       stream.on("error", reject);
       stream.on("close", () => {
         if (status === "0") resolve(Buffer.concat(body));
-        else reject(new Error(status === undefined ? `${path}: no gRPC status (stream closed, code ${stream.rstCode})` : `${path}: gRPC status ${status} ${detail}`));
+        else
+          reject(
+            new Error(
+              status === undefined
+                ? `${path}: no gRPC status (stream closed, code ${stream.rstCode})`
+                : `${path}: gRPC status ${status} ${detail}`,
+            ),
+          );
       });
     });
     return { stream, done };
@@ -100,7 +114,8 @@ export function leanCaller<Input extends DescMessage>(
         async end() {
           stream.end();
           const body = await done;
-          if (body.length < 5 || body.length < 5 + body.readUInt32BE(1)) throw new Error(`${path}: no complete response message`);
+          if (body.length < 5 || body.length < 5 + body.readUInt32BE(1))
+            throw new Error(`${path}: no complete response message`);
           return fromBinary(output, body.subarray(5, 5 + body.readUInt32BE(1)));
         },
       };

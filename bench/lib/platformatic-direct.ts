@@ -6,8 +6,14 @@
  * streamgate's murmur2 and given with it. Naive and batched sends are both
  * send(), of one message or of a batch.
  */
-import { Admin, ProduceAcks, Producer, type MessageToProduce } from "@platformatic/kafka";
-import { createTopicWithLeaders, directProducer, directTopic, topicLayout, type DirectProducer } from "./direct-producer.js";
+import { Admin, type MessageToProduce, ProduceAcks, Producer } from "@platformatic/kafka";
+import {
+  createTopicWithLeaders,
+  type DirectProducer,
+  directProducer,
+  directTopic,
+  topicLayout,
+} from "./direct-producer.js";
 
 /** Connects a @platformatic/kafka producer to `brokers` and creates its topic. */
 export async function openPlatformaticDirect(brokers: string): Promise<DirectProducer> {
@@ -34,7 +40,10 @@ export async function openPlatformaticDirect(brokers: string): Promise<DirectPro
       () => admin.createTopics({ topics: [topic], partitions, replicas: replication }),
       async () =>
         // Array.from: a partition missing from the list reads as no leader.
-        Array.from((await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitions ?? [], (partition) => partition?.leader ?? -1),
+        Array.from(
+          (await admin.metadata({ topics: [topic], forceUpdate: true })).topics.get(topic)?.partitions ?? [],
+          (partition) => partition?.leader ?? -1,
+        ),
     );
   } catch (error) {
     await close();

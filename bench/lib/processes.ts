@@ -4,7 +4,7 @@
  * the bare baseline servers, and the bench's own Kafka broker
  * (scripts/kafka.sh, as `npm run kafka` runs it).
  */
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -80,7 +80,11 @@ async function whenListening(port: number, exited: Promise<void>, what: () => st
  * on a free port through the variable `portVariable`; resolves once it accepts
  * connections there.
  */
-export async function startNodeServer(args: string[], env: Record<string, string>, portVariable = "PORT"): Promise<StreamgateServer> {
+export async function startNodeServer(
+  args: string[],
+  env: Record<string, string>,
+  portVariable = "PORT",
+): Promise<StreamgateServer> {
   const port = await freePort();
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
@@ -110,8 +114,11 @@ export async function startNodeServer(args: string[], env: Record<string, string
  */
 export function buildServers(): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.bench.json")], (error, stdout, stderr) =>
-      error ? reject(new Error(`tsc -p tsconfig.bench.json failed:\n${stdout}${stderr}`)) : resolve(),
+    execFile(
+      process.execPath,
+      [join(ROOT, "node_modules/typescript/bin/tsc"), "-p", join(ROOT, "tsconfig.bench.json")],
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`tsc -p tsconfig.bench.json failed:\n${stdout}${stderr}`)) : resolve(),
     );
   });
 }
@@ -147,8 +154,12 @@ export interface KafkaBroker {
 
 function kafkaScript(command: string, env: Record<string, string>): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile("bash", [join(ROOT, "scripts/kafka.sh"), command], { env: { ...process.env, ...env }, timeout: 240_000 }, (error, stdout, stderr) =>
-      error ? reject(new Error(`scripts/kafka.sh ${command} failed:\n${stdout}${stderr}`)) : resolve(stdout),
+    execFile(
+      "bash",
+      [join(ROOT, "scripts/kafka.sh"), command],
+      { env: { ...process.env, ...env }, timeout: 240_000 },
+      (error, stdout, stderr) =>
+        error ? reject(new Error(`scripts/kafka.sh ${command} failed:\n${stdout}${stderr}`)) : resolve(stdout),
     );
   });
 }

@@ -28,7 +28,10 @@ export function runInfo(quick: boolean, durationSec: number, scenarios: string[]
   let commit = "unknown";
   try {
     commit = execFileSync("git", ["rev-parse", "--short", "HEAD"], { cwd: ROOT, encoding: "utf8" }).trim();
-    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "bench", "proto"], { cwd: ROOT, encoding: "utf8" });
+    const dirty = execFileSync("git", ["status", "--porcelain", "--", "src", "bench", "proto"], {
+      cwd: ROOT,
+      encoding: "utf8",
+    });
     if (dirty.trim() !== "") commit += " (with uncommitted changes)";
   } catch {
     // not a git checkout
@@ -36,7 +39,11 @@ export function runInfo(quick: boolean, durationSec: number, scenarios: string[]
   return {
     date: new Date().toISOString(),
     commit,
-    machine: { cores: cpus().length, model: cpus()[0]?.model ?? "unknown", memoryGiB: Math.round(totalmem() / 2 ** 30) },
+    machine: {
+      cores: cpus().length,
+      model: cpus()[0]?.model ?? "unknown",
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+    },
     node: process.version,
     quick,
     durationSec,
@@ -90,7 +97,9 @@ export function writeReport(dir: string, info: RunInfo, results: BenchResult[]):
     lines.push("## Targets", "");
     for (const result of targets) {
       const { met, goal, measured } = result.target!;
-      lines.push(`- ${met ? "met" : "**not met**"}: ${result.scenario} on ${result.broker}: ${goal}; measured ${measured}`);
+      lines.push(
+        `- ${met ? "met" : "**not met**"}: ${result.scenario} on ${result.broker}: ${goal}; measured ${measured}`,
+      );
     }
     lines.push("");
   }

@@ -60,5 +60,10 @@ export function percentiles(values: number[]): Latency {
   const sorted = [...values].sort((a, b) => a - b);
   const rank = (q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!;
   const round = (value: number) => Math.round(value * 100) / 100;
-  return { p50: round(rank(0.5)), p95: round(rank(0.95)), p99: round(rank(0.99)), max: round(sorted[sorted.length - 1]!) };
+  return {
+    p50: round(rank(0.5)),
+    p95: round(rank(0.95)),
+    p99: round(rank(0.99)),
+    max: round(sorted[sorted.length - 1]!),
+  };
 }

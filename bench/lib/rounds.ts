@@ -8,7 +8,7 @@
  * (A, B, A, B, ...), each ratio is taken within its own round, and the median
  * of those is the figure.
  */
-import { runGhzOn, warmUp, type GhzRun } from "./ghz.js";
+import { type GhzRun, runGhzOn, warmUp } from "./ghz.js";
 import type { StreamgateServer } from "./processes.js";
 import type { Latency } from "./result.js";
 
@@ -34,7 +34,11 @@ export interface RoundSubject {
 }
 
 /** A server, and the ghz run it gets in every round after `warmupSec` of it unmeasured. */
-export function ghzSubject(server: StreamgateServer, run: Omit<GhzRun, "port" | "durationSec">, warmupSec: number): RoundSubject {
+export function ghzSubject(
+  server: StreamgateServer,
+  run: Omit<GhzRun, "port" | "durationSec">,
+  warmupSec: number,
+): RoundSubject {
   return {
     warmUp: () => warmUp(server, run, warmupSec),
     measure: (seconds) => runGhzOn(server, { ...run, durationSec: seconds }),

@@ -7,9 +7,9 @@
  */
 import { readFile } from "node:fs/promises";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
-import { createClient, type CallOptions, type Client } from "@connectrpc/connect";
-import { Http2SessionManager, createGrpcTransport } from "@connectrpc/connect-node";
-import { StreamService, type Result } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { type CallOptions, type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { type Result, StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { AUTH } from "./load.js";
 import { rssBytes, type StreamgateServer } from "./processes.js";
 
@@ -76,7 +76,11 @@ export function readStamp(result: Result): { sentAt: number; seq: number } | und
  * until the call ends; resolves with the error it ended with (undefined when
  * it ended OK). Never rejects.
  */
-export async function watch(client: StreamClient, streamId: string, onResult: (result: Result) => void): Promise<unknown> {
+export async function watch(
+  client: StreamClient,
+  streamId: string,
+  onResult: (result: Result) => void,
+): Promise<unknown> {
   try {
     for await (const { result } of client.watchResults({ streamId }, WATCH)) {
       if (result) onResult(result);
@@ -88,7 +92,11 @@ export async function watch(client: StreamClient, streamId: string, onResult: (r
 }
 
 /** Runs `task(i)` for i in [0, count) with at most `concurrency` in flight. */
-export async function eachLimited(count: number, concurrency: number, task: (i: number) => Promise<unknown>): Promise<void> {
+export async function eachLimited(
+  count: number,
+  concurrency: number,
+  task: (i: number) => Promise<unknown>,
+): Promise<void> {
   let next = 0;
   const worker = async () => {
     while (next < count) await task(next++);
@@ -132,7 +140,9 @@ export function ownCpuSeconds(): number {
 }
 
 /** CPU seconds used by the server and by this process since the meter was made. */
-export async function cpuMeter(server: StreamgateServer): Promise<{ read(): Promise<{ server: number; bench: number }> }> {
+export async function cpuMeter(
+  server: StreamgateServer,
+): Promise<{ read(): Promise<{ server: number; bench: number }> }> {
   const server0 = await cpuSeconds(server.pid);
   const bench0 = ownCpuSeconds();
   return {
@@ -181,7 +191,9 @@ export class DeliveryStages {
 
 /** A metric's value in a /metrics text (the first sample of that name), or NaN. */
 export function metricValue(text: string, name: string): number {
-  const line = text.split("\n").find((candidate) => candidate.startsWith(`${name} `) || candidate.startsWith(`${name}{`));
+  const line = text
+    .split("\n")
+    .find((candidate) => candidate.startsWith(`${name} `) || candidate.startsWith(`${name}{`));
   return line === undefined ? Number.NaN : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
 

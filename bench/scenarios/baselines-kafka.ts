@@ -59,17 +59,29 @@ export const baselinesKafka: Scenario = {
         const warmedSec = await direct.warmUp(naiveLoops, context.quick);
         for (const payloadBytes of SEND_PAYLOADS) {
           rows.push(
-            directRow(naiveRow(client), naiveLoops, payloadBytes, await direct.naive(payloadBytes, naiveLoops, seconds), {
-              client: client.label,
-              "per call": "1 message",
-              "warm-up s": Math.round(warmedSec),
-            }),
+            directRow(
+              naiveRow(client),
+              naiveLoops,
+              payloadBytes,
+              await direct.naive(payloadBytes, naiveLoops, seconds),
+              {
+                client: client.label,
+                "per call": "1 message",
+                "warm-up s": Math.round(warmedSec),
+              },
+            ),
           );
           rows.push(
-            directRow(`baseline-${client.name}-batched`, BATCHED_LOOPS, payloadBytes, await direct.batched(payloadBytes, seconds), {
-              client: client.label,
-              "per call": `${BATCH_SIZE} messages (latency per call)`,
-            }),
+            directRow(
+              `baseline-${client.name}-batched`,
+              BATCHED_LOOPS,
+              payloadBytes,
+              await direct.batched(payloadBytes, seconds),
+              {
+                client: client.label,
+                "per call": `${BATCH_SIZE} messages (latency per call)`,
+              },
+            ),
           );
         }
       } finally {
@@ -97,6 +109,10 @@ export function directRow(
     unit: "msg/s",
     latencyMs: phase.latencyMs,
     errors: phase.errors,
-    extra: { ...extra, acks: "all, idempotent", ...(phase.firstError ? { "first error": phase.firstError.slice(0, 200) } : {}) },
+    extra: {
+      ...extra,
+      acks: "all, idempotent",
+      ...(phase.firstError ? { "first error": phase.firstError.slice(0, 200) } : {}),
+    },
   };
 }

@@ -38,24 +38,32 @@ export const baselinesRpc: Scenario = {
     for (const { scenario, file } of SERVERS) {
       await withServer(startNodeServer([file], {}), async (server) => {
         for (const payloadBytes of SEND_PAYLOADS) {
-          const report = await runGhzOn(server, {
-            call: "streamgate.v1.StreamService.SendData",
-            data: sendRequests(payloadBytes),
-            concurrency: context.quick ? 4 : SEND_CONCURRENCY,
-            durationSec: context.durationSec,
-          }, context.warmupSec);
+          const report = await runGhzOn(
+            server,
+            {
+              call: "streamgate.v1.StreamService.SendData",
+              data: sendRequests(payloadBytes),
+              concurrency: context.quick ? 4 : SEND_CONCURRENCY,
+              durationSec: context.durationSec,
+            },
+            context.warmupSec,
+          );
           rows.push(unaryRow(scenario, "-", context.quick ? 4 : SEND_CONCURRENCY, payloadBytes, report));
         }
         // An empty handler answers every stream only once all its messages are read, so
         // completed calls × messages per call is what the server received.
         const perCall = context.quick ? 32 : STREAM_MESSAGES_PER_CALL;
         const concurrency = context.quick ? 2 : STREAM_CONCURRENCY;
-        const report = await runGhzOn(server, {
-          call: "streamgate.v1.StreamService.SendDataStream",
-          data: streamMessages(perCall),
-          concurrency,
-          durationSec: context.durationSec,
-        }, context.warmupSec);
+        const report = await runGhzOn(
+          server,
+          {
+            call: "streamgate.v1.StreamService.SendDataStream",
+            data: streamMessages(perCall),
+            concurrency,
+            durationSec: context.durationSec,
+          },
+          context.warmupSec,
+        );
         const messages = report.count * perCall;
         rows.push({
           scenario: `${scenario}-stream`,

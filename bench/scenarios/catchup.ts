@@ -16,8 +16,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { StartPosition, StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Scenario } from "../lib/context.js";
 import { AUTH } from "../lib/load.js";
-import { withServer, type StreamgateServer } from "../lib/processes.js";
-import { percentiles, type BenchResult } from "../lib/result.js";
+import { type StreamgateServer, withServer } from "../lib/processes.js";
+import { type BenchResult, percentiles } from "../lib/result.js";
 import { connect, eachLimited, UNARY } from "../lib/watch.js";
 
 const STREAMS = 8;
@@ -101,7 +101,7 @@ async function measure(server: StreamgateServer, broker: string, quick: boolean)
     extra: {
       streams: STREAMS,
       "results per stream": records,
-      "latency": "ms per watcher, from its call to its stream's last result",
+      latency: "ms per watcher, from its call to its stream's last result",
       "all done s": Number(seconds.toFixed(2)),
     },
   };

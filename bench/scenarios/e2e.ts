@@ -17,11 +17,11 @@
  * answered, and its latency is counted from that due time, so a stall delays
  * every record due during it (no coordinated omission).
  */
-import { resultKey, type BenchContext, type BrokerKind, type Scenario } from "../lib/context.js";
+import { type BenchContext, type BrokerKind, resultKey, type Scenario } from "../lib/context.js";
 import { openHarness, type PhaseReport } from "../lib/e2e-harness.js";
 import { runGhz } from "../lib/ghz.js";
 import { AUTH, metricSum, sendRequests, startStreams } from "../lib/load.js";
-import { withServer, type StreamgateServer } from "../lib/processes.js";
+import { type StreamgateServer, withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
 import { SEND_CONCURRENCY } from "./baselines-rpc.js";
 
@@ -53,7 +53,15 @@ export const e2e: Scenario = {
           // SendDataStream's code paths get their own unmeasured warm-up.
           await harness.run(FIXED_RATE, context.quick ? 0.1 : WARMUP_SEC, "stream");
           const streamed = await harness.run(FIXED_RATE, seconds, "stream");
-          rows.push(row("e2e-1000-stream", broker, streamed, `fixed ${FIXED_RATE.toLocaleString("en-US")} msg/s over SendDataStream`, false));
+          rows.push(
+            row(
+              "e2e-1000-stream",
+              broker,
+              streamed,
+              `fixed ${FIXED_RATE.toLocaleString("en-US")} msg/s over SendDataStream`,
+              false,
+            ),
+          );
         } finally {
           await harness.close();
         }
@@ -68,10 +76,17 @@ export const e2e: Scenario = {
  * ghz, 64 callers), else measured the same way on this server, else (quick
  * mode) a nominal rate.
  */
-async function halfOfMax(context: BenchContext, broker: BrokerKind, server: StreamgateServer): Promise<{ rate: number; note: string }> {
+async function halfOfMax(
+  context: BenchContext,
+  broker: BrokerKind,
+  server: StreamgateServer,
+): Promise<{ rate: number; note: string }> {
   const measured = context.results.get(resultKey("senddata", broker, 128));
   if (measured && measured.throughput > 0) {
-    return { rate: measured.throughput / 2, note: `50% of senddata's ${Math.round(measured.throughput).toLocaleString("en-US")} req/s` };
+    return {
+      rate: measured.throughput / 2,
+      note: `50% of senddata's ${Math.round(measured.throughput).toLocaleString("en-US")} req/s`,
+    };
   }
   if (context.quick) return { rate: 500, note: "nominal 500 msg/s (quick mode, no senddata row)" };
   context.log(`  e2e ${broker}: no senddata row; measuring SendData's maximum (ghz, ${MAX_PROBE_SEC} s)`);
@@ -104,7 +119,13 @@ async function drained(server: StreamgateServer): Promise<void> {
   }
 }
 
-function row(scenario: string, broker: BrokerKind, report: PhaseReport, load: string, withTarget: boolean): BenchResult {
+function row(
+  scenario: string,
+  broker: BrokerKind,
+  report: PhaseReport,
+  load: string,
+  withTarget: boolean,
+): BenchResult {
   const result: BenchResult = {
     scenario,
     broker,

@@ -12,18 +12,19 @@
  * record (so none is still opening), and after it, exactly the records
  * acknowledged on its stream.
  */
+
+import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
+import { type StreamgateServer, withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
 import { percentiles } from "../lib/result.js";
-import { withServer, type StreamgateServer } from "../lib/processes.js";
-import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import {
   CALLS_PER_CONNECTION,
-  UNARY,
   connect,
   cpuMeter,
   readStamp,
   stampedPayload,
+  UNARY,
   until,
   watch,
 } from "../lib/watch.js";
@@ -212,7 +213,9 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   if (!opened) {
     closing = true;
     close();
-    throw new Error(`fanout ${broker}: not every watcher received its stream's first record after ${OPEN_TIMEOUT_MS / 1000} s`);
+    throw new Error(
+      `fanout ${broker}: not every watcher received its stream's first record after ${OPEN_TIMEOUT_MS / 1000} s`,
+    );
   }
   const openSeconds = (performance.now() - opening) / 1000;
   const producers = loads.map(produce);
@@ -240,11 +243,14 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
 
   const sendErrors = loads.reduce((sum, load) => sum + load.sendErrors, 0);
   for (let w = 0; w < watcherCount; w++) {
-    if (counts[w] !== loads[w % streams]!.expected) fail(w, `${counts[w]} results of ${loads[w % streams]!.expected} records`);
+    if (counts[w] !== loads[w % streams]!.expected)
+      fail(w, `${counts[w]} results of ${loads[w % streams]!.expected} records`);
   }
   const records = loads.reduce((sum, load) => sum + load.expected, 0);
-  if (!settled) context.log(`  fanout ${broker}: not every watcher had its stream's records after ${SETTLE_MS / 1000} s`);
-  if (failed.size > 0) context.log(`  fanout ${broker}: ${failed.size} watchers failed, first: ${String(firstFailure)}`);
+  if (!settled)
+    context.log(`  fanout ${broker}: not every watcher had its stream's records after ${SETTLE_MS / 1000} s`);
+  if (failed.size > 0)
+    context.log(`  fanout ${broker}: ${failed.size} watchers failed, first: ${String(firstFailure)}`);
   return {
     scenario: "fanout",
     broker,

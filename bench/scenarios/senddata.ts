@@ -21,12 +21,12 @@
  * @platformatic/kafka naive; their rows are senddata@kafka (the ratio and
  * target) and senddata-<client>-naive beside it.
  */
-import { type BenchContext, type Scenario } from "../lib/context.js";
+import type { BenchContext, Scenario } from "../lib/context.js";
 import type { DirectPhase, DirectProducer } from "../lib/direct-producer.js";
 import { AUTH, sendRequests, startStreams } from "../lib/load.js";
-import { startNodeServer, withServer, type StreamgateServer } from "../lib/processes.js";
+import { type StreamgateServer, startNodeServer, withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
-import { ghzSubject, roundRatios, runRounds, type RoundSubject, type RoundsReport } from "../lib/rounds.js";
+import { ghzSubject, type RoundSubject, type RoundsReport, roundRatios, runRounds } from "../lib/rounds.js";
 import { DIRECT_CLIENTS, directRow, naiveRow } from "./baselines-kafka.js";
 import { CONNECT_BASELINE, SEND_CONCURRENCY, SEND_PAYLOADS } from "./baselines-rpc.js";
 
@@ -66,16 +66,37 @@ async function embeddedRows(context: BenchContext): Promise<BenchResult[]> {
         await startStreams(plain);
         await startStreams(limited);
         for (const payloadBytes of SEND_PAYLOADS) {
-          const run = { call: "streamgate.v1.StreamService.SendData", data: sendRequests(payloadBytes), metadata: AUTH, concurrency };
+          const run = {
+            call: "streamgate.v1.StreamService.SendData",
+            data: sendRequests(payloadBytes),
+            metadata: AUTH,
+            concurrency,
+          };
           const servers: StreamgateServer[] = payloadBytes === 128 ? [bare, plain, limited] : [bare, plain];
           const [baseline, subject, withLimits] = await runRounds(
             servers.map((server) => ghzSubject(server, run, context.warmupSec)),
             roundsOptions(context),
           );
-          const row = roundsRow("senddata", "memory", payloadBytes, concurrency, subject!, baseline!, CONNECT_BASELINE.scenario);
+          const row = roundsRow(
+            "senddata",
+            "memory",
+            payloadBytes,
+            concurrency,
+            subject!,
+            baseline!,
+            CONNECT_BASELINE.scenario,
+          );
           rows.push(withTarget(row, MEMORY_TARGET, subject!, baseline!));
           if (withLimits) {
-            const limitedRow = roundsRow("senddata-limited", "memory", payloadBytes, concurrency, withLimits, subject!, "senddata");
+            const limitedRow = roundsRow(
+              "senddata-limited",
+              "memory",
+              payloadBytes,
+              concurrency,
+              withLimits,
+              subject!,
+              "senddata",
+            );
             limitedRow.extra = { limits: "global and per-client 1,000,000/s, none refused", ...limitedRow.extra };
             rows.push(limitedRow);
           }
@@ -88,7 +109,10 @@ async function embeddedRows(context: BenchContext): Promise<BenchResult[]> {
 
 /** Three rounds of half a phase each (one whole phase in smoke mode). */
 function roundsOptions(context: BenchContext) {
-  return { rounds: context.quick ? 1 : ROUNDS, phaseSec: context.quick ? context.durationSec : context.durationSec / 2 };
+  return {
+    rounds: context.quick ? 1 : ROUNDS,
+    phaseSec: context.quick ? context.durationSec : context.durationSec / 2,
+  };
 }
 
 /**
@@ -96,7 +120,12 @@ function roundsOptions(context: BenchContext) {
  * and, when `target.cpuPerCall` is set, of the server's CPU time per call at
  * most that multiple of the baseline's (both must hold).
  */
-function withTarget(row: BenchResult, target: { ratio: number; cpuPerCall?: number }, subject: RoundsReport, baseline: RoundsReport): BenchResult {
+function withTarget(
+  row: BenchResult,
+  target: { ratio: number; cpuPerCall?: number },
+  subject: RoundsReport,
+  baseline: RoundsReport,
+): BenchResult {
   const ratio = row.ratio!;
   const cpu = cpuRatio(subject, baseline);
   const cpuMet = target.cpuPerCall === undefined || (cpu !== undefined && cpu <= target.cpuPerCall);
@@ -112,7 +141,9 @@ function withTarget(row: BenchResult, target: { ratio: number; cpuPerCall?: numb
 
 /** The subject server's CPU time per call over the baseline's, both over all rounds. */
 function cpuRatio(subject: RoundsReport, baseline: RoundsReport): number | undefined {
-  return subject.cpuMicrosPerCall === undefined || !baseline.cpuMicrosPerCall ? undefined : subject.cpuMicrosPerCall / baseline.cpuMicrosPerCall;
+  return subject.cpuMicrosPerCall === undefined || !baseline.cpuMicrosPerCall
+    ? undefined
+    : subject.cpuMicrosPerCall / baseline.cpuMicrosPerCall;
 }
 
 /** A row of `subject`'s rounds, with its median ratio to `baseline` measured in the same rounds. */
@@ -142,7 +173,9 @@ function roundsRow(
       "baseline in the same rounds req/s": Math.round(baseline.rps),
       ...(subject.cpuMicrosPerCall === undefined ? {} : { "server CPU µs/call": subject.cpuMicrosPerCall }),
       ...(baseline.cpuMicrosPerCall === undefined ? {} : { "baseline server CPU µs/call": baseline.cpuMicrosPerCall }),
-      ...(cpuRatio(subject, baseline) === undefined ? {} : { "server CPU per call vs baseline": `${cpuRatio(subject, baseline)!.toFixed(2)}×` }),
+      ...(cpuRatio(subject, baseline) === undefined
+        ? {}
+        : { "server CPU per call vs baseline": `${cpuRatio(subject, baseline)!.toFixed(2)}×` }),
     },
   };
 }
@@ -162,7 +195,12 @@ async function kafkaRows(context: BenchContext): Promise<BenchResult[]> {
         await startStreams(server);
         const rows: BenchResult[] = [];
         for (const payloadBytes of SEND_PAYLOADS) {
-          const run = { call: "streamgate.v1.StreamService.SendData", data: sendRequests(payloadBytes), metadata: AUTH, concurrency };
+          const run = {
+            call: "streamgate.v1.StreamService.SendData",
+            data: sendRequests(payloadBytes),
+            metadata: AUTH,
+            concurrency,
+          };
           const naive = directs.map(
             (direct): RoundSubject => ({
               // Once, before the first payload: until the broker takes naive sends at a steady rate.
@@ -176,19 +214,33 @@ async function kafkaRows(context: BenchContext): Promise<BenchResult[]> {
             [ghzSubject(bare, run, context.warmupSec), ghzSubject(server, run, context.warmupSec), ...naive],
             roundsOptions(context),
           );
-          const row = roundsRow("senddata", "kafka", payloadBytes, concurrency, subject!, baseline!, CONNECT_BASELINE.scenario);
+          const row = roundsRow(
+            "senddata",
+            "kafka",
+            payloadBytes,
+            concurrency,
+            subject!,
+            baseline!,
+            CONNECT_BASELINE.scenario,
+          );
           rows.push(withTarget(row, KAFKA_TARGET, subject!, baseline!));
           for (const [index, client] of DIRECT_CLIENTS.entries()) {
             const producer = producers[index]!;
             const { median } = roundRatios(subject!, producer);
             const firstError = (producer.rounds as DirectPhase[]).find((phase) => phase.firstError)?.firstError;
             rows.push(
-              directRow(`senddata-${client.name}-naive`, concurrency, payloadBytes, { ...producer, ...(firstError ? { firstError } : {}) }, {
-                client: client.label,
-                "per call": `1 message (as ${naiveRow(client)}), in senddata's Kafka rounds`,
-                "rounds msg/s": producer.rounds.map((phase) => Math.round(phase.rps)).join(", "),
-                "senddata@kafka ÷ this (median of rounds)": `${median.toFixed(2)}×`,
-              }),
+              directRow(
+                `senddata-${client.name}-naive`,
+                concurrency,
+                payloadBytes,
+                { ...producer, ...(firstError ? { firstError } : {}) },
+                {
+                  client: client.label,
+                  "per call": `1 message (as ${naiveRow(client)}), in senddata's Kafka rounds`,
+                  "rounds msg/s": producer.rounds.map((phase) => Math.round(phase.rps)).join(", "),
+                  "senddata@kafka ÷ this (median of rounds)": `${median.toFixed(2)}×`,
+                },
+              ),
             );
           }
         }

@@ -5,11 +5,11 @@
  * embedded broker). Compared with the bare connect-node server's client
  * streams (its baseline row), server CPU per message against its too.
  */
-import { resultKey, type BrokerKind, type Scenario } from "../lib/context.js";
+import { type BrokerKind, resultKey, type Scenario } from "../lib/context.js";
 import { runGhzOn, warmUp } from "../lib/ghz.js";
 import { AUTH, metricSum, startStreams } from "../lib/load.js";
-import type { BenchResult } from "../lib/result.js";
 import { withServer } from "../lib/processes.js";
+import type { BenchResult } from "../lib/result.js";
 import { STREAM_CONCURRENCY, STREAM_MESSAGES_PER_CALL, streamMessages } from "./baselines-rpc.js";
 
 /** Messages per second required, by broker (the embedded broker has no target). */
@@ -64,7 +64,10 @@ export const sendDataStream: Scenario = {
             "call latency": "ms per whole stream",
             "server CPU µs/msg": cpuPerMessage,
             ...(typeof baselineCpu === "number"
-              ? { "baseline server CPU µs/msg": baselineCpu, "server CPU per msg vs baseline": `${(cpuPerMessage / baselineCpu).toFixed(2)}×` }
+              ? {
+                  "baseline server CPU µs/msg": baselineCpu,
+                  "server CPU per msg vs baseline": `${(cpuPerMessage / baselineCpu).toFixed(2)}×`,
+                }
               : {}),
           },
         });

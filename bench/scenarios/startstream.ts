@@ -3,8 +3,8 @@
  */
 import type { Scenario } from "../lib/context.js";
 import { runGhzOn, unaryRow } from "../lib/ghz.js";
-import { withServer } from "../lib/processes.js";
 import { AUTH } from "../lib/load.js";
+import { withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
 
 const CONCURRENCY = 64;
@@ -17,13 +17,17 @@ export const startStream: Scenario = {
     for (const broker of context.brokers) {
       await withServer(context.startServer(broker), async (server) => {
         const concurrency = context.quick ? 4 : CONCURRENCY;
-        const report = await runGhzOn(server, {
-          call: "streamgate.v1.StreamService.StartStream",
-          data: { stream_id: "bench-{{newUUID}}" },
-          metadata: AUTH,
-          concurrency,
-          durationSec: context.durationSec,
-        }, context.warmupSec);
+        const report = await runGhzOn(
+          server,
+          {
+            call: "streamgate.v1.StreamService.StartStream",
+            data: { stream_id: "bench-{{newUUID}}" },
+            metadata: AUTH,
+            concurrency,
+            durationSec: context.durationSec,
+          },
+          context.warmupSec,
+        );
         const row = unaryRow("startstream", broker, concurrency, 0, report);
         if (report.errors) row.extra!.errors = JSON.stringify(report.errorDistribution).slice(0, 200);
         rows.push(row);

@@ -25,29 +25,29 @@
  * Targets: all served, RSS ≤ 512 MiB, event-loop delay p99 ≤ 30 ms in both phases.
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
-import { rssBytes, withServer, type StreamgateServer } from "../lib/processes.js";
-import { ms, p99, percentiles, type BenchResult } from "../lib/result.js";
 import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
+import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
+import { rssBytes, type StreamgateServer, withServer } from "../lib/processes.js";
+import { type BenchResult, ms, p99, percentiles } from "../lib/result.js";
 import {
   bucketQuantileMs,
   CALLS_PER_CONNECTION,
-  DeliveryStages,
-  UNARY,
   connect,
   cpuMeter,
+  DeliveryStages,
   eachLimited,
   eventLoopDelay,
   gcSeconds,
   metricValue,
   mib,
   readStamp,
+  type StreamClient,
   sampleRss,
   stampedPayload,
+  UNARY,
   until,
   watch,
   within,
-  type StreamClient,
 } from "../lib/watch.js";
 
 const FULL = { streams: 1000, watchersPerStream: 10 };
@@ -104,7 +104,10 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   const sendNext = (s: number, seq: number) =>
     (chains[s] = chains[s]!.then(() =>
       sender
-        .sendData({ streamId: streamIds[s]!, payload: { case: "raw", value: stampedPayload(seq, PAYLOAD_BYTES) } }, UNARY)
+        .sendData(
+          { streamId: streamIds[s]!, payload: { case: "raw", value: stampedPayload(seq, PAYLOAD_BYTES) } },
+          UNARY,
+        )
         .then(
           () => void acked[s]!++,
           () => void sendErrors++,
@@ -173,7 +176,9 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   // Watchers not open by the timeout count as failed ("never opened" or no seq 0).
   if (!(await within(eachLimited(watcherCount, OPEN_IN_FLIGHT, open), OPEN_TIMEOUT_MS))) {
     gaveUp = true;
-    context.log(`  watchers ${broker}: only ${opened} of ${watcherCount} watchers open after ${OPEN_TIMEOUT_MS / 1000} s`);
+    context.log(
+      `  watchers ${broker}: only ${opened} of ${watcherCount} watchers open after ${OPEN_TIMEOUT_MS / 1000} s`,
+    );
   }
   const openSeconds = (performance.now() - openStarted) / 1000;
   const openCpu = await cpuOpen.read();
@@ -225,7 +230,8 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
       firstProblem ??= `watcher ${w}: ${problem}`;
     }
   }
-  if (!settled) context.log(`  watchers ${broker}: not every watcher had its stream's records after ${SETTLE_MS / 1000} s`);
+  if (!settled)
+    context.log(`  watchers ${broker}: not every watcher had its stream's records after ${SETTLE_MS / 1000} s`);
   if (firstProblem) context.log(`  watchers ${broker}: ${failed} watchers failed, first: ${firstProblem}`);
 
   const errors = failed + sendErrors;
@@ -269,7 +275,12 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
       "bench CPU s/s serve": serveCpu.bench / serveSeconds,
       // Where a slow delivery's time went: by stage, the server's own SendData-to-watcher time, and this process's lateness.
       "p99 ms by stage": `sent→accepted ${p99(stages.toAccepted)}, accepted→processed ${p99(stages.acceptedToProcessed)}, processed→read ${p99(stages.processedToRead)}`,
-      "server e2e p99 serve ms (bucket ≤)": bucketQuantileMs(openDelay.metrics, serveDelay.metrics, "streamgate_end_to_end_seconds", 0.99),
+      "server e2e p99 serve ms (bucket ≤)": bucketQuantileMs(
+        openDelay.metrics,
+        serveDelay.metrics,
+        "streamgate_end_to_end_seconds",
+        0.99,
+      ),
       "bench ELD p99 serve ms": ms(benchDelay.percentile(99)),
       "bench ELD max serve ms": ms(benchDelay.max),
       "send errors": sendErrors,

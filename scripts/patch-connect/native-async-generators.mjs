@@ -33,7 +33,13 @@ export function nativeAsyncGenerators(source) {
     if (isHelperDefinition(node)) return source.slice(node.start, node.end);
     if (isCallOf(node, "__asyncGenerator")) {
       const [self, args, body] = node.arguments;
-      if (self?.type !== "ThisExpression" || !isIdentifier(args, "arguments") || body?.type !== "FunctionExpression" || !body.generator || body.params.length > 0) {
+      if (
+        self?.type !== "ThisExpression" ||
+        !isIdentifier(args, "arguments") ||
+        body?.type !== "FunctionExpression" ||
+        !body.generator ||
+        body.params.length > 0
+      ) {
         throw new Error(`unexpected __asyncGenerator call at offset ${node.start}`);
       }
       converted++;
@@ -46,7 +52,12 @@ export function nativeAsyncGenerators(source) {
       }
       if (isAwaitHelper(inner)) {
         const awaited = inner.arguments[0];
-        if (awaited.type === "YieldExpression" && awaited.delegate && isCallOf(awaited.argument, "__asyncDelegator") && isCallOf(awaited.argument.arguments[0], "__asyncValues")) {
+        if (
+          awaited.type === "YieldExpression" &&
+          awaited.delegate &&
+          isCallOf(awaited.argument, "__asyncDelegator") &&
+          isCallOf(awaited.argument.arguments[0], "__asyncValues")
+        ) {
           return `(yield* ${emit(awaited.argument.arguments[0].arguments[0])})`;
         }
         return `(await ${emit(awaited)})`;

@@ -7,53 +7,53 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import http from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { createRegistry as createTypeRegistry, type DescFile } from "@bufbuild/protobuf";
+import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_google_rpc_error_details } from "../../gen/google/rpc/error_details_pb.js";
-import { HealthCheckResponse_ServingStatus, file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
+import { file_grpc_health_v1_health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { AdminService, file_streamgate_v1_admin_service } from "../../gen/streamgate/v1/admin_service_pb.js";
-import { StreamService, file_streamgate_v1_stream_service } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { createAdminService } from "../guard/admin-service.js";
-import { CallAdmission } from "../rpc/call-admission.js";
-import { ApiKeyStore, sha256, type ApiKeyEntry, type Principal } from "../guard/auth/api-keys.js";
-import { ALL_SCOPES } from "../guard/auth/scopes.js";
-import { createJwtVerifier } from "../guard/auth/jwt.js";
-import { localLimitSettings, type LimitSettingsStore } from "../guard/limits/limit-settings.js";
-import { Limits, type BucketStore } from "../guard/limits/limits.js";
-import { boundedLocalBuckets, localBuckets } from "../guard/limits/local-buckets.js";
-import { connectRedisLimits } from "../guard/limits/redis-limits.js";
-import { LiveStats } from "../observe/live-stats.js";
-import { writeHead } from "../rpc/http-response.js";
+import { file_streamgate_v1_stream_service, StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker } from "../broker/broker.js";
 import { instrumentBroker } from "../broker/instrumented.js";
 import { createKafkaBroker } from "../broker/kafka.js";
 import { createMemoryBroker } from "../broker/memory.js";
-import { CelCompiler, type CelRefusal } from "../processing/cel.js";
 import type { Config } from "../config/config.js";
-import { createCors } from "../rpc/cors.js";
-import { createEdgeAuth, peerTokens, proceduresOf, type EdgeDecision } from "../guard/edge-auth.js";
-import { serveDashboard } from "../observe/dashboard.js";
 import { createFanout } from "../fanout/fanout.js";
-import { createHealthService } from "../rpc/health.js";
-import { Ingest } from "../streams/ingest.js";
-import { createInterceptors } from "../rpc/interceptors/chain.js";
-import { createIdentify } from "../rpc/interceptors/auth.js";
+import { createAdminService } from "../guard/admin-service.js";
+import { type ApiKeyEntry, ApiKeyStore, type Principal, sha256 } from "../guard/auth/api-keys.js";
+import { createJwtVerifier } from "../guard/auth/jwt.js";
+import { ALL_SCOPES } from "../guard/auth/scopes.js";
+import { createEdgeAuth, type EdgeDecision, peerTokens, proceduresOf } from "../guard/edge-auth.js";
+import { type LimitSettingsStore, localLimitSettings } from "../guard/limits/limit-settings.js";
+import { type BucketStore, Limits } from "../guard/limits/limits.js";
+import { boundedLocalBuckets, localBuckets } from "../guard/limits/local-buckets.js";
+import { connectRedisLimits } from "../guard/limits/redis-limits.js";
+import { serveDashboard } from "../observe/dashboard.js";
+import { LiveStats } from "../observe/live-stats.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type Metrics, type RefusalReason, type TopicKind } from "../observe/metrics.js";
-import { createProcessor } from "../processing/processor.js";
-import { createReflectionRoutes } from "../rpc/reflection.js";
 import { createRateLimitedLog, type RateLimitedLog } from "../observe/rate-limited-log.js";
-import { createRegistry } from "../streams/registry.js";
-import { PRINCIPAL, REQUEST_ID_HEADER, TENANT, callContext, requestIdFrom } from "../rpc/request-context.js";
+import { CelCompiler, type CelRefusal } from "../processing/cel.js";
+import { createProcessor } from "../processing/processor.js";
+import { CallAdmission } from "../rpc/call-admission.js";
+import { createCors } from "../rpc/cors.js";
+import { createHealthService } from "../rpc/health.js";
+import { writeHead } from "../rpc/http-response.js";
+import { createIdentify } from "../rpc/interceptors/auth.js";
+import { createInterceptors } from "../rpc/interceptors/chain.js";
 import { clientGone, listen, peerAddress } from "../rpc/listener.js";
+import { createReflectionRoutes } from "../rpc/reflection.js";
+import { callContext, PRINCIPAL, REQUEST_ID_HEADER, requestIdFrom, TENANT } from "../rpc/request-context.js";
+import { markInvalidUtf8 } from "../rpc/utf8.js";
+import { Ingest } from "../streams/ingest.js";
+import { createRegistry } from "../streams/registry.js";
 import { StreamCounters } from "../streams/stream-counters.js";
 import { createStreamService } from "../streams/stream-service.js";
 import { topicNames, topicSpecs } from "../topics/topics.js";
-import { markInvalidUtf8 } from "../rpc/utf8.js";
 
 /**
  * The files whose services this server serves, for reflection, and the error
@@ -100,7 +100,10 @@ async function createBroker(config: Config, logger: Logger): Promise<Broker> {
 }
 
 /** Where the buckets and limit settings live: Redis with REDIS_URL, else this process. */
-async function createLimitStores(config: Config, logger: Logger): Promise<{ buckets: BucketStore; settings: LimitSettingsStore }> {
+async function createLimitStores(
+  config: Config,
+  logger: Logger,
+): Promise<{ buckets: BucketStore; settings: LimitSettingsStore }> {
   if (!config.redis) return { buckets: localBuckets, settings: localLimitSettings() };
   return connectRedisLimits(config.redis.url, config.redis.keyPrefix, logger);
 }
@@ -246,7 +249,15 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker, 
   const keys: ApiKeyEntry[] =
     generatedApiKey === undefined
       ? auth.apiKeys
-      : [{ name: "generated", tenant: "generated", role: "admin", scopes: ALL_SCOPES, digest: sha256(generatedApiKey) }];
+      : [
+          {
+            name: "generated",
+            tenant: "generated",
+            role: "admin",
+            scopes: ALL_SCOPES,
+            digest: sha256(generatedApiKey),
+          },
+        ];
   const apiKeys = new ApiKeyStore(keys);
   const jwtVerifier = auth.jwt && createJwtVerifier(auth.jwt);
 
@@ -336,7 +347,10 @@ export async function startApp(config: Config, logger: Logger, broker?: Broker, 
     metrics,
     refusalLog: warnings,
   });
-  const serve = (request: http.IncomingMessage | Http2ServerRequest, response: http.ServerResponse | Http2ServerResponse) => {
+  const serve = (
+    request: http.IncomingMessage | Http2ServerRequest,
+    response: http.ServerResponse | Http2ServerResponse,
+  ) => {
     if (serveMetrics(metrics, request, response)) return;
     if (serveDashboard(request, response)) return;
     const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);

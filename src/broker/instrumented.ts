@@ -4,7 +4,14 @@
  * passes straight through.
  */
 import type { Metrics, TopicKind } from "../observe/metrics.js";
-import type { Broker, ProduceRecord, RecordPosition, SubscribeOptions, Subscription, ProduceOptions } from "./broker.js";
+import type {
+  Broker,
+  ProduceOptions,
+  ProduceRecord,
+  RecordPosition,
+  SubscribeOptions,
+  Subscription,
+} from "./broker.js";
 
 /** Wraps `broker`; `kinds` maps each topic name to its kind (other topics are not counted). */
 export function instrumentBroker(broker: Broker, kinds: Map<string, TopicKind>, metrics: Metrics): Broker {

@@ -95,7 +95,11 @@ export async function fetchPartitions(
 }
 
 /** The topic's id and each partition's leader, from `client`'s metadata (refreshed with `fresh`). */
-export async function leadersOf(client: Consumer, topic: string, fresh = false): Promise<{ topicId: string; leaders: number[] }> {
+export async function leadersOf(
+  client: Consumer,
+  topic: string,
+  fresh = false,
+): Promise<{ topicId: string; leaders: number[] }> {
   const metadata = await client.metadata({ topics: [topic], forceUpdate: fresh });
   const found = metadata.topics.get(topic);
   if (!found) throw new Error(`topic ${topic} is not in the cluster's metadata`);

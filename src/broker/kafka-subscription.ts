@@ -9,10 +9,10 @@
  * subscriber without a group reads every partition and joins no group at all.
  */
 import type { Consumer } from "@platformatic/kafka";
-import { BrokerError } from "../rpc/errors.js";
 import type { Logger } from "../observe/logger.js";
+import { BrokerError } from "../rpc/errors.js";
 import type { SubscribeOptions, Subscription } from "./broker.js";
-import { fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE, type FetchLimits } from "./kafka-fetch.js";
+import { type FetchLimits, fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE } from "./kafka-fetch.js";
 
 /**
  * Fetch sizes and waits: about a megabyte per partition, as most clients
@@ -44,7 +44,10 @@ export interface KafkaSubscriptionDeps {
 }
 
 /** Starts the subscription: joins the group (if any), then fetches until closed. */
-export async function startKafkaSubscription(options: SubscribeOptions, deps: KafkaSubscriptionDeps): Promise<Subscription> {
+export async function startKafkaSubscription(
+  options: SubscribeOptions,
+  deps: KafkaSubscriptionDeps,
+): Promise<Subscription> {
   const subscription = new KafkaSubscription(options, deps);
   await subscription.start();
   return subscription;
@@ -103,7 +106,9 @@ class KafkaSubscription implements Subscription {
   async commit(partition: number, nextOffset: number): Promise<void> {
     if (this.options.groupId === undefined) throw new Error("commit needs a consumer group");
     try {
-      await this.deps.consumer.commit({ offsets: [{ topic: this.options.topic, partition, offset: BigInt(nextOffset), leaderEpoch: -1 }] });
+      await this.deps.consumer.commit({
+        offsets: [{ topic: this.options.topic, partition, offset: BigInt(nextOffset), leaderEpoch: -1 }],
+      });
     } catch (error) {
       // The broker unreachable, or the group rebalancing: a later commit covers it.
       throw new BrokerError("committing offsets to the broker failed", true, { cause: error });
@@ -166,7 +171,10 @@ class KafkaSubscription implements Subscription {
       if (!assigned.has(partition)) this.next.delete(partition);
     }
     const added = partitions.filter((partition) => !this.next.has(partition));
-    const committed = added.length > 0 && this.options.groupId !== undefined ? await this.committedOffsets(added) : new Map<number, number>();
+    const committed =
+      added.length > 0 && this.options.groupId !== undefined
+        ? await this.committedOffsets(added)
+        : new Map<number, number>();
     for (const partition of added) {
       const start = this.startOffsets[partition] ?? committed.get(partition) ?? (await this.fromOffset(partition));
       this.next.set(partition, start);
@@ -199,7 +207,9 @@ class KafkaSubscription implements Subscription {
     while (!this.closing) {
       await this.assigning;
       const now = Date.now();
-      const free = [...this.next].filter(([partition]) => !this.busy.has(partition) && (this.pausedUntil.get(partition) ?? 0) <= now);
+      const free = [...this.next].filter(
+        ([partition]) => !this.busy.has(partition) && (this.pausedUntil.get(partition) ?? 0) <= now,
+      );
       if (free.length === 0) {
         await this.idle();
         continue;
@@ -221,7 +231,9 @@ class KafkaSubscription implements Subscription {
           continue;
         }
         const limits = this.busy.size > 0 ? { ...LIMITS, maxWaitMs: BUSY_MAX_WAIT_MS } : LIMITS;
-        await Promise.all([...byLeader].map(([leader, partitions]) => this.fetchFrom(leader, topicId, partitions, limits)));
+        await Promise.all(
+          [...byLeader].map(([leader, partitions]) => this.fetchFrom(leader, topicId, partitions, limits)),
+        );
       } catch (error) {
         if (this.closing) return;
         // The broker unreachable or a leader moved: the client has retried already; pause, then try again.
@@ -232,7 +244,12 @@ class KafkaSubscription implements Subscription {
     }
   }
 
-  private async fetchFrom(leader: number, topicId: string, partitions: Array<{ partition: number; offset: number }>, limits: FetchLimits): Promise<void> {
+  private async fetchFrom(
+    leader: number,
+    topicId: string,
+    partitions: Array<{ partition: number; offset: number }>,
+    limits: FetchLimits,
+  ): Promise<void> {
     const { topic } = this.options;
     const fetched = await fetchPartitions(this.deps.consumer, leader, topic, topicId, partitions, limits);
     for (const { partition, errorCode, highWatermark, records } of fetched) {
@@ -245,7 +262,8 @@ class KafkaSubscription implements Subscription {
         this.next.set(partition, asked < low ? low : this.options.from === "earliest" ? low : high);
         continue;
       }
-      if (errorCode !== 0) throw new BrokerError(`fetching ${topic}/${partition} failed with Kafka error code ${errorCode}`, true);
+      if (errorCode !== 0)
+        throw new BrokerError(`fetching ${topic}/${partition} failed with Kafka error code ${errorCode}`, true);
       if (records.length === 0) continue;
       this.next.set(partition, records[records.length - 1]!.offset + 1);
       this.deliver(partition, asked, { topic, partition, records, highWatermark });

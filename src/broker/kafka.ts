@@ -7,17 +7,17 @@
 import { randomUUID } from "node:crypto";
 import {
   Admin,
+  type BaseOptions,
   Consumer,
+  findErrorBy,
   ListOffsetTimestamps,
   ProduceAcks,
   Producer,
-  findErrorBy,
-  stringSerializer,
-  type BaseOptions,
   type SASLOptions,
+  stringSerializer,
 } from "@platformatic/kafka";
-import { BrokerError, RecordTooLargeError } from "../rpc/errors.js";
 import type { Logger } from "../observe/logger.js";
+import { BrokerError, RecordTooLargeError } from "../rpc/errors.js";
 import type {
   Broker,
   PartitionOffsets,
@@ -32,7 +32,7 @@ import type {
 import { fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE } from "./kafka-fetch.js";
 import { startKafkaSubscription } from "./kafka-subscription.js";
 import { partitionForKey } from "./partitioner.js";
-import { ProduceBatcher, type PendingRecord } from "./produce-batcher.js";
+import { type PendingRecord, ProduceBatcher } from "./produce-batcher.js";
 
 /**
  * The most bytes one produce request carries: below Kafka's default
@@ -123,7 +123,10 @@ class KafkaBroker implements Broker {
       // their UNAVAILABLE from the batcher's deadline instead.
       retries: true,
     });
-    this.reader = new Consumer({ ...baseOptions(options, `${options.clientId}-reader`), groupId: `${options.clientId}-reader-${randomUUID()}` });
+    this.reader = new Consumer({
+      ...baseOptions(options, `${options.clientId}-reader`),
+      groupId: `${options.clientId}-reader-${randomUUID()}`,
+    });
     // A client's "error" event with no listener would end the process; callers see failures as rejections.
     for (const client of [this.admin, this.producer, this.reader]) {
       client.on("error", (error: unknown) => options.logger.warn({ err: error }, "Kafka client error"));
@@ -140,7 +143,9 @@ class KafkaBroker implements Broker {
     try {
       await this.admin.metadata({ topics: [] });
     } catch (error) {
-      throw new Error(`Kafka at ${this.options.brokers.join(",")} did not answer: ${rootCauses(error)}`, { cause: error });
+      throw new Error(`Kafka at ${this.options.brokers.join(",")} did not answer: ${rootCauses(error)}`, {
+        cause: error,
+      });
     }
   }
 
@@ -206,7 +211,12 @@ class KafkaBroker implements Broker {
     return read;
   }
 
-  private async readOnce(topic: string, partition: number, offset: number, maxRecords: number): Promise<StoredRecord[]> {
+  private async readOnce(
+    topic: string,
+    partition: number,
+    offset: number,
+    maxRecords: number,
+  ): Promise<StoredRecord[]> {
     const read = async (fresh: boolean) => {
       const { topicId, leaders } = await leadersOf(this.reader, topic, fresh);
       const leader = leaders[partition];
@@ -235,7 +245,9 @@ class KafkaBroker implements Broker {
     try {
       const [low, high] = await Promise.all(
         [ListOffsetTimestamps.EARLIEST, ListOffsetTimestamps.LATEST].map(async (timestamp) => {
-          const answer = await this.admin.listOffsets({ topics: [{ name: topic, partitions: [{ partitionIndex: partition, timestamp }] }] });
+          const answer = await this.admin.listOffsets({
+            topics: [{ name: topic, partitions: [{ partitionIndex: partition, timestamp }] }],
+          });
           const found = answer[0]?.partitions.find((entry) => entry.partitionIndex === partition);
           if (!found) throw new Error(`topic ${topic} has no partition ${partition}`);
           return Number(found.offset);
@@ -310,7 +322,9 @@ class KafkaBroker implements Broker {
           topic,
           partition,
           key: record.key,
-          value: record.tombstone ? undefined : Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength),
+          value: record.tombstone
+            ? undefined
+            : Buffer.from(record.value.buffer, record.value.byteOffset, record.value.byteLength),
           headers: record.headers,
           ...(record.timestamp === undefined ? {} : { timestamp: BigInt(record.timestamp) }),
         })),
@@ -321,7 +335,9 @@ class KafkaBroker implements Broker {
       throw new BrokerError("the broker did not store the records", true, { cause: error });
     }
     // Records of one partition are stored contiguously from its base offset, in order.
-    const base = new Map((result.offsets ?? []).map((entry) => [`${entry.topic}/${entry.partition}`, Number(entry.offset)]));
+    const base = new Map(
+      (result.offsets ?? []).map((entry) => [`${entry.topic}/${entry.partition}`, Number(entry.offset)]),
+    );
     const next = new Map<string, number>();
     for (const entry of batch) {
       const slot = `${entry.topic}/${entry.partition}`;
@@ -357,6 +373,7 @@ function rootCauses(error: unknown): string {
 /** Whether the broker refused a record (batch) as over its size limit. */
 function tooLarge(error: unknown): boolean {
   return (
-    findErrorBy(error as Error, "apiId", "MESSAGE_TOO_LARGE") !== null || findErrorBy(error as Error, "apiId", "RECORD_LIST_TOO_LARGE") !== null
+    findErrorBy(error as Error, "apiId", "MESSAGE_TOO_LARGE") !== null ||
+    findErrorBy(error as Error, "apiId", "RECORD_LIST_TOO_LARGE") !== null
   );
 }

@@ -94,12 +94,8 @@ class MemoryBroker implements Broker {
     this.assertOpen();
     const memoryTopic = this.topic(options.topic);
     const committed = options.groupId === undefined ? undefined : this.groupOffsets(options.groupId, options.topic);
-    const subscription = new MemorySubscription(
-      memoryTopic,
-      options,
-      committed,
-      this.options.maxBatch ?? 500,
-      () => this.subscriptions.delete(subscription),
+    const subscription = new MemorySubscription(memoryTopic, options, committed, this.options.maxBatch ?? 500, () =>
+      this.subscriptions.delete(subscription),
     );
     this.subscriptions.add(subscription);
     return subscription;
@@ -254,7 +250,9 @@ class MemorySubscription implements Subscription {
     options.onAssignment?.(topic.partitions.map((_, partition) => partition));
     this.loops = topic.partitions.map((log, partition) => {
       const start =
-        options.startOffsets?.[partition] ?? committed?.[partition] ?? (options.from === "earliest" ? log.low : log.high);
+        options.startOffsets?.[partition] ??
+        committed?.[partition] ??
+        (options.from === "earliest" ? log.low : log.high);
       return this.deliver(log, partition, start);
     });
   }

@@ -9,8 +9,9 @@
  * (metadata, connection) that a later request can overtake, and a failed
  * request resets the idempotent producer's sequence numbers.
  */
-import type { ProduceRecord, RecordPosition } from "./broker.js";
+
 import { BrokerError } from "../rpc/errors.js";
+import type { ProduceRecord, RecordPosition } from "./broker.js";
 
 /** One record waiting to be sent, with where its answer goes. */
 export interface PendingRecord {

@@ -7,7 +7,7 @@
  */
 
 import { readFileSync } from "node:fs";
-import { checkUnique, parseKeyFile, parseKeyList, type ApiKeyEntry } from "../guard/auth/api-keys.js";
+import { type ApiKeyEntry, checkUnique, parseKeyFile, parseKeyList } from "../guard/auth/api-keys.js";
 import type { JwtConfig } from "../guard/auth/jwt.js";
 
 /** TLS material for serving gRPC, gRPC-Web and Connect over TLS with ALPN. */
@@ -338,7 +338,9 @@ function readAuth(read: EnvReader, problems: string[]): AuthConfig {
     const name = secretValue !== "" ? "JWT_HS256_SECRET" : "JWT_HS256_SECRET_FILE";
     hs256Secret = new TextEncoder().encode(secretValue !== "" ? secretValue : secretFile);
     if (hs256Secret.length < MIN_HS256_SECRET_BYTES) {
-      problems.push(`${name}: the secret is ${hs256Secret.length} bytes; HS256 needs at least ${MIN_HS256_SECRET_BYTES}`);
+      problems.push(
+        `${name}: the secret is ${hs256Secret.length} bytes; HS256 needs at least ${MIN_HS256_SECRET_BYTES}`,
+      );
     }
   }
   const jwks = readJwks(read, problems);

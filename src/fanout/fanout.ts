@@ -11,25 +11,31 @@
  * to resume from, never silently skipped.
  */
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema, timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
 import {
+  type Result,
   ResultSchema,
   StartPosition,
   StreamState,
-  WatchResultsResponseSchema,
-  type Result,
   type WatchResultsResponse,
+  WatchResultsResponseSchema,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "../broker/broker.js";
-import { CelCompiler, celRecordOf, passes, type CelProgram, type CelRecord } from "../processing/cel.js";
-import { decodeCursor, encodeCursor } from "../streams/cursor.js";
-import { invalidArgument, streamNotFound, streamRemoved, watchInterrupted, watcherQuotaReached } from "../rpc/errors.js";
 import type { Logger } from "../observe/logger.js";
-import { warnTo, type RateLimitedLog } from "../observe/rate-limited-log.js";
-import { HEADER, decodeRecord, type DecodedRecord } from "../topics/record-format.js";
+import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
+import { CelCompiler, type CelProgram, type CelRecord, celRecordOf, passes } from "../processing/cel.js";
+import {
+  invalidArgument,
+  streamNotFound,
+  streamRemoved,
+  watcherQuotaReached,
+  watchInterrupted,
+} from "../rpc/errors.js";
+import { decodeCursor, encodeCursor } from "../streams/cursor.js";
 import type { StreamRegistry } from "../streams/registry.js";
-import { streamKey, tenantOf, type StreamKey } from "../streams/stream-key.js";
+import { type StreamKey, streamKey, tenantOf } from "../streams/stream-key.js";
 import { requireStreamId } from "../streams/validation.js";
+import { type DecodedRecord, decodeRecord, HEADER } from "../topics/record-format.js";
 
 /** Dependencies and limits of the fanout. */
 export interface FanoutOptions {
@@ -135,7 +141,8 @@ export class Fanout {
    */
   watch(tenant: string, request: WatchRequest, signal: AbortSignal): AsyncIterable<WatchResultsResponse> {
     const streamId = requireStreamId(request.streamId);
-    const filter = request.filter === "" ? undefined : (this.options.cel ?? defaultCompiler).compile(request.filter, "filter");
+    const filter =
+      request.filter === "" ? undefined : (this.options.cel ?? defaultCompiler).compile(request.filter, "filter");
     const key = streamKey(tenant, streamId);
     const entry = this.options.registry.get(key);
     if (!entry) throw streamNotFound(streamId);
@@ -274,7 +281,10 @@ export class Fanout {
   private readable(entry: Entry): boolean {
     if (entry.readable()) return true;
     if (entry.report()) {
-      (this.options.failureLog ?? warnTo(this.options.logger))({ stream: entry.key, cursor: entry.cursor }, "unreadable result skipped");
+      (this.options.failureLog ?? warnTo(this.options.logger))(
+        { stream: entry.key, cursor: entry.cursor },
+        "unreadable result skipped",
+      );
     }
     return false;
   }
@@ -376,7 +386,8 @@ class Entry {
     if (this.cachedSourceOffset === undefined) {
       const source = this.record.headers[HEADER.sourceCursor];
       try {
-        this.cachedSourceOffset = source === undefined ? Infinity : decodeCursor(source, "ingest", "source cursor").offset;
+        this.cachedSourceOffset =
+          source === undefined ? Infinity : decodeCursor(source, "ingest", "source cursor").offset;
       } catch {
         this.cachedSourceOffset = Infinity;
       }

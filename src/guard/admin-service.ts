@@ -7,18 +7,18 @@ import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
-  AdminService,
-  RequestLimitsSchema,
-  StatsSchema,
+  type AdminService,
   type RequestLimits,
+  RequestLimitsSchema,
   type Stats,
+  StatsSchema,
   type TokenBucket,
 } from "../../gen/streamgate/v1/admin_service_pb.js";
-import { LIMIT_BOUNDS, type BucketConfig, type LimitsConfig } from "../config/config.js";
+import { type BucketConfig, LIMIT_BOUNDS, type LimitsConfig } from "../config/config.js";
+import type { LiveStats } from "../observe/live-stats.js";
 import { invalidArgument, shuttingDown } from "../rpc/errors.js";
 import type { LimitSettingsStore } from "./limits/limit-settings.js";
 import type { Limits } from "./limits/limits.js";
-import type { LiveStats } from "../observe/live-stats.js";
 
 /** Dependencies of the service. */
 export interface AdminServiceDeps {
@@ -52,7 +52,9 @@ export function limitsToProto(limits: LimitsConfig): RequestLimits {
 function bucketFromProto(bucket: TokenBucket | undefined, field: string): BucketConfig | undefined {
   if (!bucket) return undefined;
   if (bucket.ratePerSecond < 1 || bucket.ratePerSecond > MAX_RPS) {
-    throw invalidArgument(`limits.${field}.rate_per_second must be 1 to ${MAX_RPS} (leave ${field} unset for no limit)`);
+    throw invalidArgument(
+      `limits.${field}.rate_per_second must be 1 to ${MAX_RPS} (leave ${field} unset for no limit)`,
+    );
   }
   if (bucket.burst < 1 || bucket.burst > MAX_BURST) {
     throw invalidArgument(`limits.${field}.burst must be 1 to ${MAX_BURST}`);
@@ -75,7 +77,9 @@ function mergeLimits(current: LimitsConfig, requested: RequestLimits | undefined
   return {
     global: applies("global") ? bucketFromProto(given.global, "global") : current.global,
     client: applies("per_client") ? bucketFromProto(given.perClient, "per_client") : current.client,
-    clientMaxWatchers: applies("client_max_watchers") ? given.clientMaxWatchers || undefined : current.clientMaxWatchers,
+    clientMaxWatchers: applies("client_max_watchers")
+      ? given.clientMaxWatchers || undefined
+      : current.clientMaxWatchers,
   };
 }
 
@@ -134,7 +138,9 @@ export function createAdminService(deps: AdminServiceDeps): ServiceImpl<typeof A
     async *watchStats(request, context) {
       const intervalMs = request.intervalMs === 0 ? DEFAULT_INTERVAL_MS : request.intervalMs;
       if (intervalMs < MIN_INTERVAL_MS || intervalMs > MAX_INTERVAL_MS) {
-        throw invalidArgument(`interval_ms must be ${MIN_INTERVAL_MS} to ${MAX_INTERVAL_MS} (0 for ${DEFAULT_INTERVAL_MS})`);
+        throw invalidArgument(
+          `interval_ms must be ${MIN_INTERVAL_MS} to ${MAX_INTERVAL_MS} (0 for ${DEFAULT_INTERVAL_MS})`,
+        );
       }
       const signal = AbortSignal.any([context.signal, deps.shutdown]);
       // The first snapshot covers the interval before the call, so it has figures at once.

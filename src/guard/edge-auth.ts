@@ -18,19 +18,19 @@
  */
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { Code, type ConnectError } from "@connectrpc/connect";
 import type { DescFile } from "@bufbuild/protobuf";
-import type { Principal } from "./auth/api-keys.js";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import type { BucketConfig } from "../config/config.js";
-import { peerGroup } from "../rpc/connection-admission.js";
-import { writeEdgeError, wireOf } from "../rpc/edge-response.js";
-import { invalidCredential, missingCredential, rateLimited } from "../rpc/errors.js";
-import { TENANT_HEADER } from "../rpc/request-context.js";
-import { authorize, credentialOf, type Identify } from "../rpc/interceptors/auth.js";
-import type { Buckets } from "./limits/limits.js";
 import type { GrpcType, Metrics, RefusalReason } from "../observe/metrics.js";
 import type { RateLimitedLog } from "../observe/rate-limited-log.js";
+import { peerGroup } from "../rpc/connection-admission.js";
+import { wireOf, writeEdgeError } from "../rpc/edge-response.js";
+import { invalidCredential, missingCredential, rateLimited } from "../rpc/errors.js";
+import { authorize, credentialOf, type Identify } from "../rpc/interceptors/auth.js";
 import { clientGone } from "../rpc/listener.js";
+import { TENANT_HEADER } from "../rpc/request-context.js";
+import type { Principal } from "./auth/api-keys.js";
+import type { Buckets } from "./limits/limits.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
@@ -114,10 +114,19 @@ const PASS: EdgeDecision = { principal: undefined };
  * Creates the edge check. Its result is synchronous when no bucket or JWT is
  * involved (a call with a valid API key), so the common call waits for nothing.
  */
-export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, response: Response, caller: Caller) => EdgeDecision | Promise<EdgeDecision> {
+export function createEdgeAuth(
+  options: EdgeAuthOptions,
+): (request: Request, response: Response, caller: Caller) => EdgeDecision | Promise<EdgeDecision> {
   const { procedures, openServices, adminServices, identify, takePeerToken, metrics, refusalLog } = options;
 
-  const refuse = (request: Request, response: Response, caller: Caller, procedure: Procedure, reason: RefusalReason, error: ConnectError): false => {
+  const refuse = (
+    request: Request,
+    response: Response,
+    caller: Caller,
+    procedure: Procedure,
+    reason: RefusalReason,
+    error: ConnectError,
+  ): false => {
     metrics.refused(reason);
     // Counted as calls of the procedure (its labels are bounded: a known path), as connect would have.
     metrics.started.inc(procedure);
@@ -138,7 +147,13 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
   };
 
   /** Refuses a failed authentication: UNAUTHENTICATED while the peer has tokens, then RESOURCE_EXHAUSTED. */
-  const failed = async (request: Request, response: Response, caller: Caller, procedure: Procedure, error: ConnectError) => {
+  const failed = async (
+    request: Request,
+    response: Response,
+    caller: Caller,
+    procedure: Procedure,
+    error: ConnectError,
+  ) => {
     const retryMs = await takePeerToken(caller.peer);
     return retryMs === 0
       ? refuse(request, response, caller, procedure, "unauthenticated", error)
@@ -154,7 +169,9 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
 
     if (openServices.has(procedure.grpc_service)) {
       return takePeerToken(caller.peer).then((retryMs) =>
-        retryMs === 0 ? PASS : refuse(request, response, caller, procedure, "peer_rate_limit", rateLimited("peer", retryMs)),
+        retryMs === 0
+          ? PASS
+          : refuse(request, response, caller, procedure, "peer_rate_limit", rateLimited("peer", retryMs)),
       );
     }
 
@@ -167,7 +184,13 @@ export function createEdgeAuth(options: EdgeAuthOptions): (request: Request, res
     const decide = (found: Principal | undefined): EdgeDecision | Promise<EdgeDecision> => {
       if (!found) return failed(request, response, caller, procedure, invalidCredential());
       try {
-        const tenant = authorize(found, procedure.grpc_service, procedure.grpc_method, adminServices, first(headers[TENANT_HEADER]));
+        const tenant = authorize(
+          found,
+          procedure.grpc_service,
+          procedure.grpc_method,
+          adminServices,
+          first(headers[TENANT_HEADER]),
+        );
         return { principal: found, tenant };
       } catch (error) {
         return refuse(request, response, caller, procedure, "permission_denied", error as ConnectError);

@@ -2,7 +2,7 @@
  * Structured JSON logs (pino). Credentials never reach a log: the redact list
  * covers the places request metadata could carry them.
  */
-import { pino, type Logger as PinoLogger } from "pino";
+import { type Logger as PinoLogger, pino } from "pino";
 
 /** The logger type used across streamgate. */
 export type Logger = PinoLogger;

@@ -4,7 +4,7 @@
  * follow go-grpc-prometheus for the RPC metrics; the rest are streamgate_*.
  * No label takes unbounded values: never a stream id.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Which of the three topics a broker metric is about. */
 export type TopicKind = "ingest" | "results" | "streams";
@@ -117,7 +117,7 @@ export class Metrics {
   });
   readonly refusals = new Counter({
     name: "streamgate_refusals_total",
-    help: "Connections, calls and requests refused by a bound, by reason (see README \"Limits and protections\").",
+    help: 'Connections, calls and requests refused by a bound, by reason (see README "Limits and protections").',
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
@@ -143,7 +143,11 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
     // prom-client's gauges named *_total break the Prometheus convention (promtool rejects them);
     // each repeats the sum of its per-type sibling (nodejs_active_handles etc.), so nothing is lost.
-    for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    for (const name of [
+      "nodejs_active_handles_total",
+      "nodejs_active_requests_total",
+      "nodejs_active_resources_total",
+    ]) {
       this.registry.removeSingleMetric(name);
     }
   }

@@ -15,13 +15,13 @@
  * loop, one element of a list or map, 16 characters of a string).
  */
 import {
-  isCelError,
-  isCelList,
-  isCelMap,
   type CelEnv,
   type CelList,
   type CelResult,
   type CelValue,
+  isCelError,
+  isCelList,
+  isCelMap,
   type parse,
 } from "@bufbuild/cel";
 
@@ -390,7 +390,11 @@ function estimate(expr: Expr | undefined, bound: ReadonlyMap<string, Size>): Siz
       inner.set(c.accuVar, accu);
       const perTurn = 1 + nodeCount(c.loopCondition) + nodeCount(c.loopStep) + condition.cost + step.cost;
       const result = estimate(c.result, inner);
-      return { weight: result.weight, element: result.element, cost: range.cost + init.cost + turns * perTurn + result.cost };
+      return {
+        weight: result.weight,
+        element: result.element,
+        cost: range.cost + init.cost + turns * perTurn + result.cost,
+      };
     }
     default:
       return { ...SMALL, cost: 1 };
@@ -438,7 +442,9 @@ function estimateCall(call: Call, bound: ReadonlyMap<string, Size>): Size & { co
       break;
     }
     case "matches":
-      cost += Math.ceil((((weights[0] ?? 1) * CHARS_PER_UNIT + 1) * ((weights[1] ?? 1) * CHARS_PER_UNIT + 1)) / REGEX_CHARS_PER_UNIT);
+      cost += Math.ceil(
+        (((weights[0] ?? 1) * CHARS_PER_UNIT + 1) * ((weights[1] ?? 1) * CHARS_PER_UNIT + 1)) / REGEX_CHARS_PER_UNIT,
+      );
       break;
     default:
       break;

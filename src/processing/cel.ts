@@ -4,7 +4,9 @@
  * with INVALID_ARGUMENT instead of failing on every record later.
  */
 import {
+  type CelResult,
   CelScalar,
+  type CelValue,
   celEnv,
   celList,
   celMap,
@@ -16,17 +18,23 @@ import {
   mapType,
   parse,
   plan,
-  type CelResult,
-  type CelValue,
 } from "@bufbuild/cel";
 import { strings } from "@bufbuild/cel/ext";
-import { toJson, type JsonValue } from "@bufbuild/protobuf";
+import { type JsonValue, toJson } from "@bufbuild/protobuf";
 import { isReflectMessage } from "@bufbuild/protobuf/reflect";
-import { CostExceeded, Meter, estimateCost, meterComprehensions, meteredEnv, treeDepth, withMeter } from "./cel-cost.js";
 import { CEL_DEFAULTS, type CelConfig } from "../config/config.js";
 import { invalidArgument } from "../rpc/errors.js";
-import type { DecodedRecord } from "../topics/record-format.js";
 import { checkExpressionLength } from "../streams/validation.js";
+import type { DecodedRecord } from "../topics/record-format.js";
+import {
+  CostExceeded,
+  estimateCost,
+  Meter,
+  meterComprehensions,
+  meteredEnv,
+  treeDepth,
+  withMeter,
+} from "./cel-cost.js";
 
 /** The variables every expression may use. */
 const VARIABLES = {
@@ -39,8 +47,19 @@ const VARIABLES = {
 
 /** Identifiers that are not variables but resolve anyway: type names. */
 const TYPE_NAMES = new Set([
-  "bool", "bytes", "double", "duration", "dyn", "int", "list", "map", "null_type", "string",
-  "timestamp", "type", "uint",
+  "bool",
+  "bytes",
+  "double",
+  "duration",
+  "dyn",
+  "int",
+  "list",
+  "map",
+  "null_type",
+  "string",
+  "timestamp",
+  "type",
+  "uint",
 ]);
 
 /** A parsed CEL syntax tree (the type comes from cel-spec, a dependency of @bufbuild/cel). */

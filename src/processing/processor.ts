@@ -7,22 +7,23 @@
  * only below the oldest record whose result is not yet written, so a restart
  * neither loses nor skips a record.
  */
+
+import type { Processing } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "../broker/broker.js";
-import { CelCompiler, celRecordOf, celToJson, passes, type CelProgram } from "./cel.js";
-import { decodeCursor, encodeCursor } from "../streams/cursor.js";
-import type { Logger } from "../observe/logger.js";
-import { TenantDedup, dedupScope } from "../streams/dedup.js";
 import { Lru } from "../common/lru.js";
-import { splitStreamKey } from "../streams/stream-key.js";
+import type { Logger } from "../observe/logger.js";
 import type { RecordFailure } from "../observe/metrics.js";
-import { Pacer } from "./pacer.js";
-import { CONTENT_TYPE, HEADER, controlHeaders, decodeRecord, type DecodedRecord } from "../topics/record-format.js";
-import { RecordFailedError, checkResultSize, failureDetail, failureReason, serializeResult } from "./record-failure.js";
-import { warnTo, type RateLimitedLog } from "../observe/rate-limited-log.js";
-import { ResultWriter } from "./result-writer.js";
+import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
+import { decodeCursor, encodeCursor } from "../streams/cursor.js";
+import { dedupScope, TenantDedup } from "../streams/dedup.js";
 import type { StreamRegistry } from "../streams/registry.js";
 import type { StreamCounters } from "../streams/stream-counters.js";
-import type { Processing } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { splitStreamKey } from "../streams/stream-key.js";
+import { CONTENT_TYPE, controlHeaders, type DecodedRecord, decodeRecord, HEADER } from "../topics/record-format.js";
+import { CelCompiler, type CelProgram, celRecordOf, celToJson, passes } from "./cel.js";
+import { Pacer } from "./pacer.js";
+import { checkResultSize, failureDetail, failureReason, RecordFailedError, serializeResult } from "./record-failure.js";
+import { ResultWriter } from "./result-writer.js";
 
 /** Dependencies and limits of the processor. */
 export interface ProcessorOptions {
@@ -90,7 +91,10 @@ export class Processor {
   private readonly throttles = new Map<string, Pacer>();
   private readonly seen: TenantDedup<true>;
   /** Compiled programs by stream, bounded by their source length: a long expression compiles to about 55 bytes of heap per character. */
-  private readonly programs = new Lru<string, CompiledProcessing>(PROGRAM_CACHE_CHARS, (programs) => programs.sourceLength);
+  private readonly programs = new Lru<string, CompiledProcessing>(
+    PROGRAM_CACHE_CHARS,
+    (programs) => programs.sourceLength,
+  );
   private readonly cel: CelCompiler;
   /**
    * Per stream, the ingest offset of the newest record that already has a
@@ -191,7 +195,8 @@ export class Processor {
     if (!progress) {
       progress = new PartitionProgress(
         (next) => this.subscription!.commit(partition, next),
-        (error) => this.options.logger.warn({ err: error, partition }, "committing processed offsets failed; will retry"),
+        (error) =>
+          this.options.logger.warn({ err: error, partition }, "committing processed offsets failed; will retry"),
         Math.max(1, Math.floor(this.options.maxInFlight / 2)),
       );
       this.progress.set(partition, progress);
@@ -206,7 +211,9 @@ export class Processor {
     if (expected !== records[0]!.offset) await this.recover(partition);
     this.expected.set(partition, records[records.length - 1]!.offset + 1);
     // A stream started on another instance may not be in this instance's registry yet.
-    await Promise.all([...new Set(records.map((record) => record.key))].map((id) => this.options.registry.whenKnown(id)));
+    await Promise.all(
+      [...new Set(records.map((record) => record.key))].map((id) => this.options.registry.whenKnown(id)),
+    );
 
     for (const record of records) {
       if (this.stopping) return;
@@ -397,7 +404,8 @@ export class Processor {
   /** Applies filter and transform; undefined when the filter drops the record. */
   private evaluate(key: string, record: DecodedRecord): { contentType: string; value: Uint8Array } | undefined {
     const passthrough = {
-      contentType: record.payload.kind === "json" ? CONTENT_TYPE.json : (record.headers[HEADER.contentType] ?? CONTENT_TYPE.bytes),
+      contentType:
+        record.payload.kind === "json" ? CONTENT_TYPE.json : (record.headers[HEADER.contentType] ?? CONTENT_TYPE.bytes),
       value: record.payload.bytes,
     };
     const processing = this.options.registry.get(key)?.stream.processing;
@@ -430,10 +438,12 @@ export class Processor {
     if (!writer) {
       writer = new ResultWriter({
         // No linger: the writer batches what comes while its call is out, and waits for nothing else.
-        produce: (records) => this.options.broker.produce(this.options.resultsTopic, records, { timeoutMs: Infinity, linger: false }),
+        produce: (records) =>
+          this.options.broker.produce(this.options.resultsTopic, records, { timeoutMs: Infinity, linger: false }),
         soloBytes: SOLO_RESULT_BYTES,
         stopping: () => this.stopping,
-        onRetry: (error, attempt) => this.options.logger.warn({ err: error, partition, attempt }, "writing results failed; retrying"),
+        onRetry: (error, attempt) =>
+          this.options.logger.warn({ err: error, partition, attempt }, "writing results failed; retrying"),
       });
       this.writers.set(partition, writer);
     }

@@ -8,8 +8,8 @@
  * partition (and do so again after every restart).
  */
 import type { JsonValue } from "@bufbuild/protobuf";
-import { CelEvalError } from "./cel.js";
 import type { RecordFailure } from "../observe/metrics.js";
+import { CelEvalError } from "./cel.js";
 
 /** A failure whose reason is known where it is raised (oversize or unserialisable results). */
 export class RecordFailedError extends Error {
@@ -54,7 +54,10 @@ const encoder = new TextEncoder();
 /** Throws `result_too_large` when a result of `bytes` bytes is over `maxBytes`. */
 export function checkResultSize(bytes: number, maxBytes: number): void {
   if (bytes > maxBytes) {
-    throw new RecordFailedError("result_too_large", `the result is ${bytes} bytes, over MAX_PAYLOAD_BYTES (${maxBytes})`);
+    throw new RecordFailedError(
+      "result_too_large",
+      `the result is ${bytes} bytes, over MAX_PAYLOAD_BYTES (${maxBytes})`,
+    );
   }
 }
 

@@ -89,7 +89,9 @@ export class ResultWriter {
           return;
         }
         if (error instanceof RecordTooLargeError && batch.length === 1) {
-          batch[0]!.reject(new RecordFailedError("result_too_large", "the broker refused the result as too large", { cause: error }));
+          batch[0]!.reject(
+            new RecordFailedError("result_too_large", "the broker refused the result as too large", { cause: error }),
+          );
           return;
         }
         if (error instanceof RecordTooLargeError) {

@@ -6,14 +6,16 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import { cors as connectCors } from "@connectrpc/connect";
-import { TENANT_HEADER } from "./request-context.js";
 import { writeHead } from "./http-response.js";
+import { TENANT_HEADER } from "./request-context.js";
 
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
 
 const ALLOW_METHODS = connectCors.allowedMethods.join(", ");
-const ALLOW_HEADERS = [...connectCors.allowedHeaders, "x-api-key", "authorization", "x-request-id", TENANT_HEADER].join(", ");
+const ALLOW_HEADERS = [...connectCors.allowedHeaders, "x-api-key", "authorization", "x-request-id", TENANT_HEADER].join(
+  ", ",
+);
 const EXPOSE_HEADERS = [...connectCors.exposedHeaders, "x-request-id", "retry-after"].join(", ");
 
 /**

@@ -108,7 +108,10 @@ export function writeEdgeError(request: Request, response: Response, wire: Wire,
     }
     case "grpc-web": {
       const headers = nodeHeaders(setTrailerStatus(new Headers(), error));
-      res.writeHead(200, { ...headers, "content-type": wire.binary ? grpcWebContentTypeProto : grpcWebContentTypeJson });
+      res.writeHead(200, {
+        ...headers,
+        "content-type": wire.binary ? grpcWebContentTypeProto : grpcWebContentTypeJson,
+      });
       res.end();
       return;
     }

@@ -4,9 +4,10 @@
  * anything else (a broker failure, a bug) at the edge, so a client never sees an
  * internal message.
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ResumeInfoSchema } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { isWellFormed, toWellFormed } from "./utf8.js";
@@ -153,7 +154,10 @@ export function quote(value: string): string {
 
 /** No credential in `x-api-key` or `authorization: Bearer`. */
 export function missingCredential(): ConnectError {
-  return new ConnectError("missing credential; send x-api-key, or authorization with a Bearer token", Code.Unauthenticated);
+  return new ConnectError(
+    "missing credential; send x-api-key, or authorization with a Bearer token",
+    Code.Unauthenticated,
+  );
 }
 
 /** A credential that matches no key and is no valid token; never says what was sent. */
@@ -163,12 +167,18 @@ export function invalidCredential(): ConnectError {
 
 /** A valid credential without the role `service` needs. */
 export function permissionDenied(client: string, service: string): ConnectError {
-  return new ConnectError(`client ${quote(client)} may not call ${service}: it needs the admin role`, Code.PermissionDenied);
+  return new ConnectError(
+    `client ${quote(client)} may not call ${service}: it needs the admin role`,
+    Code.PermissionDenied,
+  );
 }
 
 /** A valid credential without the scope a method needs. */
 export function scopeMissing(client: string, method: string, scope: string): ConnectError {
-  return new ConnectError(`client ${quote(client)} may not call ${method}: it needs the scope ${scope}`, Code.PermissionDenied);
+  return new ConnectError(
+    `client ${quote(client)} may not call ${method}: it needs the scope ${scope}`,
+    Code.PermissionDenied,
+  );
 }
 
 /** A credential naming a tenant other than its own without the admin role. */
@@ -217,7 +227,12 @@ export function rateLimited(limit: "global" | "client" | "peer", retryMs: number
     `over ${which}; retry in ${seconds} s`,
     Code.ResourceExhausted,
     { "retry-after": String(seconds) },
-    [{ desc: RetryInfoSchema, value: create(RetryInfoSchema, { retryDelay: durationFromMs(Math.max(0, Math.ceil(retryMs))) }) }],
+    [
+      {
+        desc: RetryInfoSchema,
+        value: create(RetryInfoSchema, { retryDelay: durationFromMs(Math.max(0, Math.ceil(retryMs))) }),
+      },
+    ],
   );
 }
 

@@ -4,14 +4,12 @@
  *
  * @module
  */
-import { unknownService } from "./errors.js";
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { HealthCheckRequest, HealthCheckResponseSchema } from "../../gen/grpc/health/v1/health_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
-import type {
-  HealthCheckRequest,
-  HealthCheckResponseSchema,
-} from "../../gen/grpc/health/v1/health_pb.js";
+import { unknownService } from "./errors.js";
 
 type HealthCheckResponseInit = MessageInitShape<typeof HealthCheckResponseSchema>;
 
@@ -92,10 +90,7 @@ export function createHealthService(): HealthService {
     return { status };
   }
 
-  async function* watch(
-    request: HealthCheckRequest,
-    context: HandlerContext,
-  ): AsyncGenerator<HealthCheckResponseInit> {
+  async function* watch(request: HealthCheckRequest, context: HandlerContext): AsyncGenerator<HealthCheckResponseInit> {
     const service = request.service;
     let wake: (() => void) | undefined;
     const wakeUp = (): void => {

@@ -25,7 +25,11 @@ export function clientErrorListener(
     // Only HTTP parse errors and timeouts get an answer (TLS errors have no HTTP to answer in),
     // and only before any of a response was sent, as Node does.
     const http = socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null };
-    if ((code.startsWith("HPE_") || code === "ERR_HTTP_REQUEST_TIMEOUT") && socket.writable && !http._httpMessage?.headersSent) {
+    if (
+      (code.startsWith("HPE_") || code === "ERR_HTTP_REQUEST_TIMEOUT") &&
+      socket.writable &&
+      !http._httpMessage?.headersSent
+    ) {
       socket.write(`HTTP/1.1 ${ANSWERS[code] ?? "400 Bad Request"}\r\nConnection: close\r\n\r\n`);
     }
     socket.destroy(error);

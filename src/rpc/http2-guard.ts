@@ -35,7 +35,10 @@ export interface Http2GuardOptions {
   bodyTimeoutMs: number;
   maxBufferedBytes: number;
   /** Called for each session closed or stream reset by a bound. */
-  onRefused: (reason: Extract<RefusalReason, "http2_idle_timeout" | "request_body_timeout" | "connection_buffer">, session: http2.Http2Session) => void;
+  onRefused: (
+    reason: Extract<RefusalReason, "http2_idle_timeout" | "request_body_timeout" | "connection_buffer">,
+    session: http2.Http2Session,
+  ) => void;
 }
 
 const ENVELOPE_HEADER_BYTES = 5;
@@ -83,7 +86,8 @@ class SessionGuard {
     stream[TRACKER] = tracker;
     // What arrived before this event; nothing has consumed it yet.
     if (stream.readableLength > 0) {
-      for (const chunk of (stream as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer) tracker.receive(chunk);
+      for (const chunk of (stream as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer)
+        tracker.receive(chunk);
     }
     if (stream.endAfterHeaders || (stream as unknown as { _readableState: { ended: boolean } })._readableState.ended) {
       tracker.end();

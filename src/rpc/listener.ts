@@ -11,10 +11,10 @@ import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Duplex } from "node:stream";
 import type { EdgeConfig, TlsConfig } from "../config/config.js";
+import type { RefusalReason } from "../observe/metrics.js";
 import { ConnectionCaps, normalisePeer, peerGroup, refuseClearly } from "./connection-admission.js";
 import { clientErrorListener } from "./http1-client-error.js";
 import { guardSession } from "./http2-guard.js";
-import type { RefusalReason } from "../observe/metrics.js";
 
 /** A request handler for both HTTP versions. */
 export type RequestHandler = (

@@ -5,11 +5,12 @@
  *
  * @module
  */
-import { createFileRegistry, toBinary } from "@bufbuild/protobuf";
+
 import type { DescFile, FileRegistry } from "@bufbuild/protobuf";
+import { createFileRegistry, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
 import type { ConnectRouter } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { ServerReflection as ServerReflectionV1 } from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ServerReflectionV1alpha } from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 

@@ -4,7 +4,7 @@
  * call's context values; interceptors read them.
  */
 import { randomUUID } from "node:crypto";
-import { createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
+import { type ContextValues, createContextKey, createContextValues } from "@connectrpc/connect";
 import type { Principal } from "../guard/auth/api-keys.js";
 
 /** The remote address of the connection ("" when unknown). */

@@ -7,7 +7,7 @@
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import { Lru } from "../common/lru.js";
 import type { StreamEntry } from "./registry.js";
-import { tenantOf, type StreamKey } from "./stream-key.js";
+import { type StreamKey, tenantOf } from "./stream-key.js";
 
 /**
  * What event ids are remembered under: a stream's key and its creation time,

@@ -9,15 +9,15 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { StreamState } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, ProduceRecord, RecordPosition } from "../broker/broker.js";
-import { coalesceProduces, type CoalescedProduce } from "../broker/coalescer.js";
-import { encodeCursor } from "./cursor.js";
+import { type CoalescedProduce, coalesceProduces } from "../broker/coalescer.js";
 import { streamClosed, streamNotFound } from "../rpc/errors.js";
-import { TenantDedup, dedupScope } from "./dedup.js";
-import { streamKey, type StreamKey } from "./stream-key.js";
-import { dataHeaders, controlHeaders } from "../topics/record-format.js";
+import { controlHeaders, dataHeaders } from "../topics/record-format.js";
+import { encodeCursor } from "./cursor.js";
+import { dedupScope, TenantDedup } from "./dedup.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
-import { checkEventId, checkHeaders, encodePayload, requireStreamId, type RequestPayload } from "./validation.js";
+import { type StreamKey, streamKey } from "./stream-key.js";
+import { checkEventId, checkHeaders, encodePayload, type RequestPayload, requireStreamId } from "./validation.js";
 
 /** One record to send, as both send RPCs carry it. */
 export interface SendRequest {

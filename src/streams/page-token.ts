@@ -13,7 +13,8 @@ export const MAX_PAGE_SIZE = 1000;
 /** The page size a request asks for: 0 means the default; more than the maximum is refused. */
 export function pageSizeOf(requested: number): number {
   if (requested === 0) return DEFAULT_PAGE_SIZE;
-  if (requested > MAX_PAGE_SIZE) throw invalidArgument(`page_size must be at most ${MAX_PAGE_SIZE} (0 for ${DEFAULT_PAGE_SIZE})`);
+  if (requested > MAX_PAGE_SIZE)
+    throw invalidArgument(`page_size must be at most ${MAX_PAGE_SIZE} (0 for ${DEFAULT_PAGE_SIZE})`);
   return requested;
 }
 

@@ -10,20 +10,20 @@
  * close time is stored). Records stored before tenants existed (keys without
  * a tenant) are not served: they are counted and skipped.
  */
-import { create, equals, fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { create, equals, fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import {
+  type Processing,
   ProcessingSchema,
+  type Stream,
   StreamSchema,
   StreamState,
-  type Processing,
-  type Stream,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, StoredRecord, Subscription } from "../broker/broker.js";
-import { streamExists, streamNotFound, streamQuotaReached } from "../rpc/errors.js";
-import type { Logger } from "../observe/logger.js";
 import { Lru } from "../common/lru.js";
-import { splitStreamKey, streamIdOf, streamKey, type StreamKey } from "./stream-key.js";
+import type { Logger } from "../observe/logger.js";
+import { streamExists, streamNotFound, streamQuotaReached } from "../rpc/errors.js";
+import { type StreamKey, splitStreamKey, streamIdOf, streamKey } from "./stream-key.js";
 
 /** A registry entry: the public Stream (its id without the tenant), its tenant and key, and where its results begin. */
 export interface StreamEntry {
@@ -136,7 +136,7 @@ export class StreamRegistry {
     if (this.untenanted > 0) {
       this.options.logger.warn(
         { records: this.untenanted },
-        "registry records without a tenant (stored before tenants existed) are not served; see README \"Tenants\"",
+        'registry records without a tenant (stored before tenants existed) are not served; see README "Tenants"',
       );
     }
     const retention = this.options.closedRetentionMs ?? 0;
@@ -265,7 +265,11 @@ export class StreamRegistry {
     const entry = this.entries.get(key);
     if (!entry) throw streamNotFound(streamIdOf(key));
     if (entry.stream.state === StreamState.CLOSED) return entry;
-    const stream = create(StreamSchema, { ...entry.stream, state: StreamState.CLOSED, closeTime: timestampFromMs(Date.now()) });
+    const stream = create(StreamSchema, {
+      ...entry.stream,
+      state: StreamState.CLOSED,
+      closeTime: timestampFromMs(Date.now()),
+    });
     return this.put({ ...entry, stream });
   }
 
@@ -324,7 +328,11 @@ export class StreamRegistry {
 
   /** Stores an entry and applies it here at once, so this instance reads its own writes. */
   private async put(entry: StreamEntry): Promise<StreamEntry> {
-    const value: JsonValue = { stream: toJson(StreamSchema, entry.stream), resultsStart: entry.resultsStart, ingestStart: entry.ingestStart };
+    const value: JsonValue = {
+      stream: toJson(StreamSchema, entry.stream),
+      resultsStart: entry.resultsStart,
+      ingestStart: entry.ingestStart,
+    };
     const [position] = await this.options.broker.produce(this.options.topic, [
       { key: entry.key, value: encoder.encode(JSON.stringify(value)), headers: {} },
     ]);
@@ -347,17 +355,32 @@ export class StreamRegistry {
       return;
     }
     try {
-      const value = JSON.parse(decoder.decode(record.value)) as { stream: JsonValue; resultsStart: number; ingestStart?: number };
+      const value = JSON.parse(decoder.decode(record.value)) as {
+        stream: JsonValue;
+        resultsStart: number;
+        ingestStart?: number;
+      };
       // An offset that is not one would fail every EARLIEST watch of the stream later.
-      if (!Number.isSafeInteger(value.resultsStart) || value.resultsStart < 0) throw new Error("resultsStart is not an offset");
+      if (!Number.isSafeInteger(value.resultsStart) || value.resultsStart < 0)
+        throw new Error("resultsStart is not an offset");
       const ingestStart = value.ingestStart ?? 0;
       if (!Number.isSafeInteger(ingestStart) || ingestStart < 0) throw new Error("ingestStart is not an offset");
       const stream = fromJson(StreamSchema, value.stream);
       // The key says whose stream it is; the id stored with it must agree.
       if (stream.streamId !== owner.streamId) throw new Error("the stream id does not match the record's key");
-      this.install({ key: record.key, tenant: owner.tenant, stream, resultsStart: value.resultsStart, ingestStart, version: record.offset });
+      this.install({
+        key: record.key,
+        tenant: owner.tenant,
+        stream,
+        resultsStart: value.resultsStart,
+        ingestStart,
+        version: record.offset,
+      });
     } catch (error) {
-      this.options.logger.warn({ err: error, key: record.key, offset: record.offset }, "unreadable registry record skipped");
+      this.options.logger.warn(
+        { err: error, key: record.key, offset: record.offset },
+        "unreadable registry record skipped",
+      );
     }
   }
 
@@ -409,7 +432,6 @@ export class StreamRegistry {
     }
   }
 }
-
 
 /** Returns `entry` when it matches what StartStream asked for; ALREADY_EXISTS otherwise. */
 function sameSpec(entry: StreamEntry, spec: StreamSpec): StreamEntry {

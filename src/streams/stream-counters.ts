@@ -2,7 +2,7 @@
  * Per-stream counters (by stream key), as this instance saw them, for GetStream.
  */
 import { create } from "@bufbuild/protobuf";
-import { StreamCountsSchema, type StreamCounts } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { type StreamCounts, StreamCountsSchema } from "../../gen/streamgate/v1/stream_service_pb.js";
 
 /** The counter names, as in the StreamCounts message. */
 export type CounterName = "accepted" | "duplicates" | "rejected" | "processed" | "filtered" | "failed" | "results";

@@ -11,23 +11,23 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
-  ProcessingSchema,
-  RejectionSchema,
-  StreamService,
-  StreamState,
   type Processing,
+  ProcessingSchema,
   type Rejection,
+  RejectionSchema,
   type SendDataStreamRequest,
+  type StreamService,
+  StreamState,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
+import type { Fanout } from "../fanout/fanout.js";
 import type { CelCompiler } from "../processing/cel.js";
 import { invalidArgument, streamNotFound, toConnectError } from "../rpc/errors.js";
 import { TENANT } from "../rpc/request-context.js";
-import { streamKey } from "./stream-key.js";
-import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
-import type { Fanout } from "../fanout/fanout.js";
 import { codeName, type Ingest, type SendResult } from "./ingest.js";
+import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
+import { streamKey } from "./stream-key.js";
 import { checkLabels, requireStreamId } from "./validation.js";
 
 /** Dependencies of the service. */
@@ -128,7 +128,8 @@ export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof
 function tenantOf(context: HandlerContext): string {
   const tenant = context.values.get(TENANT);
   // Only a server built without the auth interceptor could get here: refuse rather than share a tenant "".
-  if (tenant === "") throw new Error("no tenant in the call's context: the auth interceptor must run before StreamService");
+  if (tenant === "")
+    throw new Error("no tenant in the call's context: the auth interceptor must run before StreamService");
   return tenant;
 }
 
@@ -172,7 +173,11 @@ async function sendAll(ingest: Ingest, tenant: string, requests: AsyncIterable<S
     if (index === 0) failFast = request.failFast;
     streamId = request.streamId === "" ? streamId : request.streamId;
     try {
-      const send = ingest.send(tenant, { streamId, payload: request.payload, eventId: request.eventId, headers: request.headers }, true);
+      const send = ingest.send(
+        tenant,
+        { streamId, payload: request.payload, eventId: request.eventId, headers: request.headers },
+        true,
+      );
       // Awaited in order below; this keeps a failure from being an unhandled rejection meanwhile.
       send.catch(() => undefined);
       inFlight.push(send);

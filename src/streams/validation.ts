@@ -2,11 +2,11 @@
  * Checks of client input, each throwing INVALID_ARGUMENT with a message that
  * names the field and the rule, so bad input changes nothing and says why.
  */
-import { toJson, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
+import { type JsonValue, toJson } from "@bufbuild/protobuf";
+import { type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { invalidArgument, payloadTooLarge, quote } from "../rpc/errors.js";
-import { RESERVED_HEADER_PREFIX, type Payload } from "../topics/record-format.js";
 import { isWellFormed } from "../rpc/utf8.js";
+import { type Payload, RESERVED_HEADER_PREFIX } from "../topics/record-format.js";
 
 const STREAM_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const HEADER_NAME = /^[A-Za-z0-9._-]{1,128}$/;

@@ -6,7 +6,7 @@
  * streamgate's code.
  */
 import type { RecordHeaders, StoredRecord } from "../broker/broker.js";
-import { streamIdOf, type StreamKey } from "../streams/stream-key.js";
+import { type StreamKey, streamIdOf } from "../streams/stream-key.js";
 
 /** Header names written by streamgate (the "streamgate-" prefix is reserved). */
 export const HEADER = {

@@ -30,11 +30,14 @@ import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromBinary, toBinary, create } from "@bufbuild/protobuf";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { pino } from "pino";
-import { ServerCompatRequestSchema, ServerCompatResponseSchema } from "../../gen/connectrpc/conformance/v1/server_compat_pb.js";
+import {
+  ServerCompatRequestSchema,
+  ServerCompatResponseSchema,
+} from "../../gen/connectrpc/conformance/v1/server_compat_pb.js";
 import { file_connectrpc_conformance_v1_service } from "../../gen/connectrpc/conformance/v1/service_pb.js";
-import { REQUEST_OVERHEAD_BYTES, startApp, type App } from "../../src/app/app.js";
+import { type App, REQUEST_OVERHEAD_BYTES, startApp } from "../../src/app/app.js";
 import { LIMIT_BOUNDS, loadConfig } from "../../src/config/config.js";
 import { conformanceRoutes } from "./service.js";
 
@@ -58,11 +61,29 @@ async function readRequest(): Promise<Uint8Array> {
 function selfSignedCert(dir: string): { certFile: string; keyFile: string } {
   const certFile = join(dir, "cert.pem");
   const keyFile = join(dir, "key.pem");
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-    "-keyout", keyFile, "-out", certFile, "-days", "1",
-    "-subj", `/CN=${HOST}`, "-addext", `subjectAltName=IP:${HOST}`,
-  ], { stdio: "ignore" });
+  execFileSync(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-keyout",
+      keyFile,
+      "-out",
+      certFile,
+      "-days",
+      "1",
+      "-subj",
+      `/CN=${HOST}`,
+      "-addext",
+      `subjectAltName=IP:${HOST}`,
+    ],
+    { stdio: "ignore" },
+  );
   return { certFile, keyFile };
 }
 
@@ -74,7 +95,9 @@ async function main(): Promise<void> {
   }
   const limit = request.messageReceiveLimit;
   if (limit !== 0 && limit <= REQUEST_OVERHEAD_BYTES) {
-    throw new Error(`message_receive_limit ${limit} is not above streamgate's ${REQUEST_OVERHEAD_BYTES} bytes of request overhead`);
+    throw new Error(
+      `message_receive_limit ${limit} is not above streamgate's ${REQUEST_OVERHEAD_BYTES} bytes of request overhead`,
+    );
   }
   const dir = mkdtempSync(join(tmpdir(), "streamgate-conformance-"));
   let app: App | undefined;

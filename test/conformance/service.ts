@@ -9,30 +9,31 @@
  * config.yaml declares no Connect GET, so the suite sends none.
  */
 import { create } from "@bufbuild/protobuf";
-import { anyPack, type Any } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
+import { type Any, anyPack } from "@bufbuild/protobuf/wkt";
+import { type Code, ConnectError, type ConnectRouter, type HandlerContext } from "@connectrpc/connect";
 import {
   BidiStreamRequestSchema,
   ClientStreamRequestSchema,
-  ConformancePayloadSchema,
+  type ConformancePayload,
+  type ConformancePayload_RequestInfo,
   ConformancePayload_RequestInfoSchema,
+  ConformancePayloadSchema,
   ConformanceService,
+  type Error as ErrorDefinition,
+  type Header,
   HeaderSchema,
   IdempotentUnaryRequestSchema,
   ServerStreamRequestSchema,
-  UnaryRequestSchema,
-  type ConformancePayload,
-  type ConformancePayload_RequestInfo,
-  type Error as ErrorDefinition,
-  type Header,
   type StreamResponseDefinition,
+  UnaryRequestSchema,
   type UnaryResponseDefinition,
 } from "../../gen/connectrpc/conformance/v1/service_pb.js";
 
 /** Registers the ConformanceService (Unimplemented is left out: connect answers it UNIMPLEMENTED). */
 export function conformanceRoutes(router: ConnectRouter): void {
   router.service(ConformanceService, {
-    unary: (request, context) => answerUnary(request.responseDefinition, [anyPack(UnaryRequestSchema, request)], context),
+    unary: (request, context) =>
+      answerUnary(request.responseDefinition, [anyPack(UnaryRequestSchema, request)], context),
     idempotentUnary: (request, context) =>
       answerUnary(request.responseDefinition, [anyPack(IdempotentUnaryRequestSchema, request)], context),
     async clientStream(requests, context) {
@@ -83,7 +84,8 @@ export function conformanceRoutes(router: ConnectRouter): void {
         if (sent >= (definition?.responseData.length ?? 0)) break;
         await sleep(definition!.responseDelayMs, context.signal);
         // The first response carries the whole RequestInfo, later ones only the requests since.
-        const info = sent === 0 ? requestInfo(context, seen) : create(ConformancePayload_RequestInfoSchema, { requests: seen });
+        const info =
+          sent === 0 ? requestInfo(context, seen) : create(ConformancePayload_RequestInfoSchema, { requests: seen });
         yield { payload: payload(definition!.responseData[sent]!, info) };
         sent++;
         seen = [];
@@ -142,8 +144,13 @@ function addHeaders(target: Headers, headers: Header[]): void {
  */
 function errorOf(definition: ErrorDefinition, info: ConformancePayload_RequestInfo | undefined): ConnectError {
   const error = new ConnectError(definition.message ?? "", definition.code as number as Code);
-  const details: Any[] = info ? [...definition.details, anyPack(ConformancePayload_RequestInfoSchema, info)] : definition.details;
-  error.details = details.map((any) => ({ type: any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1), value: any.value }));
+  const details: Any[] = info
+    ? [...definition.details, anyPack(ConformancePayload_RequestInfoSchema, info)]
+    : definition.details;
+  error.details = details.map((any) => ({
+    type: any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1),
+    value: any.value,
+  }));
   return error;
 }
 

@@ -5,11 +5,11 @@
  * outcome (code name, message, response) so a test can compare transports.
  */
 import * as http2 from "node:http2";
-import { fromJson, toJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { fromJson, type JsonObject, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ConnectError, createClient } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { TRANSPORTS, apiKeyHeader, authHeaders, type TestServer } from "./server.js";
+import { apiKeyHeader, authHeaders, type TestServer, TRANSPORTS } from "./server.js";
 
 /** How a call ended: "ok" with its response as JSON, or an error's code name and message. */
 export interface Outcome {
@@ -121,7 +121,8 @@ export async function grpcRaw(
       request.on("data", (chunk: Buffer) => chunks.push(chunk));
       request.on("error", reject);
       request.on("end", () => {
-        const code = status === undefined ? "missing grpc-status" : status === "0" ? "ok" : codeToString(Number(status));
+        const code =
+          status === undefined ? "missing grpc-status" : status === "0" ? "ok" : codeToString(Number(status));
         resolve({ code, message: grpcMessage, messages: unframe(Buffer.concat(chunks)) });
       });
       request.end(Buffer.concat(messages.map(frame)));

@@ -5,7 +5,7 @@
  * errors, failed requests).
  */
 import { existsSync } from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { type Browser, chromium, type Page } from "playwright-core";
 
 /** Debian's Chromium, as scripts/tools.sh installs it. */
 export const CHROMIUM_PATH = "/usr/bin/chromium";

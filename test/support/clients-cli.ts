@@ -3,7 +3,7 @@
  * tests: argument arrays (no shell), bounded run times, and readers for the
  * output they print.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -65,7 +65,11 @@ export function run(command: string, args: string[], options: RunOptions = {}): 
 
 /** Starts `command` with piped stdio and UTF-8 output, run from the project root, with `env` added to this process's environment. */
 export function spawnTool(command: string, args: string[], env?: Record<string, string>): ChildProcess {
-  const child = spawn(command, args, { cwd: PROJECT_DIR, env: env && { ...process.env, ...env }, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(command, args, {
+    cwd: PROJECT_DIR,
+    env: env && { ...process.env, ...env },
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   child.stdout!.setEncoding("utf8");
   child.stderr!.setEncoding("utf8");
   return child;
@@ -104,7 +108,8 @@ export function untilStdout(child: ChildProcess, ready: (stdout: string) => bool
       child.off("close", onClose);
       resolve(stdout);
     };
-    const onClose = (code: number | null) => reject(new Error(`exited with ${code} before the expected output:\n${stdout}`));
+    const onClose = (code: number | null) =>
+      reject(new Error(`exited with ${code} before the expected output:\n${stdout}`));
     child.stdout!.on("data", onData);
     child.once("close", onClose);
   });

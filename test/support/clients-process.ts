@@ -2,7 +2,7 @@
  * Runs the real entry point (src/main.ts through tsx) as a child process, the
  * way an operator starts it, and follows its JSON log lines on stdout.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { PROJECT_DIR } from "./clients-cli.js";
 import { uniqueTopicPrefix, withTestApiKey } from "./server.js";

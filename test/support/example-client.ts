@@ -4,7 +4,7 @@
  * those steps back.
  */
 import { expect } from "vitest";
-import { finished, spawnTool, type RunResult } from "./clients-cli.js";
+import { finished, type RunResult, spawnTool } from "./clients-cli.js";
 
 /** One line the client printed: a step and what it saw. */
 interface Step {

@@ -11,7 +11,7 @@ import { pino } from "pino";
 import { inject } from "vitest";
 import type { Broker } from "../../src/broker/broker.js";
 import { createKafkaBroker } from "../../src/broker/kafka.js";
-import { runKafkaScript, type KafkaEnv } from "./kafka-global-setup.js";
+import { type KafkaEnv, runKafkaScript } from "./kafka-global-setup.js";
 
 /** Bootstrap address of the test broker ("127.0.0.1:PORT"). */
 export function kafkaBrokers(): string {
@@ -37,7 +37,9 @@ export function testKafkaClient(clientId: string): Promise<Broker> {
 function startedEnv(): KafkaEnv {
   const env = inject("kafkaEnv");
   if (!env) {
-    throw new Error("the Kafka broker was given by KAFKA_BROKERS: this test run did not start it and cannot stop or restart it");
+    throw new Error(
+      "the Kafka broker was given by KAFKA_BROKERS: this test run did not start it and cannot stop or restart it",
+    );
   }
   return env;
 }

@@ -5,15 +5,15 @@
  * and small helpers to read what they return.
  */
 import { randomUUID } from "node:crypto";
-import { fromJson, toJson, type JsonValue } from "@bufbuild/protobuf";
-import { ValueSchema, type Value } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
+import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
+import { type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
+import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
-import { StreamService, type Result } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { listeningPort, spawnStreamgate, type StreamgateProcess } from "./clients-process.js";
+import { type Result, StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { listeningPort, type StreamgateProcess, spawnStreamgate } from "./clients-process.js";
 import { kafkaBrokers } from "./kafka-control.js";
-import { TEST_API_KEY, apiKeyHeader, startTestServer, type TestServer } from "./server.js";
+import { apiKeyHeader, startTestServer, TEST_API_KEY, type TestServer } from "./server.js";
 
 /**
  * A topic prefix no other test uses, e.g. "sgtest.crash.1a2b3c4d.", so a test
@@ -122,7 +122,9 @@ export async function pollUntil<T>(
       last = error;
     }
     if (Date.now() >= deadline) {
-      throw new Error(`${what}: not within ${timeoutMs} ms${last === undefined ? "" : ` (last error: ${String(last)})`}`);
+      throw new Error(
+        `${what}: not within ${timeoutMs} ms${last === undefined ? "" : ` (last error: ${String(last)})`}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }

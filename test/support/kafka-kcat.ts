@@ -37,10 +37,15 @@ export function kcatPath(): string {
 function runKcat(args: string[]): Promise<Buffer> {
   const kcat = kcatPath();
   return new Promise((resolve, reject) => {
-    execFile(kcat, args, { encoding: "buffer", timeout: 20_000, maxBuffer: 64 * 1024 * 1024 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`kcat ${args.join(" ")} failed: ${error.message}\n${stderr.toString()}`));
-      else resolve(stdout);
-    });
+    execFile(
+      kcat,
+      args,
+      { encoding: "buffer", timeout: 20_000, maxBuffer: 64 * 1024 * 1024 },
+      (error, stdout, stderr) => {
+        if (error) reject(new Error(`kcat ${args.join(" ")} failed: ${error.message}\n${stderr.toString()}`));
+        else resolve(stdout);
+      },
+    );
   });
 }
 
@@ -56,13 +61,34 @@ export async function kcatReadTopic(brokers: string, topic: string): Promise<Kca
       const headers: Record<string, string> = {};
       const list = raw.headers ?? [];
       for (let i = 0; i + 1 < list.length; i += 2) headers[list[i]!] = list[i + 1]!;
-      return { topic: raw.topic, partition: raw.partition, offset: raw.offset, key: raw.key, payload: raw.payload, headers };
+      return {
+        topic: raw.topic,
+        partition: raw.partition,
+        offset: raw.offset,
+        key: raw.key,
+        payload: raw.payload,
+        headers,
+      };
     });
 }
 
 /** The exact value bytes of one record, read with kcat's `%s` format (no JSON escaping). */
 export function kcatValueBytes(brokers: string, topic: string, partition: number, offset: number): Promise<Buffer> {
   return runKcat([
-    "-C", "-b", brokers, "-t", topic, "-p", String(partition), "-o", String(offset), "-c", "1", "-e", "-q", "-f", "%s",
+    "-C",
+    "-b",
+    brokers,
+    "-t",
+    topic,
+    "-p",
+    String(partition),
+    "-o",
+    String(offset),
+    "-c",
+    "1",
+    "-e",
+    "-q",
+    "-f",
+    "%s",
   ]);
 }

@@ -17,7 +17,7 @@
  * Tests read the URL with `inject("redisUrl")` (test/support/redis.ts), also
  * in process.env.STREAMGATE_TEST_REDIS_URL.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -62,9 +62,22 @@ export interface Started {
 export async function startRedis(port: number): Promise<Started> {
   const dir = await mkdtemp(join(tmpdir(), "streamgate-redis-"));
   const args = [
-    "--port", String(port), "--bind", "127.0.0.1",
-    "--save", "", "--appendonly", "no", "--dir", dir,
-    "--daemonize", "no", "--logfile", "", "--loglevel", "notice",
+    "--port",
+    String(port),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    dir,
+    "--daemonize",
+    "no",
+    "--logfile",
+    "",
+    "--loglevel",
+    "notice",
   ];
   const child = spawn("redis-server", args, { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
@@ -94,7 +107,9 @@ export async function startRedis(port: number): Promise<Started> {
       const onError = (error: NodeJS.ErrnoException): void => {
         done(
           error.code === "ENOENT"
-            ? new Error("redis-server not found on PATH: run `bash scripts/tools.sh` (as root; it installs Debian's redis-server) or set REDIS_URL")
+            ? new Error(
+                "redis-server not found on PATH: run `bash scripts/tools.sh` (as root; it installs Debian's redis-server) or set REDIS_URL",
+              )
             : error,
         );
       };
@@ -159,7 +174,8 @@ export default async function setup({ provide }: TestProject): Promise<() => Pro
   let stopping = false;
   // Tests would only see connection errors: say why, once, in the run's output.
   child.once("close", (code, signal) => {
-    if (!stopping) console.error(`redis-server exited during the run (${signal ?? `exit code ${String(code)}`}):\n${log()}`);
+    if (!stopping)
+      console.error(`redis-server exited during the run (${signal ?? `exit code ${String(code)}`}):\n${log()}`);
   });
   const killOnExit = (): void => {
     child.kill("SIGKILL");

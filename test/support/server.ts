@@ -4,17 +4,17 @@
  * the run's real Kafka broker (test/support/kafka-global-setup.ts).
  */
 import { randomBytes } from "node:crypto";
-import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import {
-  createConnectTransport,
-  createGrpcTransport,
-  createGrpcWebTransport,
-} from "@connectrpc/connect-node";
+import { type Client, Code, ConnectError, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import * as grpc from "@grpc/grpc-js";
 import { pino } from "pino";
 import { AdminService } from "../../gen/streamgate/v1/admin_service_pb.js";
-import { ResumeInfoSchema, StreamService, type WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { startApp, type App } from "../../src/app/app.js";
+import {
+  ResumeInfoSchema,
+  StreamService,
+  type WatchResultsResponse,
+} from "../../gen/streamgate/v1/stream_service_pb.js";
+import { type App, startApp } from "../../src/app/app.js";
 import type { Broker } from "../../src/broker/broker.js";
 import { loadConfig } from "../../src/config/config.js";
 import type { Logger } from "../../src/observe/logger.js";
@@ -124,8 +124,18 @@ export async function startTestServer(
   logger: Logger = pino({ level: process.env.TEST_LOG_LEVEL ?? "silent" }),
 ): Promise<TestServer> {
   const given = typeof broker === "object" && "produce" in broker ? broker : undefined;
-  const kind: BrokerKind = given ? "memory" : typeof broker === "string" ? broker : (broker as { kind: BrokerKind }).kind;
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "silent", ...brokerEnv(kind), ...withTestApiKey(env) });
+  const kind: BrokerKind = given
+    ? "memory"
+    : typeof broker === "string"
+      ? broker
+      : (broker as { kind: BrokerKind }).kind;
+  const config = loadConfig({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "silent",
+    ...brokerEnv(kind),
+    ...withTestApiKey(env),
+  });
   const app = await startApp(config, logger, given);
   return {
     app,
@@ -156,7 +166,10 @@ export function streamClient(
   transport = "grpc",
   apiKey: string | null = server.apiKey ?? null,
 ): Client<typeof StreamService> {
-  return createClient(StreamService, TRANSPORTS[transport]!(server.baseUrl, apiKey === null ? [] : [apiKeyHeader(apiKey)]));
+  return createClient(
+    StreamService,
+    TRANSPORTS[transport]!(server.baseUrl, apiKey === null ? [] : [apiKeyHeader(apiKey)]),
+  );
 }
 
 /** An AdminService client over the named transport, sending `apiKey` as x-api-key (the server's key by default). */
@@ -165,7 +178,10 @@ export function adminClient(
   transport = "grpc",
   apiKey: string | null = server.apiKey ?? null,
 ): Client<typeof AdminService> {
-  return createClient(AdminService, TRANSPORTS[transport]!(server.baseUrl, apiKey === null ? [] : [apiKeyHeader(apiKey)]));
+  return createClient(
+    AdminService,
+    TRANSPORTS[transport]!(server.baseUrl, apiKey === null ? [] : [apiKeyHeader(apiKey)]),
+  );
 }
 
 /** Collects a stream's messages until it ends, or throws its error. */

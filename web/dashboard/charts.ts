@@ -47,7 +47,8 @@ export class RollingChart {
             width: 2,
             dash: line.dash,
             points: { show: false },
-            value: (_plot: uPlot, value: number | null) => (value === null ? "—" : formatNumber(value, line.decimals ?? 1)),
+            value: (_plot: uPlot, value: number | null) =>
+              value === null ? "—" : formatNumber(value, line.decimals ?? 1),
           })),
         ],
         legend: { live: true },

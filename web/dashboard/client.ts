@@ -2,7 +2,7 @@
  * The RPC clients: gRPC-Web to the origin that served the page, each call
  * carrying the session's key as x-api-key.
  */
-import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { type Client, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { AdminService } from "../../gen/streamgate/v1/admin_service_pb.js";
 import { StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";

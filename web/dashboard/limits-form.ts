@@ -4,11 +4,7 @@
  * so that a change made meanwhile elsewhere to another group is kept.
  */
 import { create } from "@bufbuild/protobuf";
-import {
-  RequestLimitsSchema,
-  type RequestLimits,
-  type TokenBucket,
-} from "../../gen/streamgate/v1/admin_service_pb.js";
+import { type RequestLimits, RequestLimitsSchema, type TokenBucket } from "../../gen/streamgate/v1/admin_service_pb.js";
 import type { Clients } from "./client.js";
 import { byId } from "./dom.js";
 import { describeError, isAbort, type ShownError } from "./errors.js";
@@ -198,7 +194,11 @@ function readWhole(name: string, input: HTMLInputElement): number | undefined {
 function valuesOf(limits: RequestLimits): Values {
   const bucket = (given: TokenBucket | undefined): Bucket =>
     given && { ratePerSecond: given.ratePerSecond, burst: given.burst };
-  return { global: bucket(limits.global), perClient: bucket(limits.perClient), clientMaxWatchers: limits.clientMaxWatchers };
+  return {
+    global: bucket(limits.global),
+    perClient: bucket(limits.perClient),
+    clientMaxWatchers: limits.clientMaxWatchers,
+  };
 }
 
 function sameBucket(a: Bucket, b: Bucket): boolean {
@@ -206,5 +206,9 @@ function sameBucket(a: Bucket, b: Bucket): boolean {
 }
 
 function sameValues(a: Values, b: Values): boolean {
-  return sameBucket(a.global, b.global) && sameBucket(a.perClient, b.perClient) && a.clientMaxWatchers === b.clientMaxWatchers;
+  return (
+    sameBucket(a.global, b.global) &&
+    sameBucket(a.perClient, b.perClient) &&
+    a.clientMaxWatchers === b.clientMaxWatchers
+  );
 }

@@ -13,7 +13,7 @@ import { Leaderboard } from "./leaderboard.js";
 import { LimitsForm } from "./limits-form.js";
 import { ResultsViewer } from "./results-viewer.js";
 import { forgetKey, readKey, storeKey } from "./session-key.js";
-import { runStatsFeed, type FeedStatus } from "./stats-feed.js";
+import { type FeedStatus, runStatsFeed } from "./stats-feed.js";
 import { StatsView } from "./stats-view.js";
 
 const keySection = byId("key-section", HTMLElement);

@@ -6,9 +6,9 @@
  * in the streamgate-tenant header.
  */
 import { toJsonString } from "@bufbuild/protobuf";
-import { ValueSchema, timestampDate } from "@bufbuild/protobuf/wkt";
+import { timestampDate, ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code } from "@connectrpc/connect";
-import { StartPosition, type Result } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { type Result, StartPosition } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Clients } from "./client.js";
 import { byId, element } from "./dom.js";
 import { describeError, isAbort, type ShownError } from "./errors.js";
@@ -88,7 +88,10 @@ export class ResultsViewer {
     const tenant = this.tenant.value.trim();
     const headers: Record<string, string> = tenant === "" ? {} : { "streamgate-tenant": tenant };
     try {
-      for await (const { result } of this.streams.watchResults({ streamId, startPosition }, { signal: watch.signal, headers })) {
+      for await (const { result } of this.streams.watchResults(
+        { streamId, startPosition },
+        { signal: watch.signal, headers },
+      )) {
         if (result) this.add(result);
       }
       if (this.watch === watch) this.finish(`ended: ${streamId} is closed`, "idle");

@@ -11,7 +11,7 @@
  * message: a malformed entry is named by its position, not its content.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
-import { ALL_SCOPES, SCOPES, isScope, type Scope } from "./scopes.js";
+import { ALL_SCOPES, isScope, SCOPES, type Scope } from "./scopes.js";
 
 /** What a credential may do: `admin` may also call the admin services. */
 export type Role = "user" | "admin";
@@ -67,7 +67,10 @@ function parseEntry(text: string, where: string, role: Role, problems: string[])
     return undefined;
   }
   const head = text.slice(0, colon).trim();
-  const [key = "", ...scopeWords] = text.slice(colon + 1).trim().split(/[ \t]+/);
+  const [key = "", ...scopeWords] = text
+    .slice(colon + 1)
+    .trim()
+    .split(/[ \t]+/);
   const at = head.indexOf("@");
   const name = at < 0 ? head : head.slice(0, at);
   const tenant = at < 0 ? name : head.slice(at + 1);
@@ -83,7 +86,9 @@ function parseEntry(text: string, where: string, role: Role, problems: string[])
   const unknown = scopeWords.filter((word) => !isScope(word));
   if (unknown.length > 0) {
     // Scopes come after the key, so a word that is not one may be part of a key: not echoed.
-    problems.push(`${where} (${JSON.stringify(name)}): after the key come only scopes (${SCOPES.join(", ")}), separated by spaces`);
+    problems.push(
+      `${where} (${JSON.stringify(name)}): after the key come only scopes (${SCOPES.join(", ")}), separated by spaces`,
+    );
     return undefined;
   }
   const scopes: ReadonlySet<Scope> = scopeWords.length === 0 ? ALL_SCOPES : new Set(scopeWords as Scope[]);
@@ -160,6 +165,8 @@ export class ApiKeyStore {
       const same = timingSafeEqual(entry.digest, digest);
       found = same ? entry : found;
     }
-    return found && { client: found.name, tenant: found.tenant, role: found.role, scopes: found.scopes, configured: true };
+    return (
+      found && { client: found.name, tenant: found.tenant, role: found.role, scopes: found.scopes, configured: true }
+    );
   }
 }

@@ -5,8 +5,8 @@
  * else `sub`) names the tenant; the OAuth `scope` claim limits what the token
  * may do; a configurable claim grants admin.
  */
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWTPayload } from "jose";
-import { TENANT_NAME, type Principal } from "./api-keys.js";
+import { createLocalJWKSet, type JSONWebKeySet, type JWTPayload, jwtVerify } from "jose";
+import { type Principal, TENANT_NAME } from "./api-keys.js";
 import { ALL_SCOPES, isScope, type Scope } from "./scopes.js";
 
 /** JWT verification settings (see README "Authentication"). */

@@ -21,8 +21,8 @@
 import { Redis } from "ioredis";
 import type { BucketConfig, LimitsConfig } from "../../config/config.js";
 import type { Logger } from "../../observe/logger.js";
-import type { BucketRef, BucketStore, Buckets, VersionedLimits } from "./limits.js";
 import type { LimitSettingsStore } from "./limit-settings.js";
+import type { BucketRef, BucketStore, Buckets, VersionedLimits } from "./limits.js";
 
 /**
  * KEYS: the buckets in order; ARGV: rate and burst of each. Returns
@@ -160,7 +160,10 @@ export async function connectRedisLimits(url: string, prefix: string, logger: Lo
   const warn = (error: unknown) => {
     if (Date.now() - warnedAt < 10_000) return;
     warnedAt = Date.now();
-    logger.warn({ err: (error as Error).message }, "Redis unreachable: request limits are not enforced until it answers");
+    logger.warn(
+      { err: (error as Error).message },
+      "Redis unreachable: request limits are not enforced until it answers",
+    );
   };
 
   const settingsKey = `${prefix}limits`;
@@ -170,7 +173,10 @@ export async function connectRedisLimits(url: string, prefix: string, logger: Lo
       async take(refs) {
         try {
           const args = refs.flatMap((ref) => [ref.bucket.rps, ref.bucket.burst]);
-          const [index, ms] = (await client.eval(TAKE_SCRIPT, refs.length, ...refs.map(keyOf), ...args)) as [number, string];
+          const [index, ms] = (await client.eval(TAKE_SCRIPT, refs.length, ...refs.map(keyOf), ...args)) as [
+            number,
+            string,
+          ];
           return { refusedAt: index - 1, retryMs: Math.ceil(Number(ms)) };
         } catch (error) {
           warn(error);

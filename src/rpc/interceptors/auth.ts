@@ -8,10 +8,17 @@
  */
 import type { Interceptor } from "@connectrpc/connect";
 import { StreamService } from "../../../gen/streamgate/v1/stream_service_pb.js";
-import { TENANT_NAME, type ApiKeyStore, type Principal } from "../../guard/auth/api-keys.js";
+import { type ApiKeyStore, type Principal, TENANT_NAME } from "../../guard/auth/api-keys.js";
 import type { JwtVerifier } from "../../guard/auth/jwt.js";
 import { METHOD_SCOPE } from "../../guard/auth/scopes.js";
-import { foreignTenant, invalidArgument, invalidCredential, missingCredential, permissionDenied, scopeMissing } from "../errors.js";
+import {
+  foreignTenant,
+  invalidArgument,
+  invalidCredential,
+  missingCredential,
+  permissionDenied,
+  scopeMissing,
+} from "../errors.js";
 import { PRINCIPAL, TENANT, TENANT_HEADER } from "../request-context.js";
 
 /** What the interceptor needs. */
@@ -63,7 +70,8 @@ export function authorize(
   if (scope !== undefined && !principal.scopes.has(scope)) throw scopeMissing(principal.client, method, scope);
   if (namedTenant == null || namedTenant === "" || namedTenant === principal.tenant) return principal.tenant;
   if (principal.role !== "admin") throw foreignTenant(principal.client);
-  if (!TENANT_NAME.test(namedTenant)) throw invalidArgument(`${TENANT_HEADER} must be a tenant name: 1 to 64 of A-Z a-z 0-9 . _ -`);
+  if (!TENANT_NAME.test(namedTenant))
+    throw invalidArgument(`${TENANT_HEADER} must be a tenant name: 1 to 64 of A-Z a-z 0-9 . _ -`);
   return namedTenant;
 }
 
@@ -71,12 +79,17 @@ export function authorize(
  * The principal a credential stands for, or undefined: synchronous for an API
  * key (a digest lookup), a promise for a JWT (verified by jose).
  */
-export type Identify = (credential: { value: string; bearer: boolean }) => Principal | undefined | Promise<Principal | undefined>;
+export type Identify = (credential: {
+  value: string;
+  bearer: boolean;
+}) => Principal | undefined | Promise<Principal | undefined>;
 
 /** Identifies credentials against `keys`, and as JWTs with `jwt` when configured and the credential is shaped as one. */
 export function createIdentify(keys: ApiKeyStore, jwt: JwtVerifier | undefined): Identify {
   return (credential) =>
-    credential.bearer && jwt && JWT_SHAPE.test(credential.value) ? jwt(credential.value) : keys.lookup(credential.value);
+    credential.bearer && jwt && JWT_SHAPE.test(credential.value)
+      ? jwt(credential.value)
+      : keys.lookup(credential.value);
 }
 
 /**

@@ -9,10 +9,10 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { LiveStats } from "../../observe/live-stats.js";
 import type { Logger } from "../../observe/logger.js";
 import type { Metrics } from "../../observe/metrics.js";
-import { authenticate, type AuthOptions } from "./auth.js";
+import { type AuthOptions, authenticate } from "./auth.js";
 import { refuseWhileDraining } from "./draining.js";
 import { errorMapping } from "./errors.js";
-import { limitCalls, type LimitOptions } from "./limits.js";
+import { type LimitOptions, limitCalls } from "./limits.js";
 import { observeCalls } from "./metrics.js";
 import { limitOpenStreams, type OpenStreamOptions } from "./open-streams.js";
 

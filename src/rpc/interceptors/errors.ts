@@ -4,8 +4,8 @@
  * of INTERNAL errors, whose message to the client says nothing of it.
  */
 import { Code, type Interceptor } from "@connectrpc/connect";
-import { toConnectError } from "../errors.js";
 import type { Logger } from "../../observe/logger.js";
+import { toConnectError } from "../errors.js";
 import { tap } from "./tap.js";
 
 /** Creates the error-mapping interceptor. */
@@ -21,7 +21,10 @@ export function errorMapping(logger: Logger): Interceptor {
     try {
       const response = await next(request);
       if (!response.stream) return response;
-      return { ...response, message: tap(response.message, { mapError: (error) => map(error, procedure, request.signal) }) };
+      return {
+        ...response,
+        message: tap(response.message, { mapError: (error) => map(error, procedure, request.signal) }),
+      };
     } catch (error) {
       throw map(error, procedure, request.signal);
     }

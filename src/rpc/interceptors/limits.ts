@@ -9,9 +9,9 @@
  * Every request of a limited service is counted in the live stats, allowed or not.
  */
 import type { Interceptor } from "@connectrpc/connect";
-import { rateLimited, tooManyWatchers } from "../errors.js";
 import type { LimitedClient, Limits } from "../../guard/limits/limits.js";
 import type { LiveStats } from "../../observe/live-stats.js";
+import { rateLimited, tooManyWatchers } from "../errors.js";
 import { PEER, PRINCIPAL } from "../request-context.js";
 import { tap } from "./tap.js";
 

@@ -7,12 +7,12 @@
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { codeToString } from "@connectrpc/connect/protocol-connect";
-import { abortedByClient } from "../errors.js";
-import type { Logger } from "../../observe/logger.js";
 import type { LiveStats } from "../../observe/live-stats.js";
+import type { Logger } from "../../observe/logger.js";
 import type { GrpcType, Metrics } from "../../observe/metrics.js";
+import { abortedByClient } from "../errors.js";
 import { PEER, PRINCIPAL, REQUEST_ID, TENANT } from "../request-context.js";
-import { tap, type TapEnd } from "./tap.js";
+import { type TapEnd, tap } from "./tap.js";
 
 /** What the interceptor needs. */
 export interface ObserveOptions {
@@ -83,11 +83,15 @@ export function observeCalls(options: ObserveOptions): Interceptor {
     };
     // A client that went away is CANCELED whatever its going away made fail: it
     // resets its stream with a code of its choosing, and INTERNAL is ours (errors.ts).
-    const failed = (error: unknown) => finish(abortedByClient(request.signal) ? Code.Canceled : ConnectError.from(error).code);
+    const failed = (error: unknown) =>
+      finish(abortedByClient(request.signal) ? Code.Canceled : ConnectError.from(error).code);
 
     let counted = request;
     if (request.stream) {
-      counted = { ...request, message: tap(request.message, { message: perRun((count) => metrics.received.inc(labels, count)) }) };
+      counted = {
+        ...request,
+        message: tap(request.message, { message: perRun((count) => metrics.received.inc(labels, count)) }),
+      };
     } else if (request.message !== undefined) {
       // Undefined when the request could not be read (bad bytes, unknown encoding):
       // patched connect runs the interceptors for such calls too (scripts/patch-connect.mjs, 4c).

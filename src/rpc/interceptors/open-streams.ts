@@ -9,8 +9,8 @@
  */
 import type { Interceptor } from "@connectrpc/connect";
 import type { PeerTokens } from "../../guard/edge-auth.js";
-import { rateLimited } from "../errors.js";
 import type { Metrics } from "../../observe/metrics.js";
+import { rateLimited } from "../errors.js";
 import { PEER } from "../request-context.js";
 
 /** What the interceptor needs. */
@@ -34,7 +34,12 @@ export function limitOpenStreams(options: OpenStreamOptions): Interceptor {
 }
 
 /** Passes `messages` on, each after the first once the peer's bucket gave a token. */
-async function* afterFirst<T>(messages: AsyncIterable<T>, peer: string, take: PeerTokens, metrics: Metrics): AsyncIterable<T> {
+async function* afterFirst<T>(
+  messages: AsyncIterable<T>,
+  peer: string,
+  take: PeerTokens,
+  metrics: Metrics,
+): AsyncIterable<T> {
   let first = true;
   for await (const message of messages) {
     if (!first) {
