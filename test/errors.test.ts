@@ -19,7 +19,7 @@ import {
   type StartStreamRequestSchema,
   type StreamService,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { BrokerError } from "../src/rpc/errors.js";
+import { BrokerError } from "../src/broker/errors.js";
 import { type Faults, faultyBroker, gate } from "./support/bad-input-broker.js";
 import { BROKERS, collect, startTestServer, streamClient, type TestServer, takeResuming } from "./support/server.js";
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { type PendingRecord, ProduceBatcher } from "../src/broker/produce-batcher.js";
-import { BrokerError } from "../src/rpc/errors.js";
+import { BrokerError } from "../src/broker/errors.js";
 
 /** A send function whose requests the test answers by hand. */
 function manualBroker() {

@@ -9,9 +9,11 @@
  * subscriber without a group reads every partition and joins no group at all.
  */
 import type { Consumer } from "@platformatic/kafka";
+import { retry } from "../common/backoff.js";
+import { waitForWake } from "../common/waits.js";
 import type { Logger } from "../observe/logger.js";
-import { BrokerError } from "../rpc/errors.js";
 import type { SubscribeOptions, Subscription } from "./broker.js";
+import { BrokerError } from "./errors.js";
 import { type FetchLimits, fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE } from "./kafka-fetch.js";
 
 /**
@@ -146,17 +148,14 @@ class KafkaSubscription implements Subscription {
    */
   private reassign(partitions: number[]): void {
     const generation = ++this.generation;
-    this.assigning = this.assigning.then(async () => {
-      while (!this.closing && generation === this.generation) {
-        try {
-          await this.assign(partitions);
-          return;
-        } catch (error) {
-          this.options.onError?.(error);
-          await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-        }
-      }
-    });
+    const superseded = () => this.closing || generation !== this.generation;
+    this.assigning = this.assigning.then(() =>
+      retry(() => (superseded() ? Promise.resolve() : this.assign(partitions)), {
+        firstMs: RETRY_MS,
+        maxMs: RETRY_MS,
+        onRetry: (error) => this.options.onError?.(error),
+      }),
+    );
     this.wake?.();
   }
 
@@ -291,16 +290,14 @@ class KafkaSubscription implements Subscription {
 
   /** Waits until a batch settles, the assignment changes, the subscription closes, or `ms` pass. */
   private idle(ms = RETRY_MS): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
+    return waitForWake(
+      (wake) => {
+        this.wake = wake;
+        return () => {
+          if (this.wake === wake) this.wake = undefined;
+        };
+      },
+      { timeoutMs: ms },
+    );
   }
 }

@@ -16,8 +16,8 @@ import {
   type SASLOptions,
   stringSerializer,
 } from "@platformatic/kafka";
+import { backoffMs, retry } from "../common/backoff.js";
 import type { Logger } from "../observe/logger.js";
-import { BrokerError, RecordTooLargeError } from "../rpc/errors.js";
 import type {
   Broker,
   PartitionOffsets,
@@ -29,6 +29,7 @@ import type {
   Subscription,
   TopicSpec,
 } from "./broker.js";
+import { BrokerError, RecordTooLargeError } from "./errors.js";
 import { fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE } from "./kafka-fetch.js";
 import { startKafkaSubscription } from "./kafka-subscription.js";
 import { partitionForKey } from "./partitioner.js";
@@ -87,7 +88,7 @@ function baseOptions(options: KafkaBrokerOptions, clientId: string): BaseOptions
     requestTimeout: 10_000,
     // Retries back off to at most 2 s, so a broker that comes back is used again quickly.
     retries: 8,
-    retryDelay: (_client, _operation, attempt) => Math.min(100 * 2 ** (attempt - 1), 2000),
+    retryDelay: (_client, _operation, attempt) => backoffMs(attempt, { firstMs: 100, maxMs: 2000 }),
   };
 }
 
@@ -174,16 +175,14 @@ class KafkaBroker implements Broker {
 
   /** The topic's partition count once every partition has a leader (about 3 s at most). */
   private async waitForLeaders(topic: string): Promise<number> {
-    for (let attempt = 1; ; attempt++) {
-      try {
+    return retry(
+      async () => {
         const { leaders } = await leadersOf(this.reader, topic, true);
         if (leaders.length > 0 && leaders.every((leader) => leader >= 0)) return leaders.length;
-      } catch (error) {
-        if (attempt >= 30) throw error;
-      }
-      if (attempt >= 30) throw new Error(`topic ${topic}: partitions without a leader after ${attempt} attempts`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+        throw new Error(`topic ${topic}: partitions without a leader after 30 attempts`);
+      },
+      { attempts: 30, firstMs: 100, maxMs: 100 },
+    );
   }
 
   partitionCount(topic: string): number {

@@ -3,6 +3,8 @@
  * compaction and consumer-group offsets. It is the zero-setup default when no
  * Kafka brokers are configured; it keeps nothing across restarts.
  */
+
+import { delay, waitForWake } from "../common/waits.js";
 import type {
   Broker,
   PartitionOffsets,
@@ -176,20 +178,17 @@ class PartitionLog {
 
   /** Resolves when a record at or past `offset` exists, or `signal` fires. */
   waitFor(offset: number, signal: AbortSignal): Promise<void> {
-    if (offset < this.high || signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const wake = () => {
-        signal.removeEventListener("abort", abandon);
-        resolve();
-      };
-      // A closed subscription leaves no waiter behind on an idle partition.
-      const abandon = () => {
-        this.waiters = this.waiters.filter((waiter) => waiter !== wake);
-        resolve();
-      };
-      signal.addEventListener("abort", abandon, { once: true });
-      this.waiters.push(wake);
-    });
+    if (offset < this.high) return Promise.resolve();
+    // A closed subscription leaves no waiter behind on an idle partition.
+    return waitForWake(
+      (wake) => {
+        this.waiters.push(wake);
+        return () => {
+          this.waiters = this.waiters.filter((waiter) => waiter !== wake);
+        };
+      },
+      { signal },
+    );
   }
 
   read(offset: number, maxRecords: number): StoredRecord[] {
@@ -291,20 +290,8 @@ class MemorySubscription implements Subscription {
       } catch (error) {
         // Like a Kafka consumer, redeliver the same batch after a pause.
         this.options.onError?.(error);
-        await pause(1000, signal);
+        await delay(1000, { signal });
       }
     }
   }
-}
-
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
-    function done() {
-      clearTimeout(timer);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-  });
 }

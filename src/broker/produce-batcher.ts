@@ -10,8 +10,8 @@
  * request resets the idempotent producer's sequence numbers.
  */
 
-import { BrokerError } from "../rpc/errors.js";
 import type { ProduceRecord, RecordPosition } from "./broker.js";
+import { BrokerError } from "./errors.js";
 
 /** One record waiting to be sent, with where its answer goes. */
 export interface PendingRecord {

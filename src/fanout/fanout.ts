@@ -10,32 +10,25 @@
  * one that falls further behind is ended with RESOURCE_EXHAUSTED and the cursor
  * to resume from, never silently skipped.
  */
-import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
-import { timestampFromMs, ValueSchema } from "@bufbuild/protobuf/wkt";
+
 import {
   type Result,
-  ResultSchema,
   StartPosition,
   StreamState,
   type WatchResultsResponse,
-  WatchResultsResponseSchema,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
-import type { Broker, RecordBatch, StoredRecord, Subscription } from "../broker/broker.js";
+import type { Broker, RecordBatch, Subscription } from "../broker/broker.js";
 import type { Logger } from "../observe/logger.js";
 import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
-import { CelCompiler, type CelProgram, type CelRecord, celRecordOf, passes } from "../processing/cel.js";
-import {
-  invalidArgument,
-  streamNotFound,
-  streamRemoved,
-  watcherQuotaReached,
-  watchInterrupted,
-} from "../rpc/errors.js";
-import { decodeCursor, encodeCursor } from "../streams/cursor.js";
+import { CelCompiler, type CelProgram } from "../processing/cel.js";
+import { invalidArgument, streamNotFound, watcherQuotaReached } from "../rpc/errors.js";
+import { decodeCursor } from "../streams/cursor.js";
 import type { StreamRegistry } from "../streams/registry.js";
 import { type StreamKey, streamKey, tenantOf } from "../streams/stream-key.js";
 import { requireStreamId } from "../streams/validation.js";
-import { type DecodedRecord, decodeRecord, HEADER } from "../topics/record-format.js";
+import { passesFilter, ResultEntry } from "./result-entry.js";
+import { type StreamWindow, StreamWindows } from "./stream-window.js";
+import { Watcher } from "./watcher.js";
 
 /** Dependencies and limits of the fanout. */
 export interface FanoutOptions {
@@ -69,7 +62,6 @@ export interface WatchRequest {
   filter: string;
 }
 
-const decoder = new TextDecoder();
 const CATCH_UP_BATCH = 500;
 /** For a fanout given no CEL settings (tests). */
 const defaultCompiler = new CelCompiler();
@@ -81,26 +73,17 @@ export function createFanout(options: FanoutOptions): Fanout {
 
 /** See the module comment. */
 export class Fanout {
-  /** Windows in least-recently-updated order, for eviction. */
-  private readonly windows = new Map<string, StreamWindow>();
+  private readonly windows: StreamWindows;
   /** Per partition, the next offset this fanout will read. */
   private readonly consumed: number[] = [];
-  /**
-   * Per partition, the offset from which every result of a stream that has no
-   * window has passed through this fanout: where it started reading, raised
-   * past the entries of each window it dropped. A new window is complete from
-   * there, so a new watcher of a young stream reads nothing back from the
-   * broker (only other streams' results lie between).
-   */
-  private readonly unwindowedFrom: number[] = [];
   private readonly watchers = new Set<Watcher>();
   /** Open watchers per tenant, for TENANT_MAX_WATCHERS. */
   private readonly tenantWatchers = new Map<string, number>();
-  private cached = 0;
   private subscription: Subscription | undefined;
   private stopped = false;
 
   constructor(private readonly options: FanoutOptions) {
+    this.windows = new StreamWindows(options.window, options.cacheResults);
     // A stream removed (deleted, or closed long enough ago): its watchers end NOT_FOUND, its window goes.
     options.registry.onRemoved((key) => this.removed(key));
   }
@@ -111,7 +94,7 @@ export class Fanout {
     const partitions = broker.partitionCount(resultsTopic);
     for (let partition = 0; partition < partitions; partition++) {
       this.consumed[partition] = (await broker.offsets(resultsTopic, partition)).high;
-      this.unwindowedFrom[partition] = this.consumed[partition];
+      this.windows.startAt(partition, this.consumed[partition]);
     }
     this.subscription = await broker.subscribe({
       topic: resultsTopic,
@@ -165,14 +148,8 @@ export class Fanout {
 
   /** Ends the watchers of a removed stream and drops its window. */
   private removed(key: StreamKey): void {
-    const window = this.windows.get(key);
-    if (!window) return;
-    for (const watcher of window.watchers) watcher.interrupt("removed");
-    // Emptied as eviction empties a window: complete again only from past what it held.
-    const last = window.entries[window.entries.length - 1];
-    if (last) window.completeFrom = last.offset + 1;
-    this.cached -= window.entries.length;
-    window.entries = [];
+    const window = this.windows.clear(key);
+    for (const watcher of window?.watchers ?? []) watcher.interrupt("removed");
   }
 
   private async *stream(
@@ -217,7 +194,7 @@ export class Fanout {
       let next = start;
       // Catch up from the broker until the window covers the rest.
       for (;;) {
-        window = this.window(key, partition);
+        window = this.windows.of(key, partition);
         if (next >= window.completeFrom) break;
         const boundary = window.completeFrom;
         const records = await this.options.broker.fetch(this.options.resultsTopic, partition, next, CATCH_UP_BATCH);
@@ -230,11 +207,11 @@ export class Fanout {
           if (record.offset >= boundary) break;
           next = record.offset + 1;
           if (record.key !== key) continue;
-          const entry = new Entry(record);
+          const entry = new ResultEntry(record);
           if (entry.sourceOffset < ingestStart) continue;
           if (entry.end) return;
           watcher.passed(entry);
-          if (this.readable(entry) && matches(filter, entry)) yield entry.response;
+          if (this.readable(entry) && passesFilter(filter, entry)) yield entry.response;
           if (signal.aborted || watcher.interruption) break;
         }
       }
@@ -244,7 +221,7 @@ export class Fanout {
       // Removed while catching up: nothing more to join.
       if (!this.options.registry.get(key)) watcher.interrupt("removed");
       if (watcher.interruption) throw watcher.error();
-      window = this.window(key, partition);
+      window = this.windows.of(key, partition);
       watcher.enqueue(window.entries.filter((entry) => entry.offset >= next));
       window.watchers.add(watcher);
       for (;;) {
@@ -259,7 +236,7 @@ export class Fanout {
         if (entry.sourceOffset < ingestStart) continue;
         if (entry.end) return;
         watcher.passed(entry);
-        if (this.readable(entry) && matches(filter, entry)) {
+        if (this.readable(entry) && passesFilter(filter, entry)) {
           // Live results only: a catch-up read of old results says nothing of latency.
           this.options.onDeliver?.(entry.result);
           yield entry.response;
@@ -278,7 +255,7 @@ export class Fanout {
    * payload): thrown, it would end every watch of the stream, and every
    * resume from before it, at that result.
    */
-  private readable(entry: Entry): boolean {
+  private readable(entry: ResultEntry): boolean {
     if (entry.readable()) return true;
     if (entry.report()) {
       (this.options.failureLog ?? warnTo(this.options.logger))(
@@ -289,7 +266,6 @@ export class Fanout {
     return false;
   }
 
-  /** Applies a batch of results: windows first, then every watcher of each stream. */
   /**
    * Offers a batch's results to the windows and their watchers. A batch may
    * hold more results of one stream than a watcher buffers (one Kafka fetch
@@ -305,266 +281,12 @@ export class Fanout {
       if (offered > 0 && offered % turn === 0) await new Promise((resolve) => setImmediate(resolve));
       offered++;
       this.consumed[batch.partition] = record.offset;
-      const window = this.window(record.key, batch.partition);
-      const entry = new Entry(record);
-      window.entries.push(entry);
-      this.cached++;
-      if (window.entries.length > this.options.window) {
-        window.completeFrom = window.entries.shift()!.offset + 1;
-        this.cached--;
-      }
+      const entry = new ResultEntry(record);
+      const window = this.windows.append(record.key, batch.partition, entry);
       for (const watcher of window.watchers) watcher.push(entry);
       this.consumed[batch.partition] = record.offset + 1;
     }
-    this.evict();
-  }
-
-  /** The window of a stream, created empty (complete from what is read next) when missing. */
-  private window(streamId: string, partition: number): StreamWindow {
-    let window = this.windows.get(streamId);
-    if (window) {
-      // Re-inserting keeps the map in least-recently-used order.
-      this.windows.delete(streamId);
-    } else {
-      window = { partition, entries: [], completeFrom: this.unwindowedFrom[partition]!, watchers: new Set() };
-    }
-    this.windows.set(streamId, window);
-    return window;
-  }
-
-  /** Drops the least recently updated windows while the cache is over its bound. */
-  private evict(): void {
-    for (const [streamId, window] of this.windows) {
-      if (this.cached <= this.options.cacheResults) return;
-      this.cached -= window.entries.length;
-      const last = window.entries[window.entries.length - 1];
-      if (window.watchers.size > 0) {
-        // Watchers hold the window object for the live feed; keep it, empty.
-        if (last) window.completeFrom = last.offset + 1;
-        window.entries = [];
-      } else {
-        this.windows.delete(streamId);
-        // Its results up to here are no longer in memory: a later window starts after them.
-        const through = last ? last.offset + 1 : window.completeFrom;
-        this.unwindowedFrom[window.partition] = Math.max(this.unwindowedFrom[window.partition]!, through);
-      }
-    }
-  }
-}
-
-/** A stream's recent results and its live watchers. */
-interface StreamWindow {
-  partition: number;
-  entries: Entry[];
-  /** Every result of the stream at or past this offset (and read so far) is in `entries`. */
-  completeFrom: number;
-  watchers: Set<Watcher>;
-}
-
-/** One result record, decoded lazily (most are never watched). */
-class Entry {
-  private cachedResponse: WatchResultsResponse | undefined;
-  private cachedDecoded: DecodedRecord | undefined;
-  private cachedJson: JsonValue | undefined;
-  private cachedSourceOffset: number | undefined;
-  /** Whether the result decodes: undefined until tried. */
-  private decodes: boolean | undefined;
-  private reported = false;
-  readonly end: boolean;
-
-  constructor(private readonly record: StoredRecord) {
-    this.end = record.headers[HEADER.control] === "end";
-  }
-
-  /**
-   * The ingest offset of the record this result came from (its source
-   * cursor), or Infinity when it names none (a foreign producer's result):
-   * results whose record came before the stream began are a deleted
-   * stream's of the same id.
-   */
-  get sourceOffset(): number {
-    if (this.cachedSourceOffset === undefined) {
-      const source = this.record.headers[HEADER.sourceCursor];
-      try {
-        this.cachedSourceOffset =
-          source === undefined ? Infinity : decodeCursor(source, "ingest", "source cursor").offset;
-      } catch {
-        this.cachedSourceOffset = Infinity;
-      }
-    }
-    return this.cachedSourceOffset;
-  }
-
-  get offset(): number {
-    return this.record.offset;
-  }
-
-  get key(): string {
-    return this.record.key;
-  }
-
-  /** Whether the result decodes into a response (tried once, however many watchers see it). */
-  readable(): boolean {
-    if (this.decodes === undefined) {
-      try {
-        this.decodes = this.response !== undefined;
-      } catch {
-        this.decodes = false;
-      }
-    }
-    return this.decodes;
-  }
-
-  /** True the first time only: an unreadable result is logged once, not once per watcher. */
-  report(): boolean {
-    const first = !this.reported;
-    this.reported = true;
-    return first;
-  }
-
-  get cursor(): string {
-    return encodeCursor("results", this.record.partition, this.record.offset);
-  }
-
-  /** The result as WatchResults sends it: one message for every watcher of the stream, which connect passes on as it is. */
-  get response(): WatchResultsResponse {
-    return (this.cachedResponse ??= create(WatchResultsResponseSchema, {
-      result: toResult(this.record, this.decoded(), this.json()),
-    }));
-  }
-
-  get result(): Result {
-    return this.response.result!;
-  }
-
-  /** The record's metadata, decoded once. */
-  decoded(): DecodedRecord {
-    return (this.cachedDecoded ??= decodeRecord(this.record));
-  }
-
-  /** The data as JSON, or null for raw results, parsed once however many watchers see it. */
-  json(): JsonValue {
-    if (this.cachedJson === undefined) {
-      const { payload } = this.decoded();
-      this.cachedJson = payload.kind === "json" ? (JSON.parse(decoder.decode(payload.bytes)) as JsonValue) : null;
-    }
-    return this.cachedJson;
-  }
-
-  celRecord(): CelRecord {
-    return celRecordOf(this.decoded(), this.json());
-  }
-}
-
-function toResult(record: StoredRecord, decoded: DecodedRecord, json: JsonValue): Result {
-  return create(ResultSchema, {
-    streamId: decoded.streamId,
-    cursor: encodeCursor("results", record.partition, record.offset),
-    eventId: decoded.eventId,
-    payload:
-      decoded.payload.kind === "json"
-        ? { case: "data", value: fromJson(ValueSchema, json) }
-        : { case: "raw", value: decoded.payload.bytes },
-    headers: decoded.headers,
-    sendTime: timestampFromMs(decoded.sendTime),
-    processTime: timestampFromMs(Number(record.headers[HEADER.processTime] ?? record.timestamp)),
-    sourceCursor: record.headers[HEADER.sourceCursor] ?? "",
-  });
-}
-
-/**
- * A watcher's filter; a result the filter cannot evaluate is skipped, not
- * fatal, whatever the failure (a CEL error, its cost budget, an exception):
- * thrown, it would end the watch at that result, and every resume with it.
- */
-function matches(filter: CelProgram | undefined, entry: Entry): boolean {
-  if (!filter) return true;
-  try {
-    return passes(filter, entry.celRecord());
-  } catch {
-    return false;
-  }
-}
-
-/** One WatchResults call's live buffer and resume position. */
-class Watcher {
-  queue: Entry[] = [];
-  interruption: "overflow" | "shutdown" | "removed" | undefined;
-  private wake: (() => void) | undefined;
-  /** Room for the window's snapshot on top of the live buffer. */
-  private snapshot = 0;
-
-  constructor(
-    private readonly limit: number,
-    /** The cursor to resume from: the last result passed, else the request's own. */
-    private cursor: string,
-    /** The stream's id, as the client named it. */
-    private readonly streamId: string,
-  ) {}
-
-  /** Records that the watcher has passed `entry` (delivered it or filtered it out). */
-  passed(entry: Entry): void {
-    this.cursor = entry.cursor;
-  }
-
-  /** Adds the window's snapshot, which is at most a window long and does not count as falling behind. */
-  enqueue(entries: Entry[]): void {
-    this.snapshot = entries.length;
-    this.queue.push(...entries);
-  }
-
-  /** The next buffered result; taking a snapshot entry gives its room back. */
-  take(): Entry | undefined {
-    const entry = this.queue.shift();
-    if (entry && this.snapshot > 0) this.snapshot--;
-    return entry;
-  }
-
-  /** Adds a live result, or ends the watcher when it is too far behind. */
-  push(entry: Entry): void {
-    if (this.interruption) return;
-    if (this.queue.length >= this.limit + this.snapshot) {
-      this.interrupt("overflow");
-      return;
-    }
-    this.queue.push(entry);
-    this.notify();
-  }
-
-  /** Drops what the watcher buffered, for good: its client has gone, or its call ended. */
-  drop(): void {
-    this.queue = [];
-    this.notify();
-  }
-
-  /** Ends the watcher at its next step; what it buffered is dropped, the cursor says where to resume. */
-  interrupt(reason: "overflow" | "shutdown" | "removed"): void {
-    this.interruption ??= reason;
-    this.queue = [];
-    this.notify();
-  }
-
-  error(): Error {
-    if (this.interruption === "removed") return streamRemoved(this.streamId);
-    return watchInterrupted(this.interruption!, this.cursor, this.limit);
-  }
-
-  /** Resolves on the next push, interruption or abort. */
-  wait(signal: AbortSignal): Promise<void> {
-    if (signal.aborted) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        signal.removeEventListener("abort", done);
-        this.wake = undefined;
-        resolve();
-      };
-      this.wake = done;
-      signal.addEventListener("abort", done, { once: true });
-    });
-  }
-
-  private notify(): void {
-    this.wake?.();
+    this.windows.evict();
   }
 }
 

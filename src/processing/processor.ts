@@ -11,10 +11,11 @@
 import type { Processing } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "../broker/broker.js";
 import { Lru } from "../common/lru.js";
+import { delay } from "../common/waits.js";
 import type { Logger } from "../observe/logger.js";
 import type { RecordFailure } from "../observe/metrics.js";
 import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
-import { decodeCursor, encodeCursor } from "../streams/cursor.js";
+import { encodeCursor } from "../streams/cursor.js";
 import { dedupScope, TenantDedup } from "../streams/dedup.js";
 import type { StreamRegistry } from "../streams/registry.js";
 import type { StreamCounters } from "../streams/stream-counters.js";
@@ -22,7 +23,9 @@ import { splitStreamKey } from "../streams/stream-key.js";
 import { CONTENT_TYPE, controlHeaders, type DecodedRecord, decodeRecord, HEADER } from "../topics/record-format.js";
 import { CelCompiler, type CelProgram, celRecordOf, celToJson, passes } from "./cel.js";
 import { Pacer } from "./pacer.js";
+import { PartitionProgress } from "./partition-progress.js";
 import { checkResultSize, failureDetail, failureReason, RecordFailedError, serializeResult } from "./record-failure.js";
+import { recoverPartition } from "./recovery.js";
 import { ResultWriter } from "./result-writer.js";
 
 /** Dependencies and limits of the processor. */
@@ -60,24 +63,8 @@ const PROGRAM_CACHE_CHARS = 4_000_000;
 /** How long a stop waits for results being written. */
 const STOP_WAIT_MS = 5000;
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-/** Results read back at least, after a restart, to rebuild event-id deduplication. */
-const RECOVERY_SCAN_MIN = 10_000;
 /** Results larger than this are written in a call of their own (see ResultWriterOptions.soloBytes). */
 const SOLO_RESULT_BYTES = 64 * 1024;
-/** A partition's finished records are committed within this long (or sooner, see PartitionProgress). */
-const COMMIT_INTERVAL_MS = 1000;
-
-function parseSourceCursor(value: string): { partition: number; offset: number } | undefined {
-  try {
-    return decodeCursor(value, "ingest", "source cursor");
-  } catch {
-    return undefined;
-  }
-}
 
 /** Creates a processor; call `start()` to join the group. */
 export function createProcessor(options: ProcessorOptions): Processor {
@@ -101,11 +88,11 @@ export class Processor {
    * result, found by {@link recover}: records at or below it are not processed
    * again after a restart or a redelivery.
    */
-  private readonly done = new Map<string, number>();
+  private readonly processedUpTo = new Map<string, number>();
   /** Per partition, the offset the next batch should start at; anything lower is a redelivery. */
-  private readonly expected = new Map<number, number>();
+  private readonly nextOffsets = new Map<number, number>();
   /** Records being processed right now (not those waiting in a throttle). */
-  private readonly running = new Set<Promise<void>>();
+  private readonly inProcess = new Set<Promise<void>>();
   private stopping = false;
 
   /** Per ingest partition, its results written in order, one call at a time. */
@@ -164,7 +151,7 @@ export class Processor {
     const finish = async () => {
       // Writes wait out a broker outage; a stop waits for them only so long
       // (what is unfinished stays uncommitted and is recovered on restart).
-      await Promise.race([Promise.allSettled([...this.running]), delay(STOP_WAIT_MS)]);
+      await Promise.race([Promise.allSettled([...this.inProcess]), delay(STOP_WAIT_MS, { keepAlive: false })]);
       // A final commit that fails leaves those records to be recovered on restart.
       await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
     };
@@ -185,7 +172,7 @@ export class Processor {
       // batch must recover what that member wrote (and the event ids it saw),
       // even when it starts at the very offset expected here (that member
       // wrote results but committed nothing).
-      this.expected.delete(partition);
+      this.nextOffsets.delete(partition);
     }
   }
 
@@ -207,9 +194,8 @@ export class Processor {
     // between, e.g. while this one was out of the group after a session
     // timeout): find what already has a result, and the event ids seen, before
     // processing anything.
-    const expected = this.expected.get(partition);
-    if (expected !== records[0]!.offset) await this.recover(partition);
-    this.expected.set(partition, records[records.length - 1]!.offset + 1);
+    if (this.nextOffsets.get(partition) !== records[0]!.offset) await this.recover(partition);
+    this.nextOffsets.set(partition, records[records.length - 1]!.offset + 1);
     // A stream started on another instance may not be in this instance's registry yet.
     await Promise.all(
       [...new Set(records.map((record) => record.key))].map((id) => this.options.registry.whenKnown(id)),
@@ -238,38 +224,26 @@ export class Processor {
   }
 
   /**
-   * Reads the tail of the results partition that matches an ingest partition
-   * (a stream's records and results share the partition number) to learn which
-   * records already have a result and which event ids were seen. Every result of
-   * a record past the committed offset is in that tail (2 × `maxInFlight`
+   * Learns from the results partition which records already have a result and
+   * which event ids were seen (src/processing/recovery.ts). Every result of a
+   * record past the committed offset is in the tail it reads (2 × `maxInFlight`
    * results at least): at most `maxInFlight` records span the oldest
    * unfinished one and the newest read, and fewer than `maxInFlight / 2`
    * finished ones wait for their commit (PartitionProgress).
    */
   private async recover(partition: number): Promise<void> {
-    const { broker, resultsTopic, logger } = this.options;
-    const { low, high } = await broker.offsets(resultsTopic, partition);
-    const scan = Math.max(2 * this.options.maxInFlight, RECOVERY_SCAN_MIN);
-    let next = Math.max(low, high - scan);
-    let found = 0;
-    while (next < high) {
-      const records = await broker.fetch(resultsTopic, partition, next, 1000);
-      if (records.length === 0) break;
-      for (const record of records) {
-        if (record.offset >= high) break;
-        next = record.offset + 1;
-        const source = record.headers[HEADER.sourceCursor];
-        const cursor = source === undefined ? undefined : parseSourceCursor(source);
-        if (!cursor || cursor.partition !== partition) continue;
-        // A result from before its stream began is a deleted stream's of the same id: none of this one's.
-        const entry = this.options.registry.get(record.key);
-        if (entry && record.offset < entry.resultsStart) continue;
-        found++;
-        this.done.set(record.key, Math.max(this.done.get(record.key) ?? -1, cursor.offset));
-        const eventId = record.headers[HEADER.eventId];
-        if (eventId !== undefined) this.seen.set(dedupScope(record.key, entry), eventId, true);
-      }
-    }
+    const { broker, resultsTopic, registry, logger, maxInFlight } = this.options;
+    const found = await recoverPartition({
+      broker,
+      resultsTopic,
+      registry,
+      partition,
+      minResults: 2 * maxInFlight,
+      onResult: (key, sourceOffset, eventId, entry) => {
+        this.processedUpTo.set(key, Math.max(this.processedUpTo.get(key) ?? -1, sourceOffset));
+        if (eventId !== undefined) this.seen.set(dedupScope(key, entry), eventId, true);
+      },
+    });
     if (found > 0) logger.info({ partition, results: found }, "recovered processed records from the results log");
   }
 
@@ -288,8 +262,8 @@ export class Processor {
 
   private run(record: StoredRecord): Promise<void> {
     const processing = this.process(record);
-    this.running.add(processing);
-    const forget = () => this.running.delete(processing);
+    this.inProcess.add(processing);
+    const forget = () => this.inProcess.delete(processing);
     processing.then(forget, forget);
     return processing;
   }
@@ -324,7 +298,7 @@ export class Processor {
     const decoded = decodeRecord(record);
     const { key } = decoded;
     const sourceCursor = encodeCursor("ingest", record.partition, record.offset);
-    if (record.offset <= (this.done.get(key) ?? -1)) return undefined; // has its result already
+    if (record.offset <= (this.processedUpTo.get(key) ?? -1)) return undefined; // has its result already
     // A record without a tenant (stored before tenants existed, or a foreign producer's) has no one to watch it.
     if (!splitStreamKey(key)) return undefined;
     // A record from before its stream began is a deleted stream's of the same id, its close marker too:
@@ -464,134 +438,4 @@ interface CompiledProcessing {
   transform: CelProgram | undefined;
   /** The length of both sources: the cache's measure of what the programs hold. */
   sourceLength: number;
-}
-
-/**
- * Offsets of one partition that are read but not finished. Records are begun in
- * offset order, so the first pending offset is the lowest, and everything below
- * it can be committed.
- */
-class PartitionProgress {
-  private readonly pending = new Set<number>();
-  private next = -1;
-  private committed = -1;
-  /** The offset finished records are counted from for `commitEvery`: the highest commit asked for, or the first offset read. */
-  private asked = -1;
-  /** The partition's high watermark as of the newest batch; undefined while not assigned here. */
-  private highWatermark: number | undefined;
-  private waiters: Array<{ limit: number; resolve: () => void }> = [];
-  /** The commit to come: "soon" in the next turn, "later" within COMMIT_INTERVAL_MS. */
-  private scheduled: { when: "soon" | "later"; cancel(): void } | undefined;
-
-  /**
-   * `commitEvery`: finished records that, once waiting for a commit, have it
-   * made in the next turn rather than at the interval.
-   */
-  constructor(
-    private readonly commit: (nextOffset: number) => Promise<void>,
-    private readonly onCommitError: (error: unknown) => void,
-    private readonly commitEvery: number,
-  ) {}
-
-  /** Offsets from the oldest unfinished record to the newest read (0 when none is unfinished). */
-  get span(): number {
-    const first = this.pending.values().next();
-    return first.done ? 0 : this.next - first.value;
-  }
-
-  /** Offsets from the first unfinished one up to the high watermark: written, not yet processed here (see {@link Processor.lag}). */
-  get lag(): number {
-    if (this.highWatermark === undefined) return 0;
-    const first = this.pending.values().next();
-    return Math.max(0, this.highWatermark - (first.done ? this.next : first.value));
-  }
-
-  /** A batch from `firstOffset` arrived, read when the partition's high watermark was `highWatermark`. */
-  arrived(firstOffset: number, highWatermark: number): void {
-    // The highest seen: a new leader may briefly report an older one.
-    this.highWatermark = Math.max(this.highWatermark ?? 0, highWatermark);
-    if (this.asked < 0) this.asked = firstOffset;
-    // With nothing unfinished, the batch's first record is the next to process:
-    // this places a partition's first batch (and one after a reassignment or
-    // a redelivery) before its records are begun. Nothing below it is pending,
-    // so committing it (as Kafka would have) is safe.
-    if (this.pending.size === 0) this.next = firstOffset;
-  }
-
-  /** The partition is no longer read here: it counts no lag. */
-  forgetWatermark(): void {
-    this.highWatermark = undefined;
-  }
-
-  begin(offset: number): void {
-    this.pending.add(offset);
-    this.next = offset + 1;
-  }
-
-  end(offset: number): void {
-    this.pending.delete(offset);
-    this.waiters = this.waiters.filter((waiter) => {
-      if (this.span >= waiter.limit) return true;
-      waiter.resolve();
-      return false;
-    });
-    this.scheduleCommit();
-  }
-
-  /** Resolves when the span is below `limit` (or on {@link release}). */
-  below(limit: number): Promise<void> {
-    if (this.span < limit) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ limit, resolve }));
-  }
-
-  /** Lets every waiter go, for a stop. */
-  release(): void {
-    for (const waiter of this.waiters) waiter.resolve();
-    this.waiters = [];
-  }
-
-  /**
-   * Commits within COMMIT_INTERVAL_MS, or in the next turn once `commitEvery`
-   * finished records wait for it. On Kafka a commit is a request and a write
-   * to the replicated offsets log: made every turn, it was one for every four
-   * records or so under load (203 a second at 828 SendData calls a second),
-   * each costing this process and the broker. A crash repeats no result for
-   * it: recover() reads back past what waits uncommitted.
-   */
-  private scheduleCommit(): void {
-    const soon = this.committable() - this.asked >= this.commitEvery;
-    if (this.scheduled && (this.scheduled.when === "soon" || !soon)) return;
-    this.scheduled?.cancel();
-    const run = () => {
-      this.scheduled = undefined;
-      // A commit that fails (the broker is away) is covered by the next one.
-      this.flush().catch((error: unknown) => this.onCommitError(error));
-    };
-    if (soon) {
-      const immediate = setImmediate(run);
-      this.scheduled = { when: "soon", cancel: () => clearImmediate(immediate) };
-    } else {
-      // Unref'd: a pending commit does not keep a stopping process alive (stop() flushes).
-      const timer = setTimeout(run, COMMIT_INTERVAL_MS).unref();
-      this.scheduled = { when: "later", cancel: () => clearTimeout(timer) };
-    }
-  }
-
-  /** Everything below the oldest pending record: what a commit now would commit. */
-  private committable(): number {
-    const first = this.pending.values().next();
-    return first.done ? this.next : first.value;
-  }
-
-  /** Commits everything below the oldest pending record now (and cancels the commit scheduled). */
-  async flush(): Promise<void> {
-    this.scheduled?.cancel();
-    this.scheduled = undefined;
-    const committable = this.committable();
-    if (committable <= this.committed) return;
-    this.asked = Math.max(this.asked, committable);
-    await this.commit(committable);
-    // Only once stored: a failed commit is tried again with the next one.
-    this.committed = Math.max(this.committed, committable);
-  }
 }

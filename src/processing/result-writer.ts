@@ -12,8 +12,12 @@
  * call that definitely failed is retried, so no result is written twice.
  */
 import type { ProduceRecord } from "../broker/broker.js";
-import { RecordTooLargeError } from "../rpc/errors.js";
+import { RecordTooLargeError } from "../broker/errors.js";
+import { retry } from "../common/backoff.js";
 import { RecordFailedError } from "./record-failure.js";
+
+/** Waits between attempts to write results through a broker outage. */
+const RETRY_BACKOFF = { firstMs: 100, maxMs: 5000 };
 
 /** What a writer needs. */
 export interface ResultWriterOptions {
@@ -77,31 +81,29 @@ export class ResultWriter {
   }
 
   private async store(batch: Pending[]): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.options.produce(batch.map((pending) => pending.record));
-        for (const pending of batch) pending.resolve();
+    const { stopping } = this.options;
+    try {
+      await retry(() => this.options.produce(batch.map((pending) => pending.record)), {
+        ...RETRY_BACKOFF,
+        giveUp: (error) => stopping() || error instanceof RecordTooLargeError,
+        onRetry: this.options.onRetry,
+      });
+    } catch (error) {
+      if (stopping() || !(error instanceof RecordTooLargeError)) {
+        // Left unfinished, and uncommitted: processed again after a restart.
+        for (const pending of [...batch, ...this.queue.splice(0)]) pending.reject(error);
         return;
-      } catch (error) {
-        if (this.options.stopping()) {
-          // Left unfinished, and uncommitted: processed again after a restart.
-          for (const pending of [...batch, ...this.queue.splice(0)]) pending.reject(error);
-          return;
-        }
-        if (error instanceof RecordTooLargeError && batch.length === 1) {
-          batch[0]!.reject(
-            new RecordFailedError("result_too_large", "the broker refused the result as too large", { cause: error }),
-          );
-          return;
-        }
-        if (error instanceof RecordTooLargeError) {
-          // Small results refused together: each on its own, in order, finds the one at fault.
-          for (const pending of batch) await this.store([pending]);
-          return;
-        }
-        this.options.onRetry(error, attempt);
-        await new Promise((resolve) => setTimeout(resolve, Math.min(5000, 100 * 2 ** attempt)));
       }
+      if (batch.length === 1) {
+        batch[0]!.reject(
+          new RecordFailedError("result_too_large", "the broker refused the result as too large", { cause: error }),
+        );
+        return;
+      }
+      // Small results refused together: each on its own, in order, finds the one at fault.
+      for (const pending of batch) await this.store([pending]);
+      return;
     }
+    for (const pending of batch) pending.resolve();
   }
 }

@@ -10,6 +10,7 @@ import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ResumeInfoSchema } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { BrokerError, RecordTooLargeError } from "../broker/errors.js";
 import { isWellFormed, toWellFormed } from "./utf8.js";
 
 /** A malformed request: a missing or badly formed field, a bad CEL expression. */
@@ -77,31 +78,6 @@ export function watchInterrupted(reason: "overflow" | "shutdown", cursor: string
   return new ConnectError(message, code, undefined, [
     { desc: ResumeInfoSchema, value: create(ResumeInfoSchema, { cursor }) },
   ]);
-}
-
-/** Marks an error as the broker's, so it maps to UNAVAILABLE rather than INTERNAL. */
-export class BrokerError extends Error {
-  constructor(
-    message: string,
-    /** Whether retrying the same operation may succeed. */
-    readonly retriable: boolean,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-    this.name = "BrokerError";
-  }
-}
-
-/**
- * The broker refused a record as larger than it accepts (Kafka's
- * message.max.bytes): retrying cannot store it, so a writer that retries
- * (the processor) gives up on that record instead of retrying forever.
- */
-export class RecordTooLargeError extends BrokerError {
-  constructor(options?: { cause?: unknown }) {
-    super("the record is larger than the broker accepts", false, options);
-    this.name = "RecordTooLargeError";
-  }
 }
 
 /** The client went away (reset its stream, closed its connection) before its call ended. */

@@ -9,6 +9,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import type { HealthCheckRequest, HealthCheckResponseSchema } from "../../gen/grpc/health/v1/health_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
+import { waitForWake } from "../common/waits.js";
 import { unknownService } from "./errors.js";
 
 type HealthCheckResponseInit = MessageInitShape<typeof HealthCheckResponseSchema>;
@@ -93,16 +94,7 @@ export function createHealthService(): HealthService {
   async function* watch(request: HealthCheckRequest, context: HandlerContext): AsyncGenerator<HealthCheckResponseInit> {
     const service = request.service;
     let wake: (() => void) | undefined;
-    const wakeUp = (): void => {
-      const resolve = wake;
-      wake = undefined;
-      resolve?.();
-    };
-    const unsubscribe = subscribe(service, wakeUp);
-    // The call's signal aborts when the client goes away, the deadline passes or
-    // the server shuts down: that is the only way a Watch ends, so it must wake
-    // the pending wait, or the generator (and its subscription) would live on.
-    context.signal.addEventListener("abort", wakeUp);
+    const unsubscribe = subscribe(service, () => wake?.());
     try {
       let sent: HealthCheckResponse_ServingStatus | undefined;
       while (!context.signal.aborted) {
@@ -116,13 +108,19 @@ export function createHealthService(): HealthService {
         }
         // No await between the read above and arming `wake`, so a change cannot
         // slip in unseen: setStatus runs synchronously on this same thread.
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-        });
+        // The call's signal aborts when the client goes away, the deadline passes or
+        // the server shuts down: that is the only way a Watch ends, so it ends
+        // the wait too, or the generator (and its subscription) would live on.
+        await waitForWake(
+          (resolve) => {
+            wake = resolve;
+            return undefined;
+          },
+          { signal: context.signal },
+        );
       }
     } finally {
       unsubscribe();
-      context.signal.removeEventListener("abort", wakeUp);
     }
   }
 
