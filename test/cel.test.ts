@@ -5,9 +5,10 @@
  * on one record raises CelEvalError; results convert to JSON.
  */
 
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { describe, expect, it } from "vitest";
 import { CelEvalError, type CelRecord, celToJson, compileCel, passes } from "../src/processing/cel.js";
+import { toConnectError } from "../src/rpc/errors.js";
 
 /** A JSON record as the processor and fanout hand it to CEL. */
 function jsonRecord(data: CelRecord["data"], extra: Partial<CelRecord> = {}): CelRecord {
@@ -31,7 +32,7 @@ function compileError(source: string, field: string): ConnectError {
   try {
     compileCel(source, field);
   } catch (error) {
-    return ConnectError.from(error);
+    return toConnectError(error);
   }
   throw new Error(`${source} compiled`);
 }

@@ -11,12 +11,13 @@
 
 import { type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type Result, ResumeInfoSchema, StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
 import { createFanout, type WatchRequest } from "../src/fanout/fanout.js";
+import { toConnectError } from "../src/rpc/errors.js";
 import { encodeCursor } from "../src/streams/cursor.js";
 import { createRegistry } from "../src/streams/registry.js";
 import { streamKey } from "../src/streams/stream-key.js";
@@ -146,7 +147,7 @@ async function failure(watch: AsyncIterator<Result>): Promise<ConnectError> {
     (step) => {
       throw new Error(`expected the watch to fail, got ${step.done ? "its end" : "a result"}`);
     },
-    (error: unknown) => ConnectError.from(error),
+    (error: unknown) => toConnectError(error),
   );
 }
 

@@ -55,11 +55,7 @@ async function refusal(call: Promise<unknown>): Promise<{ code: Code; message: s
  * An HS256 token for `claims` signed with `secret`; `exp` and `nbf` are
  * seconds from now (exp 5 min ahead unless given; no nbf unless given).
  */
-function token(
-  claims: JWTPayload,
-  secret = SECRET,
-  times: { expIn?: number; nbfIn?: number } = {},
-): Promise<string> {
+function token(claims: JWTPayload, secret = SECRET, times: { expIn?: number; nbfIn?: number } = {}): Promise<string> {
   const now = Math.floor(Date.now() / 1000);
   const exp = now + (times.expIn ?? 300);
   const jwt = new SignJWT(claims)

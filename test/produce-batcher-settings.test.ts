@@ -260,4 +260,3 @@ describe("on a real server and Kafka broker", () => {
     expect(ingest[0]).toHaveLength(MAX);
   });
 });
-

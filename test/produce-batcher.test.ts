@@ -4,8 +4,8 @@
  * still queued; a write with no deadline waits for as long as it takes.
  */
 import { describe, expect, it } from "vitest";
-import { type PendingRecord, ProduceBatcher } from "../src/broker/produce-batcher.js";
 import { BrokerError } from "../src/broker/errors.js";
+import { type PendingRecord, ProduceBatcher } from "../src/broker/produce-batcher.js";
 
 /** A send function whose requests the test answers by hand. */
 function manualBroker() {

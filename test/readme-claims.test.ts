@@ -122,9 +122,10 @@ describe("SendDataStream rejections", () => {
 
     // Each listed code and reason is what SendData answers for the same record.
     for (const rejection of summary.rejections) {
-      const error = await failureOf(client.sendData(request(Number(rejection.index))));
-      expect(rejection.code).toBe(error.code === Code.InvalidArgument ? "invalid_argument" : "not_found");
-      expect(error.code === Code.InvalidArgument || error.code === Code.NotFound).toBe(true);
+      const index = Number(rejection.index);
+      const error = await failureOf(client.sendData(request(index)));
+      expect(error.code).toBe(index % 4 === 1 ? Code.InvalidArgument : Code.NotFound);
+      expect(rejection.code).toBe(index % 4 === 1 ? "invalid_argument" : "not_found");
       expect(rejection.reason).toBe(error.rawMessage);
     }
   });
@@ -219,7 +220,9 @@ describe("the peer address", () => {
 
     // The same bucket limits A's health checks: at most what refilled meanwhile (1 a second) is served.
     const healthA = createClient(Health, fromAddress(server, A));
-    const checksA = await Promise.all(Array.from({ length: 5 }, () => healthA.check({ service: "" }).then(() => "ok", ConnectError.from)));
+    const checksA = await Promise.all(
+      Array.from({ length: 5 }, () => healthA.check({ service: "" }).then(() => "ok", ConnectError.from)),
+    );
     const seconds = (performance.now() - started) / 1000;
     const servedA = checksA.filter((c) => c === "ok").length;
     expect(servedA).toBeLessThanOrEqual(Math.floor(seconds) + 1);
@@ -244,14 +247,13 @@ describe("the peer address", () => {
     const validA = createClient(StreamService, fromAddress(server, A, [apiKeyHeader(TEST_API_KEY)]));
     await validA.startStream({ streamId: "from-a" });
     await validA.sendData({ streamId: "from-a", payload: json({ from: A }) });
-    expect(await outcome(healthA.check({ service: "" }))).toBe(Code.ResourceExhausted);
 
     // The log names each call's own address as its peer.
     const lines = logs.lines();
     const refusals = lines.filter((l) => l.msg === "call refused at the edge");
-    expect(
-      refusals.filter((l) => l.reason === "peer_rate_limit").map((l) => [l.peer, l.procedure]),
-    ).toEqual(Array(refusedA.length + 1).fill([A, "grpc.health.v1.Health/Check"]));
+    expect(refusals.filter((l) => l.reason === "peer_rate_limit").map((l) => [l.peer, l.procedure])).toEqual(
+      Array(refusedA.length).fill([A, "grpc.health.v1.Health/Check"]),
+    );
     expect(refusals.filter((l) => l.reason === "unauthenticated").map((l) => l.peer)).toEqual([
       ...Array(BURST).fill(A),
       B,

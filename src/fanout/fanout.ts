@@ -18,10 +18,10 @@ import {
   type WatchResultsResponse,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, Subscription } from "../broker/broker.js";
+import { invalidInput, streamNotFound, watcherQuotaReached } from "../common/domain-error.js";
 import type { Logger } from "../observe/logger.js";
 import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
 import { CelCompiler, type CelProgram } from "../processing/cel.js";
-import { invalidArgument, streamNotFound, watcherQuotaReached } from "../rpc/errors.js";
 import { decodeCursor } from "../streams/cursor.js";
 import type { StreamRegistry } from "../streams/registry.js";
 import { type StreamKey, streamKey, tenantOf } from "../streams/stream-key.js";
@@ -133,7 +133,7 @@ export class Fanout {
     let start: number;
     if (request.afterCursor !== "") {
       const cursor = decodeCursor(request.afterCursor, "results", "after_cursor");
-      if (cursor.partition !== partition) throw invalidArgument("after_cursor belongs to another stream");
+      if (cursor.partition !== partition) throw invalidInput("after_cursor belongs to another stream");
       // Never before the stream began: results of a deleted stream of the same id are not its.
       start = Math.max(cursor.offset + 1, entry.resultsStart);
     } else if (request.startPosition === StartPosition.LATEST) {

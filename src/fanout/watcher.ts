@@ -2,8 +2,9 @@
  * One WatchResults call as the fanout sees it: a bounded buffer of live
  * results, the cursor to resume from, and why it must end, if it must.
  */
+
+import { streamRemoved, watchInterrupted } from "../common/domain-error.js";
 import { waitForWake } from "../common/waits.js";
-import { streamRemoved, watchInterrupted } from "../rpc/errors.js";
 import type { ResultEntry } from "./result-entry.js";
 
 /** Why a watcher ends early: it fell behind its buffer, the server is stopping, or its stream was removed. */

@@ -22,8 +22,8 @@ import {
 import { strings } from "@bufbuild/cel/ext";
 import { type JsonValue, toJson } from "@bufbuild/protobuf";
 import { isReflectMessage } from "@bufbuild/protobuf/reflect";
+import { invalidInput } from "../common/domain-error.js";
 import { CEL_DEFAULTS, type CelConfig } from "../config/config.js";
-import { invalidArgument } from "../rpc/errors.js";
 import { checkExpressionLength } from "../streams/validation.js";
 import type { DecodedRecord } from "../topics/record-format.js";
 import {
@@ -172,7 +172,7 @@ export function compileCel(
 ): CelProgram {
   const refusal = (reason: CelRefusal, message: string) => {
     onRefused(reason);
-    return invalidArgument(message);
+    return invalidInput(message);
   };
   if (source.length > limits.maxExpressionLength) onRefused("cel_too_long");
   checkExpressionLength(source, field, limits.maxExpressionLength);
@@ -183,14 +183,14 @@ export function compileCel(
   try {
     parsed = parse(source);
   } catch (error) {
-    throw invalidArgument(`${field} is not a valid CEL expression: ${(error as Error).message}`);
+    throw invalidInput(`${field} is not a valid CEL expression: ${(error as Error).message}`);
   }
   if (treeDepth(parsed.expr) > MAX_TREE_DEPTH) {
     throw refusal("cel_too_costly", `${field} is nested more than ${MAX_TREE_DEPTH} operations deep`);
   }
   const unknown = unknownIdentifiers(parsed.expr);
   if (unknown.length > 0) {
-    throw invalidArgument(
+    throw invalidInput(
       `${field} uses unknown name ${unknown.map((name) => `"${name}"`).join(", ")}; ` +
         `the variables are ${Object.keys(VARIABLES).join(", ")}`,
     );

@@ -1,57 +1,30 @@
 /**
  * Every error a client can see, in one place: DESIGN.md's table of causes and
- * codes. Handlers throw what these functions return; {@link toConnectError} maps
- * anything else (a broker failure, a bug) at the edge, so a client never sees an
- * internal message.
+ * codes. The RPC layer (interceptors, edge checks, handlers) throws what these
+ * functions return; {@link toConnectError} maps everything else at the edge:
+ * the domain's errors (src/common/domain-error.ts) by their kind, the
+ * broker's as UNAVAILABLE, anything else (a bug) as INTERNAL, so a client
+ * never sees an internal message.
  */
 
 import { create } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { RetryInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { ResumeInfoSchema } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { BrokerError, RecordTooLargeError } from "../broker/errors.js";
+import { DomainError, type DomainErrorKind, quote } from "../common/domain-error.js";
 import { isWellFormed, toWellFormed } from "./utf8.js";
 
-/** A malformed request: a missing or badly formed field, a bad CEL expression. */
+/** A malformed request: a missing or badly formed field of the RPC layer's own (a header, a limit). */
 export function invalidArgument(message: string): ConnectError {
   return new ConnectError(message, Code.InvalidArgument);
-}
-
-/** A payload over MAX_PAYLOAD_BYTES; the message states the limit. */
-export function payloadTooLarge(size: number, limit: number): ConnectError {
-  return new ConnectError(
-    `payload is ${size} bytes, over the limit of ${limit} bytes (MAX_PAYLOAD_BYTES)`,
-    Code.InvalidArgument,
-  );
-}
-
-/** The stream id names no stream. */
-export function streamNotFound(streamId: string): ConnectError {
-  return new ConnectError(`stream ${quote(streamId)} not found`, Code.NotFound);
-}
-
-/** The stream was deleted, or removed as closed long enough ago, while it was watched. */
-export function streamRemoved(streamId: string): ConnectError {
-  return new ConnectError(`stream ${quote(streamId)} not found: it was deleted`, Code.NotFound);
-}
-
-/** The stream exists but is closed, so it accepts no more records. */
-export function streamClosed(streamId: string): ConnectError {
-  return new ConnectError(`stream ${quote(streamId)} is closed`, Code.FailedPrecondition);
 }
 
 /** A health check for a service this server does not know (as the health protocol says). */
 export function unknownService(service: string): ConnectError {
   return new ConnectError(`unknown service ${quote(service)}`, Code.NotFound);
-}
-
-/** A stream with this id exists with other labels or processing options. */
-export function streamExists(streamId: string): ConnectError {
-  return new ConnectError(
-    `stream ${quote(streamId)} already exists with different labels or processing options`,
-    Code.AlreadyExists,
-  );
 }
 
 /** The server is draining after SIGTERM; the call may be retried elsewhere. */
@@ -62,22 +35,6 @@ export function shuttingDown(): ConnectError {
 /** The broker could not store or serve records; nothing was acknowledged. */
 export function brokerUnavailable(): ConnectError {
   return new ConnectError("broker unavailable; nothing was stored, retry later", Code.Unavailable);
-}
-
-/**
- * A watcher ended early (it fell behind its buffer, or the server is draining),
- * with the cursor to resume from as a {@link ResumeInfoSchema} detail and in the
- * message, so that no result is silently skipped.
- */
-export function watchInterrupted(reason: "overflow" | "shutdown", cursor: string, buffer: number): ConnectError {
-  const resume = cursor === "" ? "repeat the request to resume" : `resume with afterCursor=${cursor}`;
-  const [message, code] =
-    reason === "overflow"
-      ? [`watcher fell behind by more than ${buffer} results; ${resume}`, Code.ResourceExhausted]
-      : [`server is shutting down; ${resume}`, Code.Unavailable];
-  return new ConnectError(message, code, undefined, [
-    { desc: ResumeInfoSchema, value: create(ResumeInfoSchema, { cursor }) },
-  ]);
 }
 
 /** The client went away (reset its stream, closed its connection) before its call ended. */
@@ -113,6 +70,7 @@ export function toConnectError(error: unknown, signal?: AbortSignal): ConnectErr
     // A message echoing a client's invalid text (see utf8.ts) would hang a gRPC call.
     return new ConnectError(toWellFormed(error.rawMessage), error.code, error.metadata, undefined, error);
   }
+  if (error instanceof DomainError) return fromDomainError(error);
   // Payload too large (DESIGN "Errors"): a retry could not store it either.
   if (error instanceof RecordTooLargeError) return invalidArgument("the payload is larger than the broker accepts");
   if (error instanceof BrokerError) return brokerUnavailable();
@@ -121,11 +79,6 @@ export function toConnectError(error: unknown, signal?: AbortSignal): ConnectErr
     return new ConnectError("the client closed the request stream before its end", Code.Canceled);
   }
   return new ConnectError("internal error", Code.Internal);
-}
-
-/** Names a client-supplied value in a message without echoing kilobytes of it. */
-export function quote(value: string): string {
-  return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
 }
 
 /** No credential in `x-api-key` or `authorization: Bearer`. */
@@ -162,22 +115,6 @@ export function foreignTenant(client: string): ConnectError {
   return new ConnectError(
     `client ${quote(client)} may not name a tenant in streamgate-tenant: only the admin role may act in another tenant`,
     Code.PermissionDenied,
-  );
-}
-
-/** The tenant already has TENANT_MAX_STREAMS streams. */
-export function streamQuotaReached(max: number): ConnectError {
-  return new ConnectError(
-    `the tenant has ${max} streams, its quota (TENANT_MAX_STREAMS): delete a stream (DeleteStream) to start another`,
-    Code.ResourceExhausted,
-  );
-}
-
-/** The tenant already has TENANT_MAX_WATCHERS open watchers on this instance. */
-export function watcherQuotaReached(max: number): ConnectError {
-  return new ConnectError(
-    `the tenant has ${max} open watchers here, its quota (TENANT_MAX_WATCHERS): close one first`,
-    Code.ResourceExhausted,
   );
 }
 
@@ -218,4 +155,30 @@ export function tooManyWatchers(max: number): ConnectError {
     `this client already has ${max} open watchers, the most allowed (CLIENT_MAX_WATCHERS); close one first`,
     Code.ResourceExhausted,
   );
+}
+
+/** The code of each kind of domain error (DESIGN.md "Errors"). */
+const DOMAIN_CODES: Record<DomainErrorKind, Code> = {
+  invalid: Code.InvalidArgument,
+  not_found: Code.NotFound,
+  closed: Code.FailedPrecondition,
+  exists: Code.AlreadyExists,
+  quota: Code.ResourceExhausted,
+  fell_behind: Code.ResourceExhausted,
+  stopping: Code.Unavailable,
+};
+
+/** A domain error as the client sees it; an interrupted watch carries its resume cursor as a ResumeInfo detail. */
+function fromDomainError(error: DomainError): ConnectError {
+  const message = isWellFormed(error.message) ? error.message : toWellFormed(error.message);
+  const details =
+    error.resumeCursor === undefined
+      ? undefined
+      : [{ desc: ResumeInfoSchema, value: create(ResumeInfoSchema, { cursor: error.resumeCursor }) }];
+  return new ConnectError(message, DOMAIN_CODES[error.kind], undefined, details, error);
+}
+
+/** A code as Connect and the README name it: "ok" for none, else "invalid_argument", "not_found", ... */
+export function codeName(code: Code | undefined): string {
+  return code === undefined ? "ok" : codeToString(code);
 }

@@ -3,7 +3,7 @@
  * names the log (ingest or results), the partition and the offset, so any
  * instance can resume from it with no shared state. Clients treat it as opaque.
  */
-import { invalidArgument } from "../rpc/errors.js";
+import { invalidInput } from "../common/domain-error.js";
 
 /** Which log a cursor points into. */
 export type CursorLog = "ingest" | "results";
@@ -29,16 +29,16 @@ export function encodeCursor(log: CursorLog, partition: number, offset: number):
  */
 export function decodeCursor(value: string, expected: CursorLog, field: string): Cursor {
   const match = PATTERN.exec(value);
-  if (!match) throw invalidArgument(`${field} is not a streamgate cursor`);
+  if (!match) throw invalidInput(`${field} is not a streamgate cursor`);
   const log: CursorLog = match[1] === "i" ? "ingest" : "results";
   if (log !== expected) {
-    throw invalidArgument(
+    throw invalidInput(
       expected === "results"
         ? `${field} must be a result's cursor (Result.cursor), not a SendData cursor`
         : `${field} must be a SendData cursor`,
     );
   }
   const offset = Number(match[3]);
-  if (!Number.isSafeInteger(offset)) throw invalidArgument(`${field} is not a streamgate cursor`);
+  if (!Number.isSafeInteger(offset)) throw invalidInput(`${field} is not a streamgate cursor`);
   return { log, partition: Number(match[2]), offset };
 }

@@ -5,12 +5,10 @@
  * answered with the first record's cursor and store nothing (each tenant's
  * ids are remembered apart: src/streams/dedup.ts).
  */
-import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import { StreamState } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, ProduceRecord, RecordPosition } from "../broker/broker.js";
 import { type CoalescedProduce, coalesceProduces } from "../broker/coalescer.js";
-import { streamClosed, streamNotFound } from "../rpc/errors.js";
+import { streamClosed, streamNotFound } from "../common/domain-error.js";
 import { controlHeaders, dataHeaders } from "../topics/record-format.js";
 import { encodeCursor } from "./cursor.js";
 import { dedupScope, TenantDedup } from "./dedup.js";
@@ -142,11 +140,6 @@ export class Ingest {
     promise.then(forget, forget);
     return promise;
   }
-}
-
-/** The gRPC code name of an error, for SendDataStream's per-record rejections. */
-export function codeName(error: unknown): string {
-  return codeToString(error instanceof ConnectError ? error.code : Code.Internal);
 }
 
 /** The SendData cursor of an ingest record stored at `position`. */

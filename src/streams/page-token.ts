@@ -2,7 +2,7 @@
  * ListStreams pages: a page token is opaque to clients (base64url of the last
  * stream id of the previous page), so its form may change without breaking them.
  */
-import { invalidArgument } from "../rpc/errors.js";
+import { invalidInput } from "../common/domain-error.js";
 import { requireStreamId } from "./validation.js";
 
 /** Streams per page when the request says 0. */
@@ -14,7 +14,7 @@ export const MAX_PAGE_SIZE = 1000;
 export function pageSizeOf(requested: number): number {
   if (requested === 0) return DEFAULT_PAGE_SIZE;
   if (requested > MAX_PAGE_SIZE)
-    throw invalidArgument(`page_size must be at most ${MAX_PAGE_SIZE} (0 for ${DEFAULT_PAGE_SIZE})`);
+    throw invalidInput(`page_size must be at most ${MAX_PAGE_SIZE} (0 for ${DEFAULT_PAGE_SIZE})`);
   return requested;
 }
 
@@ -30,6 +30,6 @@ export function decodePageToken(token: string): string {
   try {
     return requireStreamId(text, "page_token");
   } catch {
-    throw invalidArgument("page_token is not one a ListStreams page gave");
+    throw invalidInput("page_token is not one a ListStreams page gave");
   }
 }

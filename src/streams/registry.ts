@@ -20,9 +20,9 @@ import {
   StreamState,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, StoredRecord, Subscription } from "../broker/broker.js";
+import { streamExists, streamNotFound, streamQuotaReached } from "../common/domain-error.js";
 import { Lru } from "../common/lru.js";
 import type { Logger } from "../observe/logger.js";
-import { streamExists, streamNotFound, streamQuotaReached } from "../rpc/errors.js";
 import { type StreamKey, splitStreamKey, streamIdOf, streamKey } from "./stream-key.js";
 
 /** A registry entry: the public Stream (its id without the tenant), its tenant and key, and where its results begin. */

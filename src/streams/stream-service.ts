@@ -19,11 +19,12 @@ import {
   type StreamService,
   StreamState,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
+import { invalidInput, streamNotFound } from "../common/domain-error.js";
 import type { Fanout } from "../fanout/fanout.js";
 import type { CelCompiler } from "../processing/cel.js";
-import { invalidArgument, streamNotFound, toConnectError } from "../rpc/errors.js";
+import { codeName, toConnectError } from "../rpc/errors.js";
 import { TENANT } from "../rpc/request-context.js";
-import { codeName, type Ingest, type SendResult } from "./ingest.js";
+import type { Ingest, SendResult } from "./ingest.js";
 import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
 import type { StreamRegistry } from "./registry.js";
 import type { StreamCounters } from "./stream-counters.js";
@@ -138,7 +139,7 @@ function checkProcessing(processing: Processing | undefined, cel: CelCompiler): 
   if (!processing) return undefined;
   const rate = processing.ratePerSecond;
   if (!Number.isFinite(rate) || rate < 0 || rate > MAX_RATE_PER_SECOND) {
-    throw invalidArgument(`processing.rate_per_second must be from 0 (no throttle) to ${MAX_RATE_PER_SECOND}`);
+    throw invalidInput(`processing.rate_per_second must be from 0 (no throttle) to ${MAX_RATE_PER_SECOND}`);
   }
   if (processing.filter !== "") cel.compile(processing.filter, "processing.filter");
   if (processing.transform !== "") cel.compile(processing.transform, "processing.transform");
@@ -185,9 +186,7 @@ async function sendAll(ingest: Ingest, tenant: string, requests: AsyncIterable<S
       if (failFast) throw error;
       rejected++;
       if (rejections.length < MAX_LISTED_REJECTIONS) {
-        rejections.push(
-          create(RejectionSchema, { index: BigInt(index), code: codeName(error), reason: reasonOf(error) }),
-        );
+        rejections.push(create(RejectionSchema, { index: BigInt(index), ...rejectionOf(error) }));
       }
     }
     if (inFlight.length >= MAX_STREAM_IN_FLIGHT) await settle(inFlight.shift()!);
@@ -198,6 +197,8 @@ async function sendAll(ingest: Ingest, tenant: string, requests: AsyncIterable<S
   return { accepted, duplicates, rejected, rejections, lastCursor };
 }
 
-function reasonOf(error: unknown): string {
-  return toConnectError(error).rawMessage;
+/** How SendDataStream lists a rejected message: the code and message the client would get for it alone. */
+function rejectionOf(error: unknown): { code: string; reason: string } {
+  const mapped = toConnectError(error);
+  return { code: codeName(mapped.code), reason: mapped.rawMessage };
 }

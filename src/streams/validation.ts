@@ -4,7 +4,7 @@
  */
 import { type JsonValue, toJson } from "@bufbuild/protobuf";
 import { type Value, ValueSchema } from "@bufbuild/protobuf/wkt";
-import { invalidArgument, payloadTooLarge, quote } from "../rpc/errors.js";
+import { invalidInput, payloadTooLarge, quote } from "../common/domain-error.js";
 import { isWellFormed } from "../rpc/utf8.js";
 import { type Payload, RESERVED_HEADER_PREFIX } from "../topics/record-format.js";
 
@@ -23,16 +23,16 @@ const encoder = new TextEncoder();
  * would quote it back mangled.
  */
 export function requireWellFormed(value: string, field: string): string {
-  if (!isWellFormed(value)) throw invalidArgument(`${field} is not valid UTF-8`);
+  if (!isWellFormed(value)) throw invalidInput(`${field} is not valid UTF-8`);
   return value;
 }
 
 /** Checks a stream id in a request field that must be set. */
 export function requireStreamId(streamId: string, field = "stream_id"): string {
-  if (streamId === "") throw invalidArgument(`${field} is required`);
+  if (streamId === "") throw invalidInput(`${field} is required`);
   requireWellFormed(streamId, field);
   if (!STREAM_ID.test(streamId)) {
-    throw invalidArgument(
+    throw invalidInput(
       `${field} ${quote(streamId)} must be 1 to 128 characters of letters, digits, ".", "_", ":" and "-"`,
     );
   }
@@ -43,7 +43,7 @@ export function requireStreamId(streamId: string, field = "stream_id"): string {
 export function checkEventId(eventId: string): string {
   requireWellFormed(eventId, "event_id");
   if (eventId.length > MAX_EVENT_ID) {
-    throw invalidArgument(`event_id is ${eventId.length} characters; at most ${MAX_EVENT_ID} are allowed`);
+    throw invalidInput(`event_id is ${eventId.length} characters; at most ${MAX_EVENT_ID} are allowed`);
   }
   return eventId;
 }
@@ -51,18 +51,18 @@ export function checkEventId(eventId: string): string {
 /** Checks client record headers: names, sizes, and the reserved prefix. */
 export function checkHeaders(headers: Record<string, string>): Record<string, string> {
   const names = Object.keys(headers);
-  if (names.length > MAX_HEADERS) throw invalidArgument(`at most ${MAX_HEADERS} headers are allowed`);
+  if (names.length > MAX_HEADERS) throw invalidInput(`at most ${MAX_HEADERS} headers are allowed`);
   for (const name of names) {
     requireWellFormed(name, "a header name");
     requireWellFormed(headers[name]!, "a header value");
     if (!HEADER_NAME.test(name)) {
-      throw invalidArgument(`header name ${quote(name)} must be 1 to 128 letters, digits, ".", "_" or "-"`);
+      throw invalidInput(`header name ${quote(name)} must be 1 to 128 letters, digits, ".", "_" or "-"`);
     }
     if (name.toLowerCase().startsWith(RESERVED_HEADER_PREFIX)) {
-      throw invalidArgument(`header ${quote(name)} uses the reserved prefix "${RESERVED_HEADER_PREFIX}"`);
+      throw invalidInput(`header ${quote(name)} uses the reserved prefix "${RESERVED_HEADER_PREFIX}"`);
     }
     if (headers[name]!.length > MAX_HEADER_VALUE) {
-      throw invalidArgument(`header ${quote(name)} is longer than ${MAX_HEADER_VALUE} characters`);
+      throw invalidInput(`header ${quote(name)} is longer than ${MAX_HEADER_VALUE} characters`);
     }
   }
   return headers;
@@ -71,17 +71,17 @@ export function checkHeaders(headers: Record<string, string>): Record<string, st
 /** Checks stream labels (Kubernetes-style keys). */
 export function checkLabels(labels: Record<string, string>): Record<string, string> {
   const keys = Object.keys(labels);
-  if (keys.length > MAX_LABELS) throw invalidArgument(`at most ${MAX_LABELS} labels are allowed`);
+  if (keys.length > MAX_LABELS) throw invalidInput(`at most ${MAX_LABELS} labels are allowed`);
   for (const key of keys) {
     requireWellFormed(key, "a label key");
     requireWellFormed(labels[key]!, "a label value");
     if (!LABEL_KEY.test(key)) {
-      throw invalidArgument(
+      throw invalidInput(
         `label key ${quote(key)} must be 1 to 63 lowercase letters, digits, ".", "_" or "-", starting and ending with a letter or digit`,
       );
     }
     if (labels[key]!.length > MAX_LABEL_VALUE) {
-      throw invalidArgument(`label ${quote(key)} is longer than ${MAX_LABEL_VALUE} characters`);
+      throw invalidInput(`label ${quote(key)} is longer than ${MAX_LABEL_VALUE} characters`);
     }
   }
   return labels;
@@ -94,7 +94,7 @@ export function checkLabels(labels: Record<string, string>): Record<string, stri
 export function checkExpressionLength(expression: string, field: string, max: number): string {
   requireWellFormed(expression, field);
   if (expression.length > max) {
-    throw invalidArgument(`${field} is longer than ${max} characters (CEL_MAX_EXPRESSION_LENGTH)`);
+    throw invalidInput(`${field} is longer than ${max} characters (CEL_MAX_EXPRESSION_LENGTH)`);
   }
   return expression;
 }
@@ -112,29 +112,29 @@ export type RequestPayload =
 export function encodePayload(payload: RequestPayload, maxBytes: number): Payload {
   switch (payload.case) {
     case "raw":
-      if (payload.value.length === 0) throw invalidArgument("raw is empty; send at least one byte");
+      if (payload.value.length === 0) throw invalidInput("raw is empty; send at least one byte");
       if (payload.value.length > maxBytes) throw payloadTooLarge(payload.value.length, maxBytes);
       return { kind: "raw", bytes: payload.value };
     case "data": {
       const kind = payload.value.kind.case;
       if (kind === undefined || kind === "nullValue") {
-        throw invalidArgument("data is empty; send a JSON object, list, string, number or bool");
+        throw invalidInput("data is empty; send a JSON object, list, string, number or bool");
       }
       let json: JsonValue;
       try {
         json = toJson(ValueSchema, payload.value);
       } catch {
         // Binary clients can send what JSON cannot hold, such as NaN.
-        throw invalidArgument("data cannot be represented as JSON (NaN or Infinity?)");
+        throw invalidInput("data cannot be represented as JSON (NaN or Infinity?)");
       }
-      if (!jsonIsWellFormed(json)) throw invalidArgument("data contains text that is not valid UTF-8");
+      if (!jsonIsWellFormed(json)) throw invalidInput("data contains text that is not valid UTF-8");
       const text = JSON.stringify(json);
       const bytes = encoder.encode(text);
       if (bytes.length > maxBytes) throw payloadTooLarge(bytes.length, maxBytes);
       return { kind: "json", bytes };
     }
     default:
-      throw invalidArgument("a payload is required: set data (JSON) or raw (bytes)");
+      throw invalidInput("a payload is required: set data (JSON) or raw (bytes)");
   }
 }
 

@@ -1,21 +1,22 @@
-import { ConnectError } from "@connectrpc/connect";
+import type { ConnectError } from "@connectrpc/connect";
+import { toConnectError } from "../../src/rpc/errors.js";
 
-/** The error `run` throws at once, as a ConnectError; fails the test when it throws nothing. */
+/** The error `run` throws at once, as the client would get it (through the one error mapping); fails the test when it throws nothing. */
 export function refusal(run: () => unknown): ConnectError {
   try {
     run();
   } catch (error) {
-    return ConnectError.from(error);
+    return toConnectError(error);
   }
   throw new Error("expected a refusal");
 }
 
-/** The error `call` fails with, as a ConnectError; fails the test when it succeeds. */
+/** The error `call` fails with, as the client would get it (through the one error mapping); fails the test when it succeeds. */
 export async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
   try {
     await call;
   } catch (error) {
-    return ConnectError.from(error);
+    return toConnectError(error);
   }
   throw new Error("expected the call to fail");
 }

@@ -1,5 +1,5 @@
 /**
- * The outermost interceptor: maps whatever a handler throws, on unary calls and
+ * Just inside the metrics interceptor (which so sees the mapped code): maps whatever a handler throws, on unary calls and
  * on every step of a stream, through the one error mapping, and logs the cause
  * of INTERNAL errors, whose message to the client says nothing of it.
  */

@@ -6,11 +6,10 @@
  * returns it.
  */
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import { codeToString } from "@connectrpc/connect/protocol-connect";
 import type { LiveStats } from "../../observe/live-stats.js";
 import type { Logger } from "../../observe/logger.js";
 import type { GrpcType, Metrics } from "../../observe/metrics.js";
-import { abortedByClient } from "../errors.js";
+import { abortedByClient, codeName } from "../errors.js";
 import { PEER, PRINCIPAL, REQUEST_ID, TENANT } from "../request-context.js";
 import { type TapEnd, tap } from "./tap.js";
 
@@ -34,11 +33,6 @@ const GRPC_TYPE: Record<string, GrpcType> = {
 /** A code as go-grpc-prometheus labels it ("OK", "InvalidArgument", ...). */
 function grpcCodeName(code: Code | undefined): string {
   return code === undefined ? "OK" : Code[code];
-}
-
-/** A code as Connect and the README name it ("ok", "invalid_argument", ...). */
-function connectCodeName(code: Code | undefined): string {
-  return code === undefined ? "ok" : codeToString(code);
 }
 
 /** Creates the metrics-and-logging interceptor. */
@@ -70,7 +64,7 @@ export function observeCalls(options: ObserveOptions): Interceptor {
       logger.info(
         {
           procedure: `${labels.grpc_service}/${labels.grpc_method}`,
-          code: connectCodeName(code),
+          code: codeName(code),
           duration_ms: Math.round(seconds * 1e6) / 1e3,
           // The credential's name (or JWT sub) once auth has run; never the credential itself.
           client: request.contextValues.get(PRINCIPAL)?.client,
