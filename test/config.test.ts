@@ -7,7 +7,9 @@
  * instead of stopping at the first.
  */
 
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type Config, ConfigError, type KafkaConfig, loadConfig } from "../src/config/config.js";
 
@@ -64,6 +66,13 @@ const KAFKA_SETTING: Record<string, (kafka: KafkaConfig) => unknown> = {
 };
 
 const BROKER = { KAFKA_BROKERS: "localhost:9092" };
+
+/** Files the configuration names; loadConfig reads each (TLS material, the Kafka CA) when it loads. */
+const certs = mkdtempSync(join(tmpdir(), "streamgate-config-"));
+const CERT = { path: join(certs, "tls.crt"), text: "-----BEGIN CERTIFICATE-----\ncert\n" };
+const KEY = { path: join(certs, "tls.key"), text: "-----BEGIN PRIVATE KEY-----\nkey\n" };
+const CA = { path: join(certs, "ca.pem"), text: "-----BEGIN CERTIFICATE-----\nca\n" };
+for (const file of [CERT, KEY, CA]) writeFileSync(file.path, file.text);
 
 /** README's configuration table rows, as [variables named in the first cell, default cell]. */
 function configurationTable(): [string[], string][] {
@@ -154,8 +163,8 @@ describe("loadConfig", () => {
     const config = loadConfig({
       PORT: " 0 ",
       HOST: "127.0.0.1",
-      TLS_CERT: "/certs/tls.crt",
-      TLS_KEY: "/certs/tls.key",
+      TLS_CERT: CERT.path,
+      TLS_KEY: KEY.path,
       CORS_ORIGINS: "https://a.example, https://b.example,,",
       MAX_PAYLOAD_BYTES: "2048",
       KAFKA_TOPIC_PREFIX: "dev-1.",
@@ -168,7 +177,7 @@ describe("loadConfig", () => {
     expect(config).toMatchObject({
       port: 0,
       host: "127.0.0.1",
-      tls: { certFile: "/certs/tls.crt", keyFile: "/certs/tls.key" },
+      tls: { certFile: CERT.path, keyFile: KEY.path, cert: CERT.text, key: KEY.text },
       corsOrigins: ["https://a.example", "https://b.example"],
       maxPayloadBytes: 2048,
       topics: { prefix: "dev-1.", partitions: 12 },
@@ -224,7 +233,7 @@ describe("loadConfig", () => {
       KAFKA_BROKERS: " kafka-0.example:9092, kafka-1.example:9093 ,,",
       KAFKA_CLIENT_ID: "gateway-eu",
       KAFKA_REPLICATION: "3",
-      KAFKA_TLS_CA_FILE: "/certs/ca.pem",
+      KAFKA_TLS_CA_FILE: CA.path,
       KAFKA_SASL_MECHANISM: "SCRAM-SHA-512",
       KAFKA_SASL_USERNAME: "gateway",
       KAFKA_SASL_PASSWORD: "secret",
@@ -237,12 +246,23 @@ describe("loadConfig", () => {
       clientId: "gateway-eu",
       replication: 3,
       tls: true, // a CA file turns TLS on
-      tlsCaFile: "/certs/ca.pem",
+      tlsCaFile: CA.path,
+      tlsCa: CA.text,
       sasl: { mechanism: "scram-sha-512", username: "gateway", password: "secret" },
       lingerMs: 0,
       batchMaxRecords: 500,
       produceTimeoutMs: 30_000,
     });
+  });
+
+  it("reads the TLS and Kafka CA files when it loads, and names each one it cannot read", () => {
+    const missing = join(certs, "missing.pem");
+    expect(() => loadConfig({ TLS_CERT: missing, TLS_KEY: KEY.path })).toThrow(
+      `TLS_CERT=${JSON.stringify(missing)} cannot be read (ENOENT)`,
+    );
+    expect(() => loadConfig({ ...BROKER, KAFKA_TLS_CA_FILE: missing })).toThrow(
+      `KAFKA_TLS_CA_FILE=${JSON.stringify(missing)} cannot be read (ENOENT)`,
+    );
   });
 
   it("ignores the other KAFKA_* settings without KAFKA_BROKERS, even invalid ones", () => {

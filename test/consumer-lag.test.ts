@@ -21,6 +21,7 @@ import { createRegistry } from "../src/streams/registry.js";
 import { StreamCounters } from "../src/streams/stream-counters.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics/topics.js";
+import { checkingIngest } from "./support/edge.js";
 import { jsonData, payloadOf, pollUntil } from "./support/kafka-gateway.js";
 import { BROKERS, startTestServer, streamClient, type TestServer, take } from "./support/server.js";
 
@@ -103,14 +104,15 @@ describe("Processor.lag()", () => {
     await registry.start();
     await registry.create({ tenant, streamId, labels: {}, processing });
     const counters = new StreamCounters();
-    const ingest = new Ingest({
-      broker,
-      ingestTopic: topics.ingest,
-      registry,
-      counters,
-      maxPayloadBytes: 1024,
-      dedupWindow: 100,
-    });
+    const ingest = checkingIngest(
+      new Ingest({
+        broker,
+        ingestTopic: topics.ingest,
+        registry,
+        counters,
+        dedupWindow: 100,
+      }),
+    );
     for (const payload of payloads) {
       await ingest.send(tenant, {
         streamId,

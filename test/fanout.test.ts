@@ -16,13 +16,14 @@ import { pino } from "pino";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type Result, ResumeInfoSchema, StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
-import { createFanout, type WatchRequest } from "../src/fanout/fanout.js";
+import { createFanout } from "../src/fanout/fanout.js";
 import { toConnectError } from "../src/rpc/errors.js";
 import { encodeCursor } from "../src/streams/cursor.js";
 import { createRegistry } from "../src/streams/registry.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import { controlHeaders, dataHeaders, HEADER } from "../src/topics/record-format.js";
 import { topicNames, topicSpecs } from "../src/topics/topics.js";
+import { type RawWatch as WatchRequest, watchChecked } from "./support/edge.js";
 import { refusal } from "./support/refusal.js";
 
 const encoder = new TextEncoder();
@@ -109,7 +110,7 @@ async function startFanout(limits: Limits = {}) {
     /** Starts a watch and returns its iterator (nothing runs until the first `next`). */
     watch(streamId: string, request: Partial<WatchRequest> = {}): AsyncIterator<Result> {
       const full = { streamId, afterCursor: "", startPosition: StartPosition.UNSPECIFIED, filter: "", ...request };
-      const responses = fanout.watch(TENANT, full, watches.signal)[Symbol.asyncIterator]();
+      const responses = watchChecked(fanout, TENANT, full, watches.signal)[Symbol.asyncIterator]();
       return {
         next: async () => {
           const step = await responses.next();

@@ -20,6 +20,7 @@ import { createRegistry, type StreamRegistry } from "../src/streams/registry.js"
 import { StreamCounters } from "../src/streams/stream-counters.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics/topics.js";
+import { checkingIngest } from "./support/edge.js";
 
 const logger = pino({ level: "silent" });
 const topicConfig = { prefix: "t.", partitions: 2 };
@@ -30,9 +31,9 @@ const TENANT = "acme";
 interface Rig {
   broker: Broker;
   registry: StreamRegistry;
-  ingest: Ingest;
+  ingest: ReturnType<typeof checkingIngest>;
   /** A send path with no memory of earlier event ids, as after a gateway restart. */
-  freshIngest(): Ingest;
+  freshIngest(): ReturnType<typeof checkingIngest>;
   newProcessor(maxInFlight?: number): Promise<Processor>;
 }
 
@@ -50,7 +51,7 @@ async function rig(wrap: (broker: Broker) => Broker = (broker) => broker): Promi
   await registry.start();
   const counters = new StreamCounters();
   const freshIngest = () =>
-    new Ingest({ broker, ingestTopic: topics.ingest, registry, counters, maxPayloadBytes: 1024, dedupWindow: 1000 });
+    checkingIngest(new Ingest({ broker, ingestTopic: topics.ingest, registry, counters, dedupWindow: 1000 }));
   return {
     broker,
     registry,

@@ -4,7 +4,9 @@
  * is still in progress, and that call still finishes; a call still open when
  * SHUTDOWN_TIMEOUT_MS passes is cut and the process exits 0 (after waiting at
  * least that long for it, and long before the default timeout); a second
- * signal exits at once, without waiting for calls in progress.
+ * signal exits at once, without waiting for calls in progress. The process
+ * runs on the broker the environment gives it (KAFKA_BROKERS, else the
+ * embedded one), as test/shutdown.test.ts's does.
  */
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { fromJson, type JsonValue } from "@bufbuild/protobuf";
@@ -66,6 +68,19 @@ async function openClientStream(
   return { records, summary };
 }
 
+/**
+ * `promise`, or a failure naming `what` once `ms` have passed without it: a
+ * bound on waiting for an event, so that one that never comes fails clearly
+ * instead of at the test's timeout.
+ */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 /** Whether `promise` has settled by the time the event loop has turned once. */
 async function settled(promise: Promise<unknown>): Promise<boolean> {
   const pending = Symbol("pending");
@@ -101,8 +116,8 @@ describe("draining after SIGTERM", () => {
 
     running!.child.kill("SIGTERM");
     await running!.waitForLog((line) => line.msg === "draining");
-    expect((await statuses.next()).value?.status).toBe(Status.NOT_SERVING);
-    expect((await service.next()).value?.status).toBe(Status.NOT_SERVING);
+    expect((await within(statuses.next(), 10_000, "health after SIGTERM")).value?.status).toBe(Status.NOT_SERVING);
+    expect((await within(service.next(), 10_000, "health after SIGTERM")).value?.status).toBe(Status.NOT_SERVING);
     // Reported while the client stream is still open: it has not ended, and the process is still up.
     expect(await settled(summary)).toBe(false);
     expect(running!.child.exitCode).toBeNull();

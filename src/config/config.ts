@@ -10,12 +10,16 @@ import { readFileSync } from "node:fs";
 import { type ApiKeyEntry, checkUnique, parseKeyFile, parseKeyList } from "../guard/auth/api-keys.js";
 import type { JwtConfig } from "../guard/auth/jwt.js";
 
-/** TLS material for serving gRPC, gRPC-Web and Connect over TLS with ALPN. */
+/** TLS material for serving gRPC, gRPC-Web and Connect over TLS with ALPN, read when the configuration is loaded. */
 export interface TlsConfig {
   /** Path of the PEM certificate chain. */
   certFile: string;
   /** Path of the PEM private key. */
   keyFile: string;
+  /** The certificate chain (PEM). */
+  cert: string;
+  /** The private key (PEM). */
+  key: string;
 }
 
 /** Broker topics and partitioning. */
@@ -38,6 +42,8 @@ export interface KafkaConfig {
   tls: boolean;
   /** A PEM CA file to trust instead of the system's. */
   tlsCaFile: string | undefined;
+  /** That file's contents, read when the configuration is loaded. */
+  tlsCa: string | undefined;
   /** SASL authentication, when a mechanism is set. */
   sasl: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string } | undefined;
   /** How long a produce waits for others to batch with. */
@@ -208,6 +214,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if ((tlsCert === "") !== (tlsKey === "")) {
     problems.push("TLS_CERT and TLS_KEY must be set together (or neither)");
   }
+  // Read now, as every file the service needs: a missing certificate is a configuration error, not a failure after the broker started.
+  const cert = tlsCert && tlsKey ? read.file("TLS_CERT") : undefined;
+  const key = tlsCert && tlsKey ? read.file("TLS_KEY") : undefined;
   const logLevel = read.string("LOG_LEVEL", "info");
   if (!LOG_LEVELS.includes(logLevel)) {
     problems.push(`LOG_LEVEL=${JSON.stringify(logLevel)} is not one of ${LOG_LEVELS.join(", ")}`);
@@ -221,7 +230,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: read.int("PORT", 8080, 0, 65535),
     host: read.string("HOST", "0.0.0.0"),
     metricsPort: read.int("METRICS_PORT", 0, 0, 65535) || undefined,
-    tls: tlsCert && tlsKey ? { certFile: tlsCert, keyFile: tlsKey } : undefined,
+    tls: cert !== undefined && key !== undefined ? { certFile: tlsCert, keyFile: tlsKey, cert, key } : undefined,
     corsOrigins: read.list("CORS_ORIGINS", ["*"]),
     maxPayloadBytes: read.int("MAX_PAYLOAD_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),
     edge: {
@@ -412,6 +421,7 @@ function readKafka(read: EnvReader, problems: string[]): KafkaConfig | undefined
     replication: readReplication(read, problems),
     tls: read.bool("KAFKA_TLS", false) || caFile !== "",
     tlsCaFile: caFile === "" ? undefined : caFile,
+    tlsCa: read.file("KAFKA_TLS_CA_FILE"),
     sasl,
     lingerMs: read.int("KAFKA_LINGER_MS", 2, 0, 1000),
     batchMaxRecords: read.int("KAFKA_BATCH_MAX_RECORDS", 1000, 1, 100_000),

@@ -21,11 +21,10 @@ import type { Broker, RecordBatch, Subscription } from "../broker/broker.js";
 import { invalidInput, streamNotFound, watcherQuotaReached } from "../common/domain-error.js";
 import type { Logger } from "../observe/logger.js";
 import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
-import { CelCompiler, type CelProgram } from "../processing/cel.js";
-import { decodeCursor } from "../streams/cursor.js";
+import type { CelProgram } from "../processing/cel.js";
 import type { StreamRegistry } from "../streams/registry.js";
+import type { CheckedWatch } from "../streams/requests.js";
 import { type StreamKey, streamKey, tenantOf } from "../streams/stream-key.js";
-import { requireStreamId } from "../streams/validation.js";
 import { passesFilter, ResultEntry } from "./result-entry.js";
 import { type StreamWindow, StreamWindows } from "./stream-window.js";
 import { Watcher } from "./watcher.js";
@@ -44,8 +43,6 @@ export interface FanoutOptions {
   watchBuffer: number;
   /** Called with each live result as it is delivered to a watcher (end-to-end latency). */
   onDeliver?: (result: Result) => void;
-  /** Compiles watcher filters within the CEL settings (default: the default settings). */
-  cel?: CelCompiler;
   /** Where the warn lines of unreadable results go: the app's rate-limited log; the logger when omitted. */
   failureLog?: RateLimitedLog;
   /** Open watchers one tenant may have on this instance (TENANT_MAX_WATCHERS); 0 or omitted: no quota. */
@@ -54,17 +51,7 @@ export interface FanoutOptions {
   onQuotaRefused?: () => void;
 }
 
-/** What a WatchResults call asks for. */
-export interface WatchRequest {
-  streamId: string;
-  afterCursor: string;
-  startPosition: StartPosition;
-  filter: string;
-}
-
 const CATCH_UP_BATCH = 500;
-/** For a fanout given no CEL settings (tests). */
-const defaultCompiler = new CelCompiler();
 
 /** Creates the fanout; call `start()` to follow the results topic. */
 export function createFanout(options: FanoutOptions): Fanout {
@@ -81,6 +68,7 @@ export class Fanout {
   private readonly tenantWatchers = new Map<string, number>();
   private subscription: Subscription | undefined;
   private stopped = false;
+  private stopping: Promise<void> | undefined;
 
   constructor(private readonly options: FanoutOptions) {
     this.windows = new StreamWindows(options.window, options.cacheResults);
@@ -105,8 +93,13 @@ export class Fanout {
     });
   }
 
-  /** Ends every watcher with UNAVAILABLE and its resume cursor, then stops reading. */
-  async stop(): Promise<void> {
+  /** Ends every watcher with UNAVAILABLE and its resume cursor, then stops reading (once, however often called). */
+  stop(): Promise<void> {
+    this.stopping ??= this.stopOnce();
+    return this.stopping;
+  }
+
+  private async stopOnce(): Promise<void> {
     this.stopped = true;
     for (const watcher of this.watchers) watcher.interrupt("shutdown");
     await this.subscription?.close();
@@ -118,31 +111,34 @@ export class Fanout {
   }
 
   /**
-   * Checks a watch request (INVALID_ARGUMENT, NOT_FOUND) and returns the results
-   * to stream. Checks run before the first result is asked for, so a bad
-   * request fails the call instead of ending an empty stream.
+   * The results of a stream, for a checked WatchResults request; refuses an
+   * unknown stream (not_found) and a cursor of another stream's partition
+   * before the first result is asked for, so a refusal fails the call instead
+   * of ending an empty stream.
    */
-  watch(tenant: string, request: WatchRequest, signal: AbortSignal): AsyncIterable<WatchResultsResponse> {
-    const streamId = requireStreamId(request.streamId);
-    const filter =
-      request.filter === "" ? undefined : (this.options.cel ?? defaultCompiler).compile(request.filter, "filter");
+  watch(
+    tenant: string,
+    streamId: string,
+    request: CheckedWatch,
+    signal: AbortSignal,
+  ): AsyncIterable<WatchResultsResponse> {
     const key = streamKey(tenant, streamId);
     const entry = this.options.registry.get(key);
     if (!entry) throw streamNotFound(streamId);
     const partition = this.options.broker.partitionFor(this.options.resultsTopic, key);
     let start: number;
-    if (request.afterCursor !== "") {
-      const cursor = decodeCursor(request.afterCursor, "results", "after_cursor");
-      if (cursor.partition !== partition) throw invalidInput("after_cursor belongs to another stream");
+    if (request.after) {
+      if (request.after.position.partition !== partition) throw invalidInput("after_cursor belongs to another stream");
       // Never before the stream began: results of a deleted stream of the same id are not its.
-      start = Math.max(cursor.offset + 1, entry.resultsStart);
+      start = Math.max(request.after.position.offset + 1, entry.resultsStart);
     } else if (request.startPosition === StartPosition.LATEST) {
       if (entry.stream.state === StreamState.CLOSED) return empty();
       start = this.consumed[partition]!;
     } else {
       start = entry.resultsStart;
     }
-    const watcher = new Watcher(this.options.watchBuffer, request.afterCursor, streamId);
+    const { filter } = request;
+    const watcher = new Watcher(this.options.watchBuffer, request.after?.cursor ?? "", streamId);
     return this.stream(key, partition, start, entry.ingestStart, filter, watcher, signal);
   }
 

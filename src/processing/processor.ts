@@ -8,9 +8,7 @@
  * neither loses nor skips a record.
  */
 
-import type { Processing } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, RecordBatch, StoredRecord, Subscription } from "../broker/broker.js";
-import { Lru } from "../common/lru.js";
 import { delay } from "../common/waits.js";
 import type { Logger } from "../observe/logger.js";
 import type { RecordFailure } from "../observe/metrics.js";
@@ -21,12 +19,13 @@ import type { StreamRegistry } from "../streams/registry.js";
 import type { StreamCounters } from "../streams/stream-counters.js";
 import { splitStreamKey } from "../streams/stream-key.js";
 import { CONTENT_TYPE, controlHeaders, type DecodedRecord, decodeRecord, HEADER } from "../topics/record-format.js";
-import { CelCompiler, type CelProgram, celRecordOf, celToJson, passes } from "./cel.js";
+import { CelCompiler, celRecordOf, celToJson, passes } from "./cel.js";
 import { Pacer } from "./pacer.js";
 import { PartitionProgress } from "./partition-progress.js";
 import { checkResultSize, failureDetail, failureReason, RecordFailedError, serializeResult } from "./record-failure.js";
 import { recoverPartition } from "./recovery.js";
 import { ResultWriter } from "./result-writer.js";
+import { StreamPrograms } from "./stream-programs.js";
 
 /** Dependencies and limits of the processor. */
 export interface ProcessorOptions {
@@ -42,8 +41,8 @@ export interface ProcessorOptions {
   maxInFlight: number;
   /** The consumer group. */
   groupId?: string;
-  /** Compiles stream filters and transforms within the CEL settings (default: the default settings). */
-  cel?: CelCompiler;
+  /** The streams' compiled filters and transforms, shared with StartStream (default: its own, default CEL settings). */
+  programs?: StreamPrograms;
   /** The largest result kept (MAX_PAYLOAD_BYTES); a larger one fails its record (`result_too_large`). No bound when omitted. */
   maxPayloadBytes?: number;
   /** Called with the reason of each record that fails (streamgate_records_failed_total). */
@@ -51,14 +50,6 @@ export interface ProcessorOptions {
   /** Where the warn lines of failed records go: the app's rate-limited log (a flood of bad records must not flood the log); the logger when omitted. */
   failureLog?: RateLimitedLog;
 }
-
-/**
- * Characters of stream expressions kept compiled (about 220 MB of heap at
- * most): 500 streams with the longest filter and transform, or tens of
- * thousands with typical ones. Past it, the least recently used are compiled
- * again when needed.
- */
-const PROGRAM_CACHE_CHARS = 4_000_000;
 
 /** How long a stop waits for results being written. */
 const STOP_WAIT_MS = 5000;
@@ -77,12 +68,7 @@ export class Processor {
   private readonly progress = new Map<number, PartitionProgress>();
   private readonly throttles = new Map<string, Pacer>();
   private readonly seen: TenantDedup<true>;
-  /** Compiled programs by stream, bounded by their source length: a long expression compiles to about 55 bytes of heap per character. */
-  private readonly programs = new Lru<string, CompiledProcessing>(
-    PROGRAM_CACHE_CHARS,
-    (programs) => programs.sourceLength,
-  );
-  private readonly cel: CelCompiler;
+  private readonly programs: StreamPrograms;
   /**
    * Per stream, the ingest offset of the newest record that already has a
    * result, found by {@link recover}: records at or below it are not processed
@@ -100,7 +86,7 @@ export class Processor {
 
   constructor(private readonly options: ProcessorOptions) {
     this.seen = new TenantDedup(options.dedupWindow);
-    this.cel = options.cel ?? new CelCompiler();
+    this.programs = options.programs ?? new StreamPrograms(new CelCompiler());
     // A stream removed (deleted, or closed long enough ago) leaves nothing behind here.
     options.registry.onRemoved((key) => {
       this.throttles.get(key)?.stop();
@@ -384,26 +370,12 @@ export class Processor {
     };
     const processing = this.options.registry.get(key)?.stream.processing;
     if (!processing || (processing.filter === "" && processing.transform === "")) return passthrough;
-    const programs = this.compiled(key, processing);
+    const programs = this.programs.of(key, processing);
     const input = celRecordOf(record);
     if (programs.filter && !passes(programs.filter, input)) return undefined;
     if (!programs.transform) return passthrough;
     const value = celToJson(programs.transform(input));
     return { contentType: CONTENT_TYPE.json, value: serializeResult(value, this.maxPayloadBytes) };
-  }
-
-  private compiled(key: string, processing: Processing): CompiledProcessing {
-    let programs = this.programs.get(key);
-    if (!programs) {
-      // StartStream already compiled these once to validate them, so they compile here.
-      programs = {
-        filter: processing.filter === "" ? undefined : this.cel.compile(processing.filter, "filter"),
-        transform: processing.transform === "" ? undefined : this.cel.compile(processing.transform, "transform"),
-        sourceLength: processing.filter.length + processing.transform.length,
-      };
-      this.programs.set(key, programs);
-    }
-    return programs;
   }
 
   /** Writes a result after every result given before it for the same ingest partition (src/processing/result-writer.ts). */
@@ -431,11 +403,4 @@ interface Output {
   value: Uint8Array;
   headers: Record<string, string>;
   written(): void;
-}
-
-interface CompiledProcessing {
-  filter: CelProgram | undefined;
-  transform: CelProgram | undefined;
-  /** The length of both sources: the cache's measure of what the programs hold. */
-  sourceLength: number;
 }

@@ -5,7 +5,6 @@
  * cleartext HTTP/2 server cannot take HTTP/1.1 by itself. With TLS, ALPN
  * chooses between h2 and http/1.1.
  */
-import { readFileSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
@@ -121,8 +120,8 @@ export async function listen(options: ListenOptions): Promise<Listener> {
   if (options.tls) {
     const secure = http2.createSecureServer(
       {
-        cert: readFileSync(options.tls.certFile),
-        key: readFileSync(options.tls.keyFile),
+        cert: options.tls.cert,
+        key: options.tls.key,
         allowHTTP1: true,
         settings: http2Settings,
         // The first-bytes bound for TLS: the handshake must be done within it.

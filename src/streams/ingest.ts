@@ -1,6 +1,6 @@
 /**
- * The send path shared by SendData and SendDataStream: check the record, store
- * it on the ingest topic keyed by its stream key (`<tenant>/<stream id>`), and
+ * The send path shared by SendData and SendDataStream: store a checked record
+ * on the ingest topic keyed by its stream key (`<tenant>/<stream id>`), and
  * answer with its cursor only once the broker has it. Repeated event ids are
  * answered with the first record's cursor and store nothing (each tenant's
  * ids are remembered apart: src/streams/dedup.ts).
@@ -13,17 +13,9 @@ import { controlHeaders, dataHeaders } from "../topics/record-format.js";
 import { encodeCursor } from "./cursor.js";
 import { dedupScope, TenantDedup } from "./dedup.js";
 import type { StreamRegistry } from "./registry.js";
+import type { CheckedSend } from "./requests.js";
 import type { StreamCounters } from "./stream-counters.js";
 import { type StreamKey, streamKey } from "./stream-key.js";
-import { checkEventId, checkHeaders, encodePayload, type RequestPayload, requireStreamId } from "./validation.js";
-
-/** One record to send, as both send RPCs carry it. */
-export interface SendRequest {
-  streamId: string;
-  payload: RequestPayload;
-  eventId: string;
-  headers: Record<string, string>;
-}
 
 /** The answer to a send. */
 export interface SendResult {
@@ -37,7 +29,6 @@ export interface IngestOptions {
   ingestTopic: string;
   registry: StreamRegistry;
   counters: StreamCounters;
-  maxPayloadBytes: number;
   /** Event ids remembered for deduplication at send time, per tenant. */
   dedupWindow: number;
 }
@@ -66,20 +57,10 @@ export class Ingest {
    * of code (broker/coalescer.ts), still in order among them; a call without
    * `coalesce` made in that run reaches the broker before them.
    */
-  send(tenant: string, request: SendRequest, coalesce = false): Promise<SendResult> {
+  send(tenant: string, streamId: string, request: CheckedSend, coalesce = false): Promise<SendResult> {
     const { registry, counters } = this.options;
-    const streamId = requireStreamId(request.streamId);
     const key = streamKey(tenant, streamId);
     const entry = registry.get(key);
-    let payload;
-    try {
-      checkEventId(request.eventId);
-      checkHeaders(request.headers);
-      payload = encodePayload(request.payload, this.options.maxPayloadBytes);
-    } catch (error) {
-      if (entry) counters.add(key, "rejected");
-      throw error;
-    }
     if (!entry) throw streamNotFound(streamId);
     if (entry.stream.state !== StreamState.OPEN) throw streamClosed(streamId);
 
@@ -92,8 +73,8 @@ export class Ingest {
     }
     const record: ProduceRecord = {
       key,
-      value: payload.bytes,
-      headers: dataHeaders(payload.kind, request.headers, request.eventId, Date.now()),
+      value: request.payload.bytes,
+      headers: dataHeaders(request.payload.kind, request.headers, eventId, Date.now()),
     };
     const stored = this.track(
       key,
@@ -110,6 +91,12 @@ export class Ingest {
       counters.add(key, "accepted");
       return { cursor, duplicate: false };
     });
+  }
+
+  /** Counts a record refused by its checks as its stream's (GetStream's `rejected`), if the stream exists. */
+  countRejected(tenant: string, streamId: string): void {
+    const key = streamKey(tenant, streamId);
+    if (this.options.registry.get(key)) this.options.counters.add(key, "rejected");
   }
 
   /**

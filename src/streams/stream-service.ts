@@ -11,22 +11,22 @@ import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
-  type Processing,
-  ProcessingSchema,
   type Rejection,
   RejectionSchema,
   type SendDataStreamRequest,
   type StreamService,
   StreamState,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
-import { invalidInput, streamNotFound } from "../common/domain-error.js";
+import { streamNotFound } from "../common/domain-error.js";
 import type { Fanout } from "../fanout/fanout.js";
 import type { CelCompiler } from "../processing/cel.js";
+import type { StreamPrograms } from "../processing/stream-programs.js";
 import { codeName, toConnectError } from "../rpc/errors.js";
 import { TENANT } from "../rpc/request-context.js";
 import type { Ingest, SendResult } from "./ingest.js";
 import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
 import type { StreamRegistry } from "./registry.js";
+import { checkSend, checkStart, checkWatch, type SendRequest } from "./requests.js";
 import type { StreamCounters } from "./stream-counters.js";
 import { streamKey } from "./stream-key.js";
 import { checkLabels, requireStreamId } from "./validation.js";
@@ -37,43 +37,66 @@ export interface StreamServiceDeps {
   ingest: Ingest;
   fanout: Fanout;
   counters: StreamCounters;
-  /** Compiles processing expressions within the CEL settings. */
-  cel: CelCompiler;
+  /** The streams' compiled expressions: StartStream compiles and keeps them (so the processor need not). */
+  programs: StreamPrograms;
+  /** Compiles watchers' filters within the CEL settings. */
+  watchCel: CelCompiler;
+  /** MAX_PAYLOAD_BYTES. */
+  maxPayloadBytes: number;
 }
 
 /** Rejections listed in a SendDataStream response; the rest are only counted. */
 const MAX_LISTED_REJECTIONS = 100;
 /** Sends a client stream may have in flight before it waits for the oldest. */
 const MAX_STREAM_IN_FLIGHT = 512;
-const MAX_RATE_PER_SECOND = 1_000_000;
 
 /** Creates the StreamService implementation. */
 export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof StreamService> {
-  const { registry, ingest, fanout, counters, cel } = deps;
+  const { registry, ingest, fanout, counters, programs, watchCel } = deps;
+  /** A record checked; one refused counts as its stream's rejection. */
+  const checked = (tenant: string, streamId: string, request: SendRequest) => {
+    try {
+      return checkSend(request, deps.maxPayloadBytes);
+    } catch (error) {
+      ingest.countRejected(tenant, streamId);
+      throw error;
+    }
+  };
   /** The key of the stream a request names, in the caller's tenant. */
   const keyOf = (streamId: string, context: HandlerContext) => streamKey(tenantOf(context), requireStreamId(streamId));
   return {
     async startStream(request, context) {
       const streamId = request.streamId === "" ? randomUUID() : requireStreamId(request.streamId);
+      const start = checkStart(request, programs);
+      const tenant = tenantOf(context);
       const { entry, created } = await registry.create({
-        tenant: tenantOf(context),
+        tenant,
         streamId,
-        labels: checkLabels(request.labels),
-        processing: checkProcessing(request.processing, cel),
+        labels: start.labels,
+        processing: start.processing,
       });
+      // Kept for the processor, compiled once: a stream started again with the same options has the same programs.
+      if (start.programs) programs.keep(streamKey(tenant, streamId), start.programs);
       return { stream: entry.stream, created };
     },
 
     async sendData(request, context) {
-      return ingest.send(tenantOf(context), request);
+      const tenant = tenantOf(context);
+      const streamId = requireStreamId(request.streamId);
+      return ingest.send(tenant, streamId, checked(tenant, streamId, request));
     },
 
     async sendDataStream(requests, context) {
-      return sendAll(ingest, tenantOf(context), requests);
+      const tenant = tenantOf(context);
+      return sendAll(requests, (streamId, request, coalesce) => {
+        const id = requireStreamId(streamId);
+        return ingest.send(tenant, id, checked(tenant, id, request), coalesce);
+      });
     },
 
     watchResults(request, context) {
-      return fanout.watch(tenantOf(context), request, context.signal);
+      const streamId = requireStreamId(request.streamId);
+      return fanout.watch(tenantOf(context), streamId, checkWatch(request, watchCel), context.signal);
     },
 
     async closeStream(request, context) {
@@ -134,24 +157,15 @@ function tenantOf(context: HandlerContext): string {
   return tenant;
 }
 
-/** Checks processing options; CEL expressions are compiled here so a bad one fails StartStream. */
-function checkProcessing(processing: Processing | undefined, cel: CelCompiler): Processing | undefined {
-  if (!processing) return undefined;
-  const rate = processing.ratePerSecond;
-  if (!Number.isFinite(rate) || rate < 0 || rate > MAX_RATE_PER_SECOND) {
-    throw invalidInput(`processing.rate_per_second must be from 0 (no throttle) to ${MAX_RATE_PER_SECOND}`);
-  }
-  if (processing.filter !== "") cel.compile(processing.filter, "processing.filter");
-  if (processing.transform !== "") cel.compile(processing.transform, "processing.transform");
-  return create(ProcessingSchema, processing);
-}
-
 /**
  * Stores every record of a client stream. Records are sent without waiting for
  * the previous one's acknowledgement (in order, bounded in number), so a client
  * stream is not limited to one broker round trip per record.
  */
-async function sendAll(ingest: Ingest, tenant: string, requests: AsyncIterable<SendDataStreamRequest>) {
+async function sendAll(
+  requests: AsyncIterable<SendDataStreamRequest>,
+  send: (streamId: string, request: SendRequest, coalesce: boolean) => Promise<SendResult>,
+) {
   let accepted = 0n;
   let duplicates = 0n;
   let rejected = 0n;
@@ -174,14 +188,10 @@ async function sendAll(ingest: Ingest, tenant: string, requests: AsyncIterable<S
     if (index === 0) failFast = request.failFast;
     streamId = request.streamId === "" ? streamId : request.streamId;
     try {
-      const send = ingest.send(
-        tenant,
-        { streamId, payload: request.payload, eventId: request.eventId, headers: request.headers },
-        true,
-      );
+      const sent = send(streamId, request, true);
       // Awaited in order below; this keeps a failure from being an unhandled rejection meanwhile.
-      send.catch(() => undefined);
-      inFlight.push(send);
+      sent.catch(() => undefined);
+      inFlight.push(sent);
     } catch (error) {
       if (failFast) throw error;
       rejected++;

@@ -37,7 +37,8 @@ import {
   ServerCompatResponseSchema,
 } from "../../gen/connectrpc/conformance/v1/server_compat_pb.js";
 import { file_connectrpc_conformance_v1_service } from "../../gen/connectrpc/conformance/v1/service_pb.js";
-import { type App, REQUEST_OVERHEAD_BYTES, startApp } from "../../src/app/app.js";
+import { type App, startApp } from "../../src/app/app.js";
+import { REQUEST_OVERHEAD_BYTES } from "../../src/app/http-entry.js";
 import { LIMIT_BOUNDS, loadConfig } from "../../src/config/config.js";
 import { conformanceRoutes } from "./service.js";
 
