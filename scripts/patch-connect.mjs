@@ -34,7 +34,7 @@
 //    c. A unary call whose request cannot be read (unknown encoding, bad bytes,
 //       a body over readMaxBytes, a client that went away mid-body) fails
 //       inside the interceptors, not before them, so that it is logged and
-//       counted like any other call (src/rpc/interceptors/metrics.ts). The body is
+//       counted like any other call (src/rpc/interceptors/measure-and-log.ts). The body is
 //       still read whole before the first interceptor runs, as before.
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";

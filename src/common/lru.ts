@@ -42,9 +42,4 @@ export class Lru<K, V> {
     this.total -= this.weigh(value as V);
     this.entries.delete(key);
   }
-
-  /** How many entries are remembered. */
-  get size(): number {
-    return this.entries.size;
-  }
 }

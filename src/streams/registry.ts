@@ -213,11 +213,6 @@ export class StreamRegistry {
     });
   }
 
-  /** How many streams exist, open or closed. */
-  get size(): number {
-    return this.entries.size;
-  }
-
   /** How many streams are open (counted when asked: for the metrics scrape, not a hot path). */
   get openCount(): number {
     let open = 0;

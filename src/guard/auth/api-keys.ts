@@ -148,11 +148,6 @@ export function checkUnique(entries: ApiKeyEntry[], problems: string[]): void {
 export class ApiKeyStore {
   constructor(private readonly entries: readonly ApiKeyEntry[]) {}
 
-  /** How many keys are configured. */
-  get size(): number {
-    return this.entries.length;
-  }
-
   /**
    * The principal whose key is `key`, or undefined. Every entry is compared,
    * with timingSafeEqual on fixed-length digests, whether or not one already

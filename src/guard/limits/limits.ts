@@ -19,7 +19,9 @@ export type LimitKind = "global" | "client";
 
 /** Who is asking: the key of their bucket, and the bounded label of the metric. */
 export interface LimitedClient {
+  /** Its bucket's key, `client:<tenant>/<client>` (or `peer:<address>`), also its name in the live stats. */
   key: string;
+  /** The client as a metric label: a configured name, else "anonymous". */
   label: string;
   /** The client's tenant as a metric label: a configured name, else "anonymous". */
   tenantLabel: string;
@@ -108,7 +110,7 @@ export class Limits {
     const refs: BucketRef[] = [];
     const kinds: LimitKind[] = [];
     if (perClient) {
-      refs.push({ key: `client:${client.key}`, bucket: perClient });
+      refs.push({ key: client.key, bucket: perClient });
       kinds.push("client");
     }
     if (global) {
@@ -133,7 +135,7 @@ export class Limits {
   /** Tokens left in `clientKey`'s bucket, or undefined without a per-client limit. */
   async clientLevel(clientKey: string): Promise<number | undefined> {
     const { client } = this.current;
-    return client && this.buckets.level({ key: `client:${clientKey}`, bucket: client });
+    return client && this.buckets.level({ key: clientKey, bucket: client });
   }
 
   /**
@@ -159,11 +161,6 @@ export class Limits {
   /** CLIENT_MAX_WATCHERS in force, or undefined for no cap. */
   get maxWatchers(): number | undefined {
     return this.current.clientMaxWatchers;
-  }
-
-  /** Open watchers of `clientKey`. */
-  watcherCount(clientKey: string): number {
-    return this.watchers.get(clientKey) ?? 0;
   }
 
   /** Releases the buckets. */

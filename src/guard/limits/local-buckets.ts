@@ -9,8 +9,8 @@
  * bottleneck was used here first, as a limiter whose reservoir was the bucket.
  * It is a job scheduler: each token cost a scheduled job behind its submit
  * lock, 3.7-6.8 ms apiece on this project's 2-core machine, so any configured
- * limit capped an instance at a few hundred calls per second. It still
- * throttles the processor (src/processing/processor.ts), which is scheduling.
+ * limit capped an instance at a few hundred calls per second. (The
+ * processor's throttle is streamgate's own too: src/processing/pacer.ts.)
  */
 import type { BucketConfig } from "../../config/config.js";
 import type { BucketRef, BucketStore, Buckets } from "./limits.js";

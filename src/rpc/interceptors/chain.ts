@@ -13,7 +13,7 @@ import { type AuthOptions, authenticate } from "./auth.js";
 import { refuseWhileDraining } from "./draining.js";
 import { errorMapping } from "./errors.js";
 import { type LimitOptions, limitCalls } from "./limits.js";
-import { observeCalls } from "./metrics.js";
+import { measureAndLog } from "./measure-and-log.js";
 import { limitOpenStreams, type OpenStreamOptions } from "./open-streams.js";
 
 /** What the chain needs. */
@@ -31,7 +31,7 @@ export interface ChainOptions {
 /** Returns the interceptors in order, outermost first. */
 export function createInterceptors(options: ChainOptions): Interceptor[] {
   return [
-    observeCalls({
+    measureAndLog({
       metrics: options.metrics,
       logger: options.logger,
       stats: options.stats,

@@ -14,7 +14,7 @@ import { PEER, PRINCIPAL, REQUEST_ID, TENANT } from "../request-context.js";
 import { type TapEnd, tap } from "./tap.js";
 
 /** What the interceptor needs. */
-export interface ObserveOptions {
+export interface MeasureAndLogOptions {
   metrics: Metrics;
   logger: Logger;
   /** Told how long each unary and client-streaming call of a service not in `statsExempt` took. */
@@ -36,7 +36,7 @@ function grpcCodeName(code: Code | undefined): string {
 }
 
 /** Creates the metrics-and-logging interceptor. */
-export function observeCalls(options: ObserveOptions): Interceptor {
+export function measureAndLog(options: MeasureAndLogOptions): Interceptor {
   const { metrics, logger, stats, statsExempt } = options;
   return (next) => async (request) => {
     const labels = {
