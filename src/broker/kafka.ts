@@ -5,18 +5,8 @@
  * direct fetches for catch-up reads.
  */
 import { randomUUID } from "node:crypto";
-import {
-  Admin,
-  type BaseOptions,
-  Consumer,
-  findErrorBy,
-  ListOffsetTimestamps,
-  ProduceAcks,
-  Producer,
-  type SASLOptions,
-  stringSerializer,
-} from "@platformatic/kafka";
-import { backoffMs, retry } from "../common/backoff.js";
+import { Admin, Consumer, ListOffsetTimestamps, ProduceAcks, Producer, stringSerializer } from "@platformatic/kafka";
+import { retry } from "../common/backoff.js";
 import type { Logger } from "../observe/logger.js";
 import type {
   Broker,
@@ -30,6 +20,8 @@ import type {
   TopicSpec,
 } from "./broker.js";
 import { BrokerError, RecordTooLargeError } from "./errors.js";
+import { clientOptions, type KafkaConnection } from "./kafka-client-options.js";
+import { alreadyExists, rootCauses, tooLarge } from "./kafka-errors.js";
 import { fetchPartitions, leadersOf, OFFSET_OUT_OF_RANGE } from "./kafka-fetch.js";
 import { startKafkaSubscription } from "./kafka-subscription.js";
 import { partitionForKey } from "./partitioner.js";
@@ -45,15 +37,10 @@ const MAX_REQUEST_BYTES = 1_000_000;
 const READ_MAX_BYTES = 1024 * 1024;
 
 /** How to reach and use a Kafka cluster. */
-export interface KafkaBrokerOptions {
-  brokers: string[];
+export interface KafkaBrokerOptions extends KafkaConnection {
   clientId: string;
   /** Replication factor of topics this broker creates (-1: the broker's default). */
   replication: number;
-  /** TLS to the brokers (system CAs, or `ca`). */
-  tls: boolean;
-  ca: string | undefined;
-  sasl: { mechanism: "plain" | "scram-sha-256" | "scram-sha-512"; username: string; password: string } | undefined;
   /** Producer batching: see {@link ProduceBatcher}. */
   lingerMs: number;
   maxBatchRecords: number;
@@ -67,29 +54,6 @@ export async function createKafkaBroker(options: KafkaBrokerOptions): Promise<Br
   const broker = new KafkaBroker(options);
   await broker.connect();
   return broker;
-}
-
-/** Kafka's SASL mechanism names for the ones streamgate's config accepts. */
-const SASL_MECHANISMS = { plain: "PLAIN", "scram-sha-256": "SCRAM-SHA-256", "scram-sha-512": "SCRAM-SHA-512" } as const;
-
-/** The connection settings every client of this broker shares. */
-function baseOptions(options: KafkaBrokerOptions, clientId: string): BaseOptions {
-  const sasl: SASLOptions | undefined = options.sasl && {
-    mechanism: SASL_MECHANISMS[options.sasl.mechanism],
-    username: options.sasl.username,
-    password: options.sasl.password,
-  };
-  return {
-    clientId,
-    bootstrapBrokers: options.brokers,
-    ...(options.tls ? { tls: options.ca ? { ca: options.ca } : {} } : {}),
-    ...(sasl ? { sasl } : {}),
-    connectTimeout: 3000,
-    requestTimeout: 10_000,
-    // Retries back off to at most 2 s, so a broker that comes back is used again quickly.
-    retries: 8,
-    retryDelay: (_client, _operation, attempt) => backoffMs(attempt, { firstMs: 100, maxMs: 2000 }),
-  };
 }
 
 class KafkaBroker implements Broker {
@@ -114,9 +78,9 @@ class KafkaBroker implements Broker {
   private readonly subscriptions = new Set<Subscription>();
 
   constructor(private readonly options: KafkaBrokerOptions) {
-    this.admin = new Admin(baseOptions(options, options.clientId));
+    this.admin = new Admin(clientOptions(options, options.clientId));
     this.producer = new Producer({
-      ...baseOptions(options, options.clientId),
+      ...clientOptions(options, options.clientId),
       serializers: { key: stringSerializer, headerKey: stringSerializer, headerValue: stringSerializer },
       idempotent: true,
       acks: ProduceAcks.ALL,
@@ -125,7 +89,7 @@ class KafkaBroker implements Broker {
       retries: true,
     });
     this.reader = new Consumer({
-      ...baseOptions(options, `${options.clientId}-reader`),
+      ...clientOptions(options, `${options.clientId}-reader`),
       groupId: `${options.clientId}-reader-${randomUUID()}`,
     });
     // A client's "error" event with no listener would end the process; callers see failures as rejections.
@@ -162,7 +126,7 @@ class KafkaBroker implements Broker {
         });
       } catch (error) {
         // Another instance created it meanwhile.
-        if (!findErrorBy(error as Error, "apiId", "TOPIC_ALREADY_EXISTS")) throw error;
+        if (!alreadyExists(error)) throw error;
       }
     }
     // Existing topics keep their partition counts; keys are placed by what exists.
@@ -262,7 +226,7 @@ class KafkaBroker implements Broker {
     // A subscriber without a group joins none; its client still needs a group id.
     const groupId = options.groupId ?? `${this.options.clientId}-${randomUUID()}`;
     const consumer = new Consumer({
-      ...baseOptions(this.options, this.options.clientId),
+      ...clientOptions(this.options, this.options.clientId),
       groupId,
       autocommit: false,
       // A crashed member's partitions move to the others (or to its restart)
@@ -349,30 +313,4 @@ class KafkaBroker implements Broker {
       entry.resolve({ partition: entry.partition, offset });
     }
   }
-}
-
-/**
- * The distinct messages at the leaves of the client's error, which wraps each
- * retry's failure ("metadata failed 9 times") around the reason (a refused
- * connection, failed SASL authentication).
- */
-function rootCauses(error: unknown): string {
-  const leaves = new Set<string>();
-  const visit = (current: unknown, depth: number) => {
-    const nested = (current as { errors?: unknown[] } | undefined)?.errors;
-    const cause = (current as { cause?: unknown } | undefined)?.cause;
-    if (depth < 5 && Array.isArray(nested) && nested.length > 0) nested.forEach((inner) => visit(inner, depth + 1));
-    else if (depth < 5 && cause !== undefined) visit(cause, depth + 1);
-    else leaves.add(current instanceof Error ? current.message : String(current));
-  };
-  visit(error, 0);
-  return [...leaves].join("; ");
-}
-
-/** Whether the broker refused a record (batch) as over its size limit. */
-function tooLarge(error: unknown): boolean {
-  return (
-    findErrorBy(error as Error, "apiId", "MESSAGE_TOO_LARGE") !== null ||
-    findErrorBy(error as Error, "apiId", "RECORD_LIST_TOO_LARGE") !== null
-  );
 }
