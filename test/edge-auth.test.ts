@@ -8,36 +8,15 @@
  */
 import * as http from "node:http";
 import * as http2 from "node:http2";
-import { Writable } from "node:stream";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { SendDataRequestSchema } from "../gen/streamgate/v1/stream_service_pb.js";
-import type { Logger } from "../src/observe/logger.js";
+import { capturingLogger } from "./support/capturing-logger.js";
 import { collect, startTestServer, streamClient, TEST_API_KEY, type TestServer, TRANSPORTS } from "./support/server.js";
-
-/** A logger whose JSON lines are kept for assertions. */
-function capturingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
-  let text = "";
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      text += chunk.toString("utf8");
-      done();
-    },
-  });
-  return {
-    logger: pino({ level: "info" }, destination),
-    lines: () =>
-      text
-        .split("\n")
-        .filter((line) => line !== "")
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
-  };
-}
 
 /** The value of one sample in `server`'s /metrics, 0 when absent. */
 async function metric(server: TestServer, sample: string): Promise<number> {

@@ -5,7 +5,6 @@
  * streamgate_refusals_total{reason}, and that another client's calls still work.
  */
 
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
@@ -18,6 +17,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { PREFACE } from "./support/h2-frames.js";
 import { freePort } from "./support/ports.js";
+import { selfSignedCert } from "./support/self-signed-cert.js";
 import { apiKeyHeader, startTestServer, streamClient, TEST_API_KEY, type TestServer, take } from "./support/server.js";
 
 let server: TestServer | undefined;
@@ -183,29 +183,7 @@ describe("with TLS", () => {
   it("closes a connection that does not finish its TLS handshake in time, and closes one over the per-peer cap at once", async () => {
     const dir = mkdtempSync(join(tmpdir(), "streamgate-edge-tls-"));
     try {
-      execFileSync(
-        "openssl",
-        [
-          "req",
-          "-x509",
-          "-newkey",
-          "ec",
-          "-pkeyopt",
-          "ec_paramgen_curve:prime256v1",
-          "-nodes",
-          "-keyout",
-          join(dir, "key.pem"),
-          "-out",
-          join(dir, "cert.pem"),
-          "-days",
-          "1",
-          "-subj",
-          "/CN=127.0.0.1",
-          "-addext",
-          "subjectAltName=IP:127.0.0.1",
-        ],
-        { stdio: "ignore" },
-      );
+      selfSignedCert(dir);
       const ca = readFileSync(join(dir, "cert.pem"));
       const { server, refusals } = await start({
         TLS_CERT: join(dir, "cert.pem"),

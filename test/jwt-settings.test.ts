@@ -13,11 +13,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { type JWTPayload, SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { ConfigError } from "../src/config/config.js";
+import { failureOf } from "./support/refusal.js";
 import { startTestServer, streamClient, TEST_API_KEY, type TestServer, TRANSPORTS } from "./support/server.js";
 
 const SECRET = "a-jwt-secret-read-from-a-file-0123456789";
@@ -42,13 +43,8 @@ afterAll(() => {
 
 /** The code and message of a call that must fail. */
 async function refusal(call: Promise<unknown>): Promise<{ code: Code; message: string }> {
-  try {
-    await call;
-  } catch (error) {
-    const connect = ConnectError.from(error);
-    return { code: connect.code, message: connect.rawMessage };
-  }
-  throw new Error("expected the call to fail");
+  const error = await failureOf(call);
+  return { code: error.code, message: error.rawMessage };
 }
 
 /**

@@ -16,17 +16,15 @@
  *   sends never count), and is new again once it has sent that many.
  */
 import * as net from "node:net";
-import { Writable } from "node:stream";
 import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { RetryInfoSchema } from "../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1/health_pb.js";
 import { type Result, StartPosition, StreamService, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
-import type { Logger } from "../src/observe/logger.js";
+import { capturingLogger } from "./support/capturing-logger.js";
 import { redisUrl, uniquePrefix } from "./support/redis.js";
 import { failureOf } from "./support/refusal.js";
 import {
@@ -51,25 +49,6 @@ async function metric(server: TestServer, sample: string): Promise<number> {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
   return line === undefined ? 0 : Number(line.slice(sample.length + 1));
-}
-
-/** A logger whose JSON lines are kept for assertions. */
-function capturingLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
-  let text = "";
-  const destination = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      text += chunk.toString("utf8");
-      done();
-    },
-  });
-  return {
-    logger: pino({ level: "info" }, destination),
-    lines: () =>
-      text
-        .split("\n")
-        .filter((line) => line !== "")
-        .map((line) => JSON.parse(line) as Record<string, unknown>),
-  };
 }
 
 let server: TestServer | undefined;

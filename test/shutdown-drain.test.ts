@@ -21,17 +21,13 @@ import {
   StartPosition,
   StreamService,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
+import { killLeftover, listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
 import { Pushable } from "./support/pushable.js";
 import { apiKeyHeader, TEST_API_KEY, take } from "./support/server.js";
 
 let running: StreamgateProcess | undefined;
 afterEach(async () => {
-  // A failed test must not leave the process behind.
-  if (running && running.child.exitCode === null && running.child.signalCode === null) {
-    running.child.kill("SIGKILL");
-    await running.exited;
-  }
+  await killLeftover(running);
   running = undefined;
 });
 

@@ -19,16 +19,13 @@ import {
   StreamService,
   type WatchResultsResponse,
 } from "../gen/streamgate/v1/stream_service_pb.js";
-import { listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
+import { killLeftover, listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
+import { Pushable } from "./support/pushable.js";
 import { apiKeyHeader, TEST_API_KEY } from "./support/server.js";
 
 let running: StreamgateProcess | undefined;
 afterEach(async () => {
-  // A failed test must not leave the process behind.
-  if (running && running.child.exitCode === null && running.child.signalCode === null) {
-    running.child.kill("SIGKILL");
-    await running.exited;
-  }
+  await killLeftover(running);
   running = undefined;
 });
 
@@ -109,36 +106,6 @@ describe("configuration errors", () => {
     expect(running.logs.some((line) => line.msg.startsWith("streamgate listening"))).toBe(false);
   });
 });
-
-/** An async iterable the test feeds by hand: a client stream kept open between sends. */
-class Pushable<T> implements AsyncIterable<T> {
-  private readonly items: T[] = [];
-  private ended = false;
-  private wake: (() => void) | undefined;
-
-  push(item: T): void {
-    this.items.push(item);
-    this.wake?.();
-  }
-
-  end(): void {
-    this.ended = true;
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<T> {
-    for (;;) {
-      const item = this.items.shift();
-      if (item !== undefined) {
-        yield item;
-        continue;
-      }
-      if (this.ended) return;
-      await new Promise<void>((resolve) => (this.wake = resolve));
-      this.wake = undefined;
-    }
-  }
-}
 
 async function nextResult(watch: AsyncIterator<WatchResultsResponse>): Promise<WatchResultsResponse> {
   const next = await watch.next();

@@ -3,7 +3,6 @@
  * HTTP/1.1 and h2), and CORS for browsers: allowed origins get the headers
  * Connect needs, preflights are answered, other origins are refused.
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,6 +10,7 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
+import { selfSignedCert } from "./support/self-signed-cert.js";
 import { apiKeyHeader, authHeaders, startTestServer, TEST_API_KEY, type TestServer } from "./support/server.js";
 
 describe("TLS", () => {
@@ -19,30 +19,7 @@ describe("TLS", () => {
   let ca: Buffer;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "streamgate-tls-"));
-    // A self-signed certificate for 127.0.0.1, made with the system's openssl.
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-keyout",
-        join(dir, "key.pem"),
-        "-out",
-        join(dir, "cert.pem"),
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-addext",
-        "subjectAltName=IP:127.0.0.1",
-      ],
-      { stdio: "ignore" },
-    );
+    selfSignedCert(dir);
     ca = readFileSync(join(dir, "cert.pem"));
     server = await startTestServer({ TLS_CERT: join(dir, "cert.pem"), TLS_KEY: join(dir, "key.pem") });
   });

@@ -26,7 +26,6 @@
  * The connection, body and idle timeouts keep their defaults: the suite's
  * deadline cases pass with them. Connections stay capped per peer (256) too.
  */
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -40,6 +39,7 @@ import { file_connectrpc_conformance_v1_service } from "../../gen/connectrpc/con
 import { type App, startApp } from "../../src/app/app.js";
 import { REQUEST_OVERHEAD_BYTES } from "../../src/app/http-entry.js";
 import { LIMIT_BOUNDS, loadConfig } from "../../src/config/config.js";
+import { selfSignedCert } from "../support/self-signed-cert.js";
 import { conformanceRoutes } from "./service.js";
 
 const HOST = "127.0.0.1";
@@ -56,36 +56,6 @@ async function readRequest(): Promise<Uint8Array> {
     }
   }
   throw new Error("stdin ended before a whole ServerCompatRequest");
-}
-
-/** A self-signed certificate for 127.0.0.1, made with the system's openssl (as test/tls-cors.test.ts does), in `dir`. */
-function selfSignedCert(dir: string): { certFile: string; keyFile: string } {
-  const certFile = join(dir, "cert.pem");
-  const keyFile = join(dir, "key.pem");
-  execFileSync(
-    "openssl",
-    [
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:prime256v1",
-      "-nodes",
-      "-keyout",
-      keyFile,
-      "-out",
-      certFile,
-      "-days",
-      "1",
-      "-subj",
-      `/CN=${HOST}`,
-      "-addext",
-      `subjectAltName=IP:${HOST}`,
-    ],
-    { stdio: "ignore" },
-  );
-  return { certFile, keyFile };
 }
 
 async function main(): Promise<void> {

@@ -84,3 +84,11 @@ export async function listeningPort(process: StreamgateProcess): Promise<number>
   const line = await process.waitForLog((line) => line.msg.startsWith("streamgate listening"));
   return line.port as number;
 }
+
+/** Kills a spawned streamgate still running: a failed test must not leave the process behind. */
+export async function killLeftover(running: StreamgateProcess | undefined): Promise<void> {
+  if (running && running.child.exitCode === null && running.child.signalCode === null) {
+    running.child.kill("SIGKILL");
+    await running.exited;
+  }
+}
