@@ -19,7 +19,7 @@ export type LimitKind = "global" | "client";
 
 /** Who is asking: the key of their bucket, and the bounded label of the metric. */
 export interface LimitedClient {
-  /** Its bucket's key, `client:<tenant>/<client>` (or `peer:<address>`), also its name in the live stats. */
+  /** Its bucket's key, `client:<tenant>/<client>`, also its name in the live stats. */
   key: string;
   /** The client as a metric label: a configured name, else "anonymous". */
   label: string;

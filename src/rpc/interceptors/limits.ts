@@ -12,7 +12,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import type { LimitedClient, Limits } from "../../guard/limits/limits.js";
 import type { LiveStats } from "../../observe/live-stats.js";
 import { rateLimited, tooManyWatchers } from "../errors.js";
-import { PEER, PRINCIPAL } from "../request-context.js";
+import { PRINCIPAL } from "../request-context.js";
 import { tap } from "./tap.js";
 
 /** What the interceptor needs. */
@@ -46,15 +46,15 @@ export function limitCalls(options: LimitOptions): Interceptor {
   return (next) => async (request) => {
     if (exemptServices.has(request.service.typeName)) return next(request);
     const principal = request.contextValues.get(PRINCIPAL);
+    // Calls without a credential are refused before here, or are to open services, exempt above.
+    if (!principal) throw new Error("no principal in the call's context: the auth interceptor must run before limits");
     // Keyed by tenant and client: a JWT's sub names a client within its tenant only.
     // Only configured names (API keys') become metric labels.
-    const client: LimitedClient = principal
-      ? {
-          key: `client:${principal.tenant}/${principal.client}`,
-          label: principal.configured ? principal.client : "anonymous",
-          tenantLabel: principal.configured ? principal.tenant : "anonymous",
-        }
-      : { key: `peer:${request.contextValues.get(PEER)}`, label: "anonymous", tenantLabel: "anonymous" };
+    const client: LimitedClient = {
+      key: `client:${principal.tenant}/${principal.client}`,
+      label: principal.configured ? principal.client : "anonymous",
+      tenantLabel: principal.configured ? principal.tenant : "anonymous",
+    };
 
     if (!request.stream) {
       await take(client);
