@@ -9,6 +9,7 @@ import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { Duplex } from "node:stream";
+import { delay } from "../common/waits.js";
 import type { EdgeConfig, TlsConfig } from "../config/config.js";
 import type { RefusalReason } from "../observe/metrics.js";
 import { ConnectionCaps, normalisePeer, peerGroup, refuseClearly } from "./connection-admission.js";
@@ -176,7 +177,7 @@ export async function listen(options: ListenOptions): Promise<Listener> {
       const deadline = Date.now() + timeoutMs;
       while (sockets.size > 0 && Date.now() < deadline) {
         h1?.closeIdleConnections();
-        await new Promise((resolve) => setTimeout(resolve, 50));
+        await delay(50);
       }
       for (const socket of sockets) socket.destroy();
       // Stops h1's connection-checking timer; it was never bound, so ignore that error.
