@@ -3,7 +3,8 @@ import { defineConfig } from "vitest/config";
 /**
  * Test files that stop the shared Kafka broker (test/support/kafka-control.ts):
  * they run alone, after every other file, so that no other file's Kafka
- * servers see the broker go away.
+ * servers see the broker go away. With KAFKA_BROKERS given (a broker this run
+ * did not start and must not stop), their tests skip themselves, saying why.
  */
 const STOPS_THE_BROKER = ["test/kafka-outage.test.ts"];
 

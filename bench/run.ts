@@ -12,7 +12,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import type { BenchContext, BrokerKind, Scenario } from "./lib/context.js";
-import { resultKey } from "./lib/context.js";
+import { diffRows, resultKey } from "./lib/context.js";
 import { buildServers, type KafkaBroker, ROOT, startKafka, startStreamgate } from "./lib/processes.js";
 import { type RunInfo, runInfo, writeReport } from "./lib/report.js";
 import type { BenchResult } from "./lib/result.js";
@@ -110,11 +110,21 @@ try {
   for (const scenario of chosen) {
     log(`${scenario.name}: ${scenario.description}`);
     try {
-      for (const result of await scenario.run(context)) {
+      const made = await scenario.run(context);
+      for (const result of made) {
         results.set(resultKey(result.scenario, result.broker, result.payloadBytes), result);
         rows.push(result);
         log(
           `  ${result.scenario} ${result.broker}: ${Math.round(result.throughput)} ${result.unit}${result.ratio === undefined ? "" : ` (${result.ratio.toFixed(2)}× ${result.baseline})`}`,
+        );
+      }
+      // Its rows are what it declares (Scenario.rows), which the smoke test checks results.json against.
+      const { missing, undeclared } = diffRows(scenario, brokers, made);
+      if (missing.length > 0 || undeclared.length > 0) {
+        failed = true;
+        log(
+          `  ${scenario.name} FAILED: its rows differ from its declared rows (Scenario.rows): ` +
+            `missing ${missing.join(", ") || "none"}; not declared ${undeclared.join(", ") || "none"}`,
         );
       }
     } catch (error) {

@@ -1,16 +1,24 @@
 /**
  * The bench's smoke run (`npm run bench -- --quick`): every scenario and
  * baseline runs end to end, on the embedded broker and on the run's Kafka, and
- * writes RESULTS.md and results.json with a row for each, so the bench cannot
- * rot. Figures are not asserted: speed is measured by `npm run bench`, never
- * in the tests.
+ * writes RESULTS.md and results.json with every row the scenarios declare
+ * (Scenario.rows in bench/lib/context.ts, built from the names the scenarios
+ * make their rows with; bench/run.ts also fails a scenario whose rows differ
+ * from its declaration), so the bench cannot rot and this list cannot drift.
+ * Figures are not asserted: speed is measured by `npm run bench`, never in the
+ * tests.
  */
 import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect, inject, it } from "vitest";
+import { type BrokerKind, rowKey } from "../bench/lib/context.js";
+import { SCENARIOS } from "../bench/scenarios/index.js";
 import { PROJECT_DIR } from "./support/clients-cli.js";
+
+/** The brokers the smoke run measures on: all of them (bench/run.ts's default). */
+const BROKERS: BrokerKind[] = ["memory", "kafka"];
 
 interface Row {
   scenario: string;
@@ -42,33 +50,22 @@ it("runs every scenario in quick mode and reports a row for each", { timeout: 24
       scenarios: string[];
       node: string;
     };
-    const seen = new Set(report.results.map((row) => `${row.scenario}@${row.broker}`));
-    for (const expected of [
-      "baseline-connect-node@-",
-      "baseline-grpc-js@-",
-      "baseline-connect-node-stream@-",
-      "baseline-grpc-js-stream@-",
-      "senddata-limited@memory",
-      ...["kafkajs", "platformatic"].flatMap((client) => [
-        `baseline-${client}-naive@kafka`,
-        `baseline-${client}-batched@kafka`,
-        // The naive producers, measured in senddata's Kafka rounds.
-        `senddata-${client}-naive@kafka`,
-      ]),
-      ...[
-        "startstream",
-        "senddata",
-        "senddatastream",
-        "fanout",
-        "catchup",
-        "e2e-1000",
-        "e2e-half-max",
-        "e2e-1000-stream",
-        "watchers",
-      ].flatMap((scenario) => [`${scenario}@memory`, `${scenario}@kafka`]),
-    ]) {
-      expect(seen, log).toContain(expected);
-    }
+    // Every scenario ran, and every row each declares is in the results, once; and nothing else is.
+    expect(report.scenarios).toEqual(SCENARIOS.map((scenario) => scenario.name));
+    const declared = SCENARIOS.flatMap((scenario) => scenario.rows(BROKERS)).map(rowKey);
+    // Each scenario measures something on these brokers: an empty declaration is a mistake, not a pass.
+    for (const scenario of SCENARIOS) expect(scenario.rows(BROKERS), scenario.name).not.toEqual([]);
+    expect(new Set(declared).size, "rows declared twice").toBe(declared.length);
+    const made = report.results.map(rowKey);
+    expect(
+      declared.filter((key) => !made.includes(key)),
+      `declared rows missing from results.json\n${log}`,
+    ).toEqual([]);
+    expect(
+      made.filter((key) => !declared.includes(key)),
+      "rows in results.json that no scenario declares",
+    ).toEqual([]);
+    expect(new Set(made).size, "rows given twice").toBe(made.length);
     for (const row of report.results) {
       expect(row.throughput, `${row.scenario}@${row.broker}`).toBeGreaterThan(0);
       expect(row.errors, `${row.scenario}@${row.broker}`).toBe(0);

@@ -6,6 +6,10 @@
  * At the processor: a record read but still waiting in its throttle counts,
  * a filtered record counts as processed, and a partition revoked by a
  * rebalance or left by a stop counts 0.
+ *
+ * A backlog is held while its lag is read, never caught in passing: on
+ * GET /metrics by holding the first result's write (test/support/holding-broker.ts),
+ * at the processor by a throttle clock that does not move (test/support/manual-clock.ts).
  */
 
 import { create, fromJson, type JsonValue } from "@bufbuild/protobuf";
@@ -13,8 +17,10 @@ import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import { pino } from "pino";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Processing, ProcessingSchema, StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
+import { createBroker } from "../src/app/parts.js";
 import type { Broker, SubscribeOptions, Subscription } from "../src/broker/broker.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
+import { loadConfig } from "../src/config/config.js";
 import { createProcessor, type Processor } from "../src/processing/processor.js";
 import { Ingest } from "../src/streams/ingest.js";
 import { createRegistry } from "../src/streams/registry.js";
@@ -22,8 +28,10 @@ import { StreamCounters } from "../src/streams/stream-counters.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics/topics.js";
 import { checkingIngest } from "./support/edge.js";
-import { jsonData, payloadOf, pollUntil } from "./support/kafka-gateway.js";
-import { BROKERS, startTestServer, streamClient, type TestServer, take } from "./support/server.js";
+import { type HoldingBroker, holdingProduce } from "./support/holding-broker.js";
+import { jsonData, payloadOf } from "./support/kafka-gateway.js";
+import { ManualClock } from "./support/manual-clock.js";
+import { BROKERS, brokerEnv, startTestServer, streamClient, type TestServer, take } from "./support/server.js";
 
 const LAG_SAMPLE = 'streamgate_consumer_lag_records{topic_kind="ingest"}';
 
@@ -38,42 +46,45 @@ async function scrapeLag(server: TestServer): Promise<number> {
 
 describe.each(BROKERS)("GET /metrics on the %s broker", (kind) => {
   let server: TestServer;
+  /** The server's broker, whose writes to the results topic the test holds. */
+  let results: HoldingBroker;
   beforeAll(async () => {
-    server = await startTestServer({}, kind);
+    // The broker the server would make from this environment, wrapped: on Kafka, topics of its own.
+    const env = brokerEnv(kind);
+    const config = loadConfig(env);
+    results = holdingProduce(await createBroker(config, pino({ level: "silent" })), topicNames(config.topics).results);
+    server = await startTestServer(env, results.broker);
   });
-  afterAll(() => server?.close());
+  afterAll(async () => {
+    results?.release();
+    await server?.close();
+  });
 
   it("shows a throttled backlog as ingest lag, back to 0 once its results are out", async () => {
     const client = streamClient(server);
     const streamId = `lag-${kind}`;
     const count = 8;
-    // 4 records/s: once read, the backlog takes about 1.75 s to work off.
+    // 4 records/s: once released, the backlog takes about 1.75 s to work off.
     await client.startStream({ streamId, processing: { ratePerSecond: 4 } });
     expect(await scrapeLag(server)).toBe(0);
-    const results = take(client.watchResults({ streamId, startPosition: StartPosition.EARLIEST }), count);
+    const all = take(client.watchResults({ streamId, startPosition: StartPosition.EARLIEST }), count);
+    // No result is written until the test says: the first record's result is held in its write,
+    // and the others wait behind it in the throttle, so none of them can finish meanwhile.
+    results.hold();
     for (let n = 0; n < count; n++) await client.sendData({ streamId, payload: jsonData({ n }) });
+    await results.held();
 
-    // The lag is known once the processor has read a batch, which no event announces.
-    const backlog = await pollUntil(
-      "ingest lag above 0 while the backlog waits in the throttle",
-      async () => {
-        const lag = await scrapeLag(server);
-        return lag > 0 ? lag : undefined;
-      },
-      { timeoutMs: 5000, intervalMs: 20 },
-    );
-    // This server's ingest topic holds only these records.
-    expect(backlog).toBeLessThanOrEqual(count);
+    // The lag is known as of the processor's latest read, which no event announces; but while the
+    // hold lasts it can only rise, to every record sent (this server's ingest topic holds only
+    // these), and stays there: polled until it is, not caught in passing.
+    await expect.poll(() => scrapeLag(server), { timeout: 10_000, interval: 20 }).toBe(count);
 
-    const all = await results;
-    expect(all.map((response) => payloadOf(response.result!))).toEqual(
+    results.release();
+    expect((await all).map((response) => payloadOf(response.result!))).toEqual(
       Array.from({ length: count }, (_, n) => ({ n })),
     );
-    // The last result is written just before its record counts as finished.
-    await pollUntil("ingest lag back to 0", async () => ((await scrapeLag(server)) === 0 ? true : undefined), {
-      timeoutMs: 5000,
-      intervalMs: 20,
-    });
+    // The last result is written just before its record counts as finished; then nothing can raise it again.
+    await expect.poll(() => scrapeLag(server), { timeout: 10_000, interval: 20 }).toBe(0);
   });
 });
 
@@ -96,6 +107,9 @@ describe("Processor.lag()", () => {
    * assignment to the processor, as a consumer-group rebalance would.
    */
   async function backlog(streamId: string, processing: Processing, payloads: JsonValue[]) {
+    // The throttle's clock never moves: a throttled stream's first record starts (its slot is now),
+    // and the rest wait in the throttle until the test stops or rebalances the processor.
+    const throttleClock = new ManualClock();
     const memory = createMemoryBroker({ retentionRecords: 100_000, retentionMs: 0 });
     await memory.ensureTopics(topicSpecs(topicConfig));
     const assignments: Array<(partitions: number[]) => void> = [];
@@ -130,6 +144,7 @@ describe("Processor.lag()", () => {
       logger,
       dedupWindow: 100,
       maxInFlight: 1000,
+      throttleClock,
     });
     await processor.start();
     processors.push(processor);
@@ -158,7 +173,8 @@ describe("Processor.lag()", () => {
 
   it("counts records read but still waiting in the throttle; a stop leaves 0", async () => {
     const { processor } = await backlog("slow", throttled, [{ n: 0 }, { n: 1 }, { n: 2 }]);
-    // Record 0 is processed at once; 1 and 2 are read too, but wait 1 s each.
+    // Record 0 is processed at once; 1 and 2 are read too, and wait in the throttle for a clock that
+    // does not move: the lag falls to 2 and stays there.
     await expect.poll(() => processor.lag(), { timeout: 5000 }).toBe(2);
     processors.splice(processors.indexOf(processor), 1);
     await processor.stop();
@@ -167,6 +183,7 @@ describe("Processor.lag()", () => {
 
   it("counts 0 for partitions a rebalance took away, though their records wait unprocessed", async () => {
     const { processor, rebalance } = await backlog("moved", throttled, [{ n: 0 }, { n: 1 }, { n: 2 }]);
+    // As above: 2 held in the throttle for as long as the test looks.
     await expect.poll(() => processor.lag(), { timeout: 5000 }).toBe(2);
     rebalance([]);
     expect(processor.lag()).toBe(0);

@@ -1,10 +1,15 @@
 /**
- * The processor as a consumer-group member: a restarted processor resumes from
- * the committed offsets, so every record gets exactly one result, in order,
- * even when the stop came in the middle of a throttled backlog; a stop is
- * not held up by a backlog larger than the in-flight bound; and finished
- * records are committed within an interval, or at once when half the
+ * The processor as a consumer-group member: a throttled stream's records are
+ * started one per 1/rate of the throttle's clock; a restarted processor
+ * resumes from the committed offsets, so every record gets exactly one result,
+ * in order, even when the stop came in the middle of a throttled backlog; a
+ * stop is not held up by a backlog larger than the in-flight bound; and
+ * finished records are committed within an interval, or at once when half the
  * in-flight bound waits, not once per turn.
+ *
+ * Throttled streams run on an injected manual clock (test/support/manual-clock.ts,
+ * the processor's `throttleClock`): a backlog is held at a known record, or
+ * stepped one record at a time, so no assertion depends on catching it in time.
  */
 
 import { create, fromJson } from "@bufbuild/protobuf";
@@ -14,6 +19,7 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { ProcessingSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, StoredRecord, Subscription } from "../src/broker/broker.js";
 import { createMemoryBroker } from "../src/broker/memory.js";
+import type { PacerClock } from "../src/processing/pacer.js";
 import { createProcessor, type Processor } from "../src/processing/processor.js";
 import { Ingest } from "../src/streams/ingest.js";
 import { createRegistry, type StreamRegistry } from "../src/streams/registry.js";
@@ -21,6 +27,7 @@ import { StreamCounters } from "../src/streams/stream-counters.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import { topicNames, topicSpecs } from "../src/topics/topics.js";
 import { checkingIngest } from "./support/edge.js";
+import { ManualClock } from "./support/manual-clock.js";
 
 const logger = pino({ level: "silent" });
 const topicConfig = { prefix: "t.", partitions: 2 };
@@ -31,10 +38,13 @@ const TENANT = "acme";
 interface Rig {
   broker: Broker;
   registry: StreamRegistry;
+  /** The processors' counters: `processed` counts a record as it starts (read at once, no write to wait for). */
+  counters: StreamCounters;
   ingest: ReturnType<typeof checkingIngest>;
   /** A send path with no memory of earlier event ids, as after a gateway restart. */
   freshIngest(): ReturnType<typeof checkingIngest>;
-  newProcessor(maxInFlight?: number): Promise<Processor>;
+  /** A started processor; `throttleClock` drives its throttles (the real clock when omitted). */
+  newProcessor(maxInFlight?: number, throttleClock?: PacerClock): Promise<Processor>;
 }
 
 const processors: Processor[] = [];
@@ -55,9 +65,10 @@ async function rig(wrap: (broker: Broker) => Broker = (broker) => broker): Promi
   return {
     broker,
     registry,
+    counters,
     ingest: freshIngest(),
     freshIngest,
-    async newProcessor(maxInFlight = 1000) {
+    async newProcessor(maxInFlight = 1000, throttleClock?: PacerClock) {
       const processor = createProcessor({
         broker,
         ingestTopic: topics.ingest,
@@ -67,6 +78,7 @@ async function rig(wrap: (broker: Broker) => Broker = (broker) => broker): Promi
         logger,
         dedupWindow: 1000,
         maxInFlight,
+        ...(throttleClock ? { throttleClock } : {}),
       });
       await processor.start();
       processors.push(processor);
@@ -110,22 +122,55 @@ async function until(broker: Broker, streamId: string, count: number): Promise<v
 const value = (n: number) => ({ case: "data" as const, value: fromJson(ValueSchema, { n }) });
 const numberOf = (record: StoredRecord) => (JSON.parse(new TextDecoder().decode(record.value)) as { n: number }).n;
 
+describe("processor throttle", () => {
+  it("starts a throttled stream's records one per 1/rate of its clock, none before its slot", async () => {
+    const { broker, registry, counters, ingest, newProcessor } = await rig();
+    const streamId = "paced";
+    /** Records started: `processed` counts a record as it starts, with no write to wait for. */
+    const started = () => counters.snapshot(streamKey(TENANT, streamId)).processed;
+    // One record per 100 s: on the real clock this test would time out, so it passes only if the
+    // processor's throttle runs on the injected clock.
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: throttle(0.01) });
+    const clock = new ManualClock();
+    await newProcessor(1000, clock);
+    for (let n = 0; n < 4; n++) await ingest.send(TENANT, { streamId, payload: value(n), eventId: "", headers: {} });
+    // The first record's slot is now: it needs no time to pass.
+    await until(broker, streamId, 1);
+    for (let k = 1; k < 4; k++) {
+      // 1 ms short of the next slot (100 s after the previous one) nothing more has started, whatever
+      // the broker does meanwhile: only the clock can start it, and the clock is the test's.
+      await clock.advance(99_999);
+      expect(started(), `${k * 100_000 - 1} ms in`).toBe(BigInt(k));
+      // At its slot it starts, with no more time passing: its result comes.
+      await clock.advance(1);
+      await until(broker, streamId, k + 1);
+    }
+    expect((await stored(broker, streamId)).map(numberOf)).toEqual([0, 1, 2, 3]);
+  });
+});
+
 describe("processor restart", () => {
   it("resumes a throttled backlog from the committed offset: one result per record, in order", async () => {
     const { broker, registry, ingest, newProcessor } = await rig();
     const streamId = "throttled";
     await registry.create({ tenant: TENANT, streamId, labels: {}, processing: throttle(100) });
-    const first = await newProcessor();
+    // The first processor's throttle runs on a clock the test steps: it stops after exactly 5 records.
+    const clock = new ManualClock();
+    const first = await newProcessor(1000, clock);
     const total = 30;
     for (let n = 0; n < total; n++)
       await ingest.send(TENANT, { streamId, payload: value(n), eventId: `e${n}`, headers: {} });
 
-    await until(broker, streamId, 5);
-    await stop(first); // in the middle of the backlog
-    const before = (await stored(broker, streamId)).length;
-    expect(before).toBeGreaterThanOrEqual(5);
-    expect(before).toBeLessThan(total);
+    await until(broker, streamId, 1);
+    // One slot (10 ms at 100/s) at a time: each step lets exactly one more record start.
+    for (let k = 1; k < 5; k++) {
+      await clock.advance(10);
+      await until(broker, streamId, k + 1);
+    }
+    await stop(first); // in the middle of the backlog: 5 of 30 processed, the rest held by the clock
+    expect((await stored(broker, streamId)).map(numberOf)).toEqual([0, 1, 2, 3, 4]);
 
+    // The next processor, on the real clock, works off the rest (at 100/s; no time is asserted).
     await newProcessor();
     await until(broker, streamId, total);
     const all = await stored(broker, streamId);
@@ -136,16 +181,18 @@ describe("processor restart", () => {
     const { broker, registry, ingest, newProcessor } = await rig();
     const streamId = "very-slow";
     await registry.create({ tenant: TENANT, streamId, labels: {}, processing: throttle(1) });
-    const processor = await newProcessor(3);
+    // A clock that never moves: only each processor's first record can start (its slot is now).
+    const processor = await newProcessor(3, new ManualClock());
     for (let n = 0; n < 10; n++) await ingest.send(TENANT, { streamId, payload: value(n), eventId: "", headers: {} });
     await until(broker, streamId, 1);
-    // At 1 record/s the backlog would take 9 s (past the test's timeout); the stop
-    // drops it, uncommitted, at once, and a new processor picks it up.
+    // The backlog waits on the throttle and (past 3 in flight) holds the partition's reading; the
+    // stop drops it, uncommitted, at once (a stop that waited for it would never end: the test's
+    // timeout is the bound), and a new processor picks it up.
     await stop(processor);
-    expect((await stored(broker, streamId)).length).toBeLessThan(10);
-    await newProcessor();
+    expect((await stored(broker, streamId)).map(numberOf)).toEqual([0]);
+    await newProcessor(3, new ManualClock());
     await until(broker, streamId, 2);
-    expect((await stored(broker, streamId)).map(numberOf).slice(0, 2)).toEqual([0, 1]);
+    expect((await stored(broker, streamId)).map(numberOf)).toEqual([0, 1]);
   });
 });
 

@@ -29,10 +29,25 @@ export interface BenchContext {
   log(message: string): void;
 }
 
+/** A row a scenario declares it produces: the scenario name, broker and payload size of a {@link BenchResult}. */
+export interface RowKey {
+  scenario: string;
+  /** A broker, or "-" for a baseline with no broker. */
+  broker: BrokerKind | "-";
+  payloadBytes: number;
+}
+
 /** A scenario: a name to select it by, and what it measures. */
 export interface Scenario {
   name: string;
   description: string;
+  /**
+   * Every row {@link run} returns when run on `brokers`, and no other: run.ts fails a scenario
+   * whose rows differ from it, and the bench smoke test (test/bench-smoke.test.ts) requires each
+   * declared row in the quick run's results.json, so the list of rows cannot drift from the code.
+   * Built from the same names and sizes `run` uses for its rows.
+   */
+  rows(brokers: readonly BrokerKind[]): RowKey[];
   /** Runs and returns its rows (one per broker, payload...). */
   run(context: BenchContext): Promise<BenchResult[]>;
 }
@@ -40,4 +55,29 @@ export interface Scenario {
 /** The key results are stored under in {@link BenchContext.results}. */
 export function resultKey(scenario: string, broker: string, payloadBytes = 0): string {
   return `${scenario}@${broker}${payloadBytes ? `/${payloadBytes}` : ""}`;
+}
+
+/** The {@link resultKey} of a row, declared or measured. */
+export function rowKey(row: { scenario: string; broker: string; payloadBytes: number }): string {
+  return resultKey(row.scenario, row.broker, row.payloadBytes);
+}
+
+/** One row named `scenario` with `payloadBytes` per broker: the rows of a scenario that measures one figure on each. */
+export function onEachBroker(brokers: readonly BrokerKind[], scenario: string, payloadBytes: number): RowKey[] {
+  return brokers.map((broker) => ({ scenario, broker, payloadBytes }));
+}
+
+/**
+ * How `results` differ from what `scenario` declares for `brokers` (as row keys): declared rows
+ * missing from them, and rows in them that it does not declare (or gives twice).
+ */
+export function diffRows(
+  scenario: Scenario,
+  brokers: readonly BrokerKind[],
+  results: readonly BenchResult[],
+): { missing: string[]; undeclared: string[] } {
+  const declared = scenario.rows(brokers).map(rowKey);
+  const made = results.map(rowKey);
+  const undeclared = made.filter((key, index) => !declared.includes(key) || made.indexOf(key) !== index);
+  return { missing: declared.filter((key) => !made.includes(key)), undeclared };
 }

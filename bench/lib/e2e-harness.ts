@@ -32,7 +32,8 @@ import { DeliveryStages } from "./watch.js";
 const STREAMS = 8;
 /** HTTP/2 connections the sends are spread over; the watchers have one more of their own. */
 const SEND_CONNECTIONS = 3;
-const PAYLOAD_BYTES = 128;
+/** The size of every record it sends (the e2e rows' payload size). */
+export const PAYLOAD_BYTES = 128;
 /**
  * How long after a phase's last due time a record may still arrive. Long
  * enough for an overloaded phase's backlog to drain (1,000 unary calls/s on

@@ -44,9 +44,26 @@ export function naiveRow(client: DirectClient): string {
   return `baseline-${client.name}-naive`;
 }
 
+/** The scenario name of `client`'s batched row. */
+function batchedRow(client: DirectClient): string {
+  return `baseline-${client.name}-batched`;
+}
+
 export const baselinesKafka: Scenario = {
   name: "baselines-kafka",
   description: `${DIRECT_CLIENTS.map((client) => client.name).join(" and ")} producing directly to the bench's Kafka: one send per message (${SEND_CONCURRENCY} loops) and sends of ${BATCH_SIZE}`,
+  rows: (brokers) =>
+    brokers.includes("kafka")
+      ? DIRECT_CLIENTS.flatMap((client) =>
+          SEND_PAYLOADS.flatMap((payloadBytes) =>
+            [naiveRow(client), batchedRow(client)].map((scenario) => ({
+              scenario,
+              broker: "kafka" as const,
+              payloadBytes,
+            })),
+          ),
+        )
+      : [],
   async run(context) {
     if (!context.brokers.includes("kafka")) return [];
     const naiveLoops = context.quick ? 4 : SEND_CONCURRENCY;
@@ -72,16 +89,10 @@ export const baselinesKafka: Scenario = {
             ),
           );
           rows.push(
-            directRow(
-              `baseline-${client.name}-batched`,
-              BATCHED_LOOPS,
-              payloadBytes,
-              await direct.batched(payloadBytes, seconds),
-              {
-                client: client.label,
-                "per call": `${BATCH_SIZE} messages (latency per call)`,
-              },
-            ),
+            directRow(batchedRow(client), BATCHED_LOOPS, payloadBytes, await direct.batched(payloadBytes, seconds), {
+              client: client.label,
+              "per call": `${BATCH_SIZE} messages (latency per call)`,
+            }),
           );
         }
       } finally {

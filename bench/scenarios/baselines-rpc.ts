@@ -24,15 +24,28 @@ export const CONNECT_BASELINE = { scenario: "baseline-connect-node", file: "dist
 
 const SERVERS = [CONNECT_BASELINE, { scenario: "baseline-grpc-js", file: "dist/bench/baselines/grpcjs-empty.js" }];
 
+/** The payload size of the SendDataStream messages (here and in scenarios/senddatastream.ts). */
+export const STREAM_PAYLOAD_BYTES = 128;
+
+/** The scenario name of a baseline server's SendDataStream row, e.g. "baseline-connect-node-stream". */
+export function streamRow(server: string): string {
+  return `${server}-stream`;
+}
+
 /** The 128 B messages of one SendDataStream call. */
 export function streamMessages(perCall: number): unknown[] {
-  const messages = sendRequests(128);
+  const messages = sendRequests(STREAM_PAYLOAD_BYTES);
   return Array.from({ length: perCall }, (_, i) => messages[i % messages.length]);
 }
 
 export const baselinesRpc: Scenario = {
   name: "baselines-rpc",
   description: "bare connect-node and grpc-js servers, empty SendData handler (ghz)",
+  rows: () =>
+    SERVERS.flatMap(({ scenario }) => [
+      ...SEND_PAYLOADS.map((payloadBytes) => ({ scenario, broker: "-" as const, payloadBytes })),
+      { scenario: streamRow(scenario), broker: "-" as const, payloadBytes: STREAM_PAYLOAD_BYTES },
+    ]),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const { scenario, file } of SERVERS) {
@@ -66,10 +79,10 @@ export const baselinesRpc: Scenario = {
         );
         const messages = report.count * perCall;
         rows.push({
-          scenario: `${scenario}-stream`,
+          scenario: streamRow(scenario),
           broker: "-",
           concurrency,
-          payloadBytes: 128,
+          payloadBytes: STREAM_PAYLOAD_BYTES,
           throughput: messages / report.seconds,
           unit: "msg/s",
           latencyMs: report.latencyMs,

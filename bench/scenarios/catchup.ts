@@ -14,7 +14,7 @@ import { performance } from "node:perf_hooks";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { StartPosition, StreamService } from "../../gen/streamgate/v1/stream_service_pb.js";
-import type { Scenario } from "../lib/context.js";
+import { onEachBroker, type Scenario } from "../lib/context.js";
 import { AUTH } from "../lib/load.js";
 import { type StreamgateServer, withServer } from "../lib/processes.js";
 import { type BenchResult, percentiles } from "../lib/result.js";
@@ -24,10 +24,13 @@ const STREAMS = 8;
 const RECORDS = 2_000;
 const WATCHERS = 200;
 const PAYLOAD_BYTES = 128;
+/** Its one row per broker. */
+const ROW = "catchup";
 
 export const catchUp: Scenario = {
   name: "catchup",
   description: `${WATCHERS} watchers resuming at once from the start of streams of ${RECORDS.toLocaleString("en-US")} results (read back from the broker)`,
+  rows: (brokers) => onEachBroker(brokers, ROW, PAYLOAD_BYTES),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
@@ -90,7 +93,7 @@ async function measure(server: StreamgateServer, broker: string, quick: boolean)
   }
   const seconds = (performance.now() - start) / 1000;
   return {
-    scenario: "catchup",
+    scenario: ROW,
     broker,
     concurrency: watchers,
     payloadBytes: PAYLOAD_BYTES,

@@ -17,8 +17,8 @@
  * answered, and its latency is counted from that due time, so a stall delays
  * every record due during it (no coordinated omission).
  */
-import { type BenchContext, type BrokerKind, resultKey, type Scenario } from "../lib/context.js";
-import { openHarness, type PhaseReport } from "../lib/e2e-harness.js";
+import { type BenchContext, type BrokerKind, onEachBroker, resultKey, type Scenario } from "../lib/context.js";
+import { openHarness, PAYLOAD_BYTES, type PhaseReport } from "../lib/e2e-harness.js";
 import { runGhz } from "../lib/ghz.js";
 import { AUTH, metricSum, sendRequests, startStreams } from "../lib/load.js";
 import { type StreamgateServer, withServer } from "../lib/processes.js";
@@ -26,6 +26,8 @@ import type { BenchResult } from "../lib/result.js";
 import { SEND_CONCURRENCY } from "./baselines-rpc.js";
 
 const FIXED_RATE = 1000;
+/** The scenario names of its rows, per broker: unary at FIXED_RATE, unary at half the max, SendDataStream at FIXED_RATE. */
+const ROWS = { fixed: "e2e-1000", halfMax: "e2e-half-max", stream: "e2e-1000-stream" } as const;
 /** p99 required of e2e-1000 (unary SendData at FIXED_RATE), by broker. */
 const TARGET_P99_MS: Record<BrokerKind, number> = { memory: 10, kafka: 25 };
 /** Seconds of unmeasured load before the first phase: the server's code paths get compiled first. */
@@ -36,6 +38,7 @@ const MAX_PROBE_SEC = 3;
 export const e2e: Scenario = {
   name: "e2e",
   description: "end-to-end latency SendData → WatchResults, open loop at 1,000 msg/s and 50% of the SendData max",
+  rows: (brokers) => Object.values(ROWS).flatMap((scenario) => onEachBroker(brokers, scenario, PAYLOAD_BYTES)),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
@@ -47,15 +50,15 @@ export const e2e: Scenario = {
           await harness.run(FIXED_RATE, context.quick ? 0.1 : WARMUP_SEC);
           const seconds = context.quick ? 0.25 : context.durationSec;
           const fixed = await harness.run(FIXED_RATE, seconds);
-          rows.push(row("e2e-1000", broker, fixed, `fixed ${FIXED_RATE.toLocaleString("en-US")} msg/s`, true));
+          rows.push(row(ROWS.fixed, broker, fixed, `fixed ${FIXED_RATE.toLocaleString("en-US")} msg/s`, true));
           const loaded = await harness.run(half.rate, seconds);
-          rows.push(row("e2e-half-max", broker, loaded, half.note, false));
+          rows.push(row(ROWS.halfMax, broker, loaded, half.note, false));
           // SendDataStream's code paths get their own unmeasured warm-up.
           await harness.run(FIXED_RATE, context.quick ? 0.1 : WARMUP_SEC, "stream");
           const streamed = await harness.run(FIXED_RATE, seconds, "stream");
           rows.push(
             row(
-              "e2e-1000-stream",
+              ROWS.stream,
               broker,
               streamed,
               `fixed ${FIXED_RATE.toLocaleString("en-US")} msg/s over SendDataStream`,
@@ -130,7 +133,7 @@ function row(
     scenario,
     broker,
     concurrency: report.streams,
-    payloadBytes: 128,
+    payloadBytes: PAYLOAD_BYTES,
     throughput: report.delivered / report.seconds,
     unit: "msg/s",
     latencyMs: report.latencyMs,

@@ -14,7 +14,7 @@
  */
 
 import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
-import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
+import { type BenchContext, type BrokerKind, onEachBroker, type Scenario } from "../lib/context.js";
 import { type StreamgateServer, withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
 import { percentiles } from "../lib/result.js";
@@ -43,6 +43,8 @@ const QUICK = { streams: 2, watchersPerStream: 10 };
  */
 const WINDOW = 8;
 const PAYLOAD_BYTES = 128;
+/** Its one row per broker. */
+const ROW = "fanout";
 /** Load before the measured window, so it starts in the steady state. */
 const WARMUP_MS = 1000;
 const SETTLE_MS = 15_000;
@@ -51,6 +53,7 @@ const OPEN_TIMEOUT_MS = 60_000;
 export const fanout: Scenario = {
   name: "fanout",
   description: "WatchResults fan-out: N watchers on M streams, results delivered per second (closed loop on delivery)",
+  rows: (brokers) => onEachBroker(brokers, ROW, PAYLOAD_BYTES),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
@@ -252,7 +255,7 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   if (failed.size > 0)
     context.log(`  fanout ${broker}: ${failed.size} watchers failed, first: ${String(firstFailure)}`);
   return {
-    scenario: "fanout",
+    scenario: ROW,
     broker,
     concurrency: watcherCount,
     payloadBytes: PAYLOAD_BYTES,

@@ -21,7 +21,7 @@
  * @platformatic/kafka naive; their rows are senddata@kafka (the ratio and
  * target) and senddata-<client>-naive beside it.
  */
-import type { BenchContext, Scenario } from "../lib/context.js";
+import type { BenchContext, BrokerKind, RowKey, Scenario } from "../lib/context.js";
 import type { DirectPhase, DirectProducer } from "../lib/direct-producer.js";
 import { AUTH, sendRequests, startStreams } from "../lib/load.js";
 import { type StreamgateServer, startNodeServer, withServer } from "../lib/processes.js";
@@ -44,9 +44,34 @@ const KAFKA_TARGET = { ratio: 0.7 };
 /** Interleaved rounds (one in smoke mode). */
 const ROUNDS = 3;
 
+/** The scenario names of its rows: streamgate's, the limited server's (embedded, LIMITED_PAYLOAD_BYTES only). */
+const ROW = "senddata";
+const LIMITED_ROW = "senddata-limited";
+/** The payload size the limited server joins the rounds at. */
+const LIMITED_PAYLOAD_BYTES = 128;
+
+/** The scenario name of `client`'s naive producer measured in the Kafka rounds. */
+function naiveInRoundsRow(client: { name: string }): string {
+  return `senddata-${client.name}-naive`;
+}
+
+/** The rows on `broker`, per payload: streamgate's; on the embedded broker the limited server's, on Kafka each naive producer's. */
+function rowsOn(broker: BrokerKind): RowKey[] {
+  return SEND_PAYLOADS.flatMap((payloadBytes) => {
+    const others =
+      broker === "memory"
+        ? payloadBytes === LIMITED_PAYLOAD_BYTES
+          ? [LIMITED_ROW]
+          : []
+        : DIRECT_CLIENTS.map(naiveInRoundsRow);
+    return [ROW, ...others].map((scenario) => ({ scenario, broker, payloadBytes }));
+  });
+}
+
 export const sendData: Scenario = {
   name: "senddata",
   description: "SendData unary, 128 B and 4 KiB, 64 callers (ghz)",
+  rows: (brokers) => brokers.flatMap(rowsOn),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
@@ -72,13 +97,14 @@ async function embeddedRows(context: BenchContext): Promise<BenchResult[]> {
             metadata: AUTH,
             concurrency,
           };
-          const servers: StreamgateServer[] = payloadBytes === 128 ? [bare, plain, limited] : [bare, plain];
+          const servers: StreamgateServer[] =
+            payloadBytes === LIMITED_PAYLOAD_BYTES ? [bare, plain, limited] : [bare, plain];
           const [baseline, subject, withLimits] = await runRounds(
             servers.map((server) => ghzSubject(server, run, context.warmupSec)),
             roundsOptions(context),
           );
           const row = roundsRow(
-            "senddata",
+            ROW,
             "memory",
             payloadBytes,
             concurrency,
@@ -88,15 +114,7 @@ async function embeddedRows(context: BenchContext): Promise<BenchResult[]> {
           );
           rows.push(withTarget(row, MEMORY_TARGET, subject!, baseline!));
           if (withLimits) {
-            const limitedRow = roundsRow(
-              "senddata-limited",
-              "memory",
-              payloadBytes,
-              concurrency,
-              withLimits,
-              subject!,
-              "senddata",
-            );
+            const limitedRow = roundsRow(LIMITED_ROW, "memory", payloadBytes, concurrency, withLimits, subject!, ROW);
             limitedRow.extra = { limits: "global and per-client 1,000,000/s, none refused", ...limitedRow.extra };
             rows.push(limitedRow);
           }
@@ -215,7 +233,7 @@ async function kafkaRows(context: BenchContext): Promise<BenchResult[]> {
             roundsOptions(context),
           );
           const row = roundsRow(
-            "senddata",
+            ROW,
             "kafka",
             payloadBytes,
             concurrency,
@@ -230,7 +248,7 @@ async function kafkaRows(context: BenchContext): Promise<BenchResult[]> {
             const firstError = (producer.rounds as DirectPhase[]).find((phase) => phase.firstError)?.firstError;
             rows.push(
               directRow(
-                `senddata-${client.name}-naive`,
+                naiveInRoundsRow(client),
                 concurrency,
                 payloadBytes,
                 { ...producer, ...(firstError ? { firstError } : {}) },

@@ -5,20 +5,30 @@
  * embedded broker). Compared with the bare connect-node server's client
  * streams (its baseline row), server CPU per message against its too.
  */
-import { type BrokerKind, resultKey, type Scenario } from "../lib/context.js";
+import { type BrokerKind, onEachBroker, resultKey, type Scenario } from "../lib/context.js";
 import { runGhzOn, warmUp } from "../lib/ghz.js";
 import { AUTH, metricSum, startStreams } from "../lib/load.js";
 import { withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
-import { STREAM_CONCURRENCY, STREAM_MESSAGES_PER_CALL, streamMessages } from "./baselines-rpc.js";
+import {
+  CONNECT_BASELINE,
+  STREAM_CONCURRENCY,
+  STREAM_MESSAGES_PER_CALL,
+  STREAM_PAYLOAD_BYTES,
+  streamMessages,
+  streamRow,
+} from "./baselines-rpc.js";
 
 /** Messages per second required, by broker (the embedded broker has no target). */
 const TARGET: Partial<Record<BrokerKind, number>> = { kafka: 60_000 };
-const BASELINE = "baseline-connect-node-stream";
+const BASELINE = streamRow(CONNECT_BASELINE.scenario);
+/** Its one row per broker. */
+const ROW = "senddatastream";
 
 export const sendDataStream: Scenario = {
   name: "senddatastream",
   description: "SendDataStream, 128 B, messages/s counted by the server",
+  rows: (brokers) => onEachBroker(brokers, ROW, STREAM_PAYLOAD_BYTES),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
@@ -36,15 +46,15 @@ export const sendDataStream: Scenario = {
         const report = await runGhzOn(server, { ...run, durationSec: context.durationSec });
         const received = (await counted()) - before;
         const rate = received / report.seconds;
-        const compared = context.results.get(resultKey(BASELINE, "-", 128));
+        const compared = context.results.get(resultKey(BASELINE, "-", STREAM_PAYLOAD_BYTES));
         const cpuPerMessage = Math.round((report.serverCpuSeconds / received) * 1e6 * 10) / 10;
         const baselineCpu = compared?.extra?.["server CPU µs/msg"];
         const target = TARGET[broker];
         rows.push({
-          scenario: "senddatastream",
+          scenario: ROW,
           broker,
           concurrency,
-          payloadBytes: 128,
+          payloadBytes: STREAM_PAYLOAD_BYTES,
           throughput: rate,
           unit: "msg/s",
           latencyMs: report.latencyMs,

@@ -26,7 +26,7 @@
  */
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
-import type { BenchContext, BrokerKind, Scenario } from "../lib/context.js";
+import { type BenchContext, type BrokerKind, onEachBroker, type Scenario } from "../lib/context.js";
 import { rssBytes, type StreamgateServer, withServer } from "../lib/processes.js";
 import { type BenchResult, ms, p99, percentiles } from "../lib/result.js";
 import {
@@ -55,6 +55,8 @@ const QUICK = { streams: 20, watchersPerStream: 10 };
 /** Records each stream gets while serving (after seq 0). */
 const SERVE_RECORDS = 1;
 const PAYLOAD_BYTES = 128;
+/** Its one row per broker. */
+const ROW = "watchers";
 /**
  * Watchers opening at once (called, not yet given their first result): 1% of
  * them, a steady stream of (re)connections. Without call admission
@@ -71,6 +73,7 @@ const TARGET = { rssBytes: 512 * 2 ** 20, eventLoopP99Ms: 30 };
 export const watchers: Scenario = {
   name: "watchers",
   description: "10,000 concurrent WatchResults calls (1,000 streams × 10): errors, server RSS, event-loop delay p99",
+  rows: (brokers) => onEachBroker(brokers, ROW, PAYLOAD_BYTES),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
@@ -238,7 +241,7 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   const eventLoopP99 = Math.max(openDelay.p99Ms, serveDelay.p99Ms);
   const met = errors === 0 && peakRss <= TARGET.rssBytes && eventLoopP99 <= TARGET.eventLoopP99Ms;
   return {
-    scenario: "watchers",
+    scenario: ROW,
     broker,
     concurrency: watcherCount,
     payloadBytes: PAYLOAD_BYTES,

@@ -20,7 +20,7 @@ import type { StreamCounters } from "../streams/stream-counters.js";
 import { splitStreamKey } from "../streams/stream-key.js";
 import { CONTENT_TYPE, controlHeaders, type DecodedRecord, decodeRecord, HEADER } from "../topics/record-format.js";
 import { CelCompiler, celRecordOf, celToJson, passes } from "./cel.js";
-import { Pacer } from "./pacer.js";
+import { Pacer, type PacerClock } from "./pacer.js";
 import { PartitionProgress } from "./partition-progress.js";
 import { checkResultSize, failureDetail, failureReason, RecordFailedError, serializeResult } from "./record-failure.js";
 import { recoverPartition } from "./recovery.js";
@@ -49,6 +49,12 @@ export interface ProcessorOptions {
   onFailed?: (reason: RecordFailure) => void;
   /** Where the warn lines of failed records go: the app's rate-limited log (a flood of bad records must not flood the log); the logger when omitted. */
   failureLog?: RateLimitedLog;
+  /**
+   * The clock and timers of the streams' throttles (`ratePerSecond`); the real ones when omitted.
+   * For tests: a manual clock holds a throttled stream at a known record, or steps it one record at
+   * a time, where waiting on the real clock would leave the outcome to how fast the machine is.
+   */
+  throttleClock?: PacerClock;
 }
 
 /** How long a stop waits for results being written. */
@@ -240,7 +246,7 @@ export class Processor {
     if (rate <= 0) return this.run(record);
     let pacer = this.throttles.get(record.key);
     if (!pacer) {
-      pacer = new Pacer(rate);
+      pacer = new Pacer(rate, this.options.throttleClock);
       this.throttles.set(record.key, pacer);
     }
     return pacer.run(() => this.run(record));

@@ -34,6 +34,20 @@ export function testKafkaClient(clientId: string): Promise<Broker> {
   });
 }
 
+/**
+ * Why a test that stops and restarts the broker cannot run when the user gave
+ * one with KAFKA_BROKERS; undefined when this run started its own broker (as
+ * `npm test` and CI do without KAFKA_BROKERS), so the test must run. Such a
+ * test skips itself with this as the note of its context's `skip(condition,
+ * note)`: see test/kafka-outage.test.ts.
+ */
+export function brokerNotStartedByRun(): string | undefined {
+  return inject("kafkaEnv")
+    ? undefined
+    : `the Kafka broker was given by KAFKA_BROKERS (${kafkaBrokers()}): this test stops and restarts the broker, ` +
+        "which it may do only to one this test run started; run without KAFKA_BROKERS to include it";
+}
+
 function startedEnv(): KafkaEnv {
   const env = inject("kafkaEnv");
   if (!env) {
