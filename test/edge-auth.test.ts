@@ -16,6 +16,7 @@ import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { SendDataRequestSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import { capturingLogger } from "./support/capturing-logger.js";
+import { outcomeOf } from "./support/refusal.js";
 import { collect, startTestServer, streamClient, TEST_API_KEY, type TestServer, TRANSPORTS } from "./support/server.js";
 
 /** The value of one sample in `server`'s /metrics, 0 when absent. */
@@ -23,16 +24,6 @@ async function metric(server: TestServer, sample: string): Promise<number> {
   const text = await (await fetch(`${server.baseUrl}/metrics`)).text();
   const line = text.split("\n").find((l) => l.startsWith(`${sample} `));
   return line === undefined ? 0 : Number(line.slice(sample.length + 1));
-}
-
-/** The code a call fails with, or "ok". */
-async function outcome(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
 }
 
 /** A valid-key client on a connection of its own creates a stream and sends a record to it. */
@@ -309,7 +300,7 @@ describe("failed authentication is limited per peer address, and its log lines a
     const linesAfterFlood = refusalLines().length;
     const deadline = Date.now() + 5000;
     while (refusalLines().length === linesAfterFlood && Date.now() < deadline) {
-      await outcome(bad.getStream({ streamId: "s" }));
+      await outcomeOf(bad.getStream({ streamId: "s" }));
       extra++;
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
@@ -354,10 +345,10 @@ describe("health and reflection are limited per peer address", () => {
     const health = createClient(Health, TRANSPORTS.grpc!(server.baseUrl));
     const reflection = createClient(ServerReflection, TRANSPORTS.grpc!(server.baseUrl));
     const started = performance.now();
-    const checks = await Promise.all(Array.from({ length: 300 }, () => outcome(health.check({ service: "" }))));
+    const checks = await Promise.all(Array.from({ length: 300 }, () => outcomeOf(health.check({ service: "" }))));
     const reflections = await Promise.all(
       Array.from({ length: 100 }, () =>
-        outcome(
+        outcomeOf(
           collect(
             reflection.serverReflectionInfo(
               (async function* () {

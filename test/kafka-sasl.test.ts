@@ -5,48 +5,31 @@
  * credentials, and a stream goes through it end to end; with a wrong password
  * the gateway does not start, and says why.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type KafkaEnv, runKafkaScript } from "./support/kafka-global-setup.js";
+import { type OwnKafka, startOwnKafka } from "./support/own-kafka.js";
 import { freePorts } from "./support/ports.js";
 import { startTestServer, streamClient, take, uniqueTopicPrefix } from "./support/server.js";
 
 const USER = "streamgate";
 const PASSWORD = "sasl-password-for-tests";
-let env: (KafkaEnv & { KAFKA_EXTRA_CONFIG: string }) | undefined;
+let kafka: OwnKafka | undefined;
 let saslBrokers = "";
 
 beforeAll(async () => {
   const [port, controllerPort, saslPort] = await freePorts(3);
   saslBrokers = `127.0.0.1:${saslPort}`;
   // Later lines of server.properties override the script's: its plain listener stays (readiness, the broker's own traffic).
-  const extra = [
+  kafka = await startOwnKafka("sasl", { port, controllerPort }, [
     `listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort},SASL_PLAINTEXT://${saslBrokers}`,
     `advertised.listeners=PLAINTEXT://127.0.0.1:${port},SASL_PLAINTEXT://${saslBrokers}`,
     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT",
     "sasl.enabled.mechanisms=PLAIN",
     `listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_${USER}="${PASSWORD}";`,
-  ].join("\n");
-  env = {
-    KAFKA_PORT: String(port),
-    KAFKA_CONTROLLER_PORT: String(controllerPort),
-    KAFKA_DATA_DIR: await mkdtemp(join(tmpdir(), "streamgate-kafka-sasl-")),
-    KAFKA_WATCH_PID: String(process.pid),
-    KAFKA_WATCH_REMOVE_DATA: "1",
-    KAFKA_EXTRA_CONFIG: extra,
-  };
-  await runKafkaScript("start", env);
+  ]);
 }, 240_000);
 
 afterAll(async () => {
-  if (!env) return;
-  try {
-    await runKafkaScript("stop", env);
-  } finally {
-    await rm(env.KAFKA_DATA_DIR, { recursive: true, force: true });
-  }
+  await kafka?.stop();
 });
 
 const sasl = (password: string) => ({

@@ -21,14 +21,14 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { type KafkaEnv, runKafkaScript } from "./support/kafka-global-setup.js";
 import { type BrokerCertificates, makeBrokerCertificates } from "./support/kafka-tls-certs.js";
+import { type OwnKafka, startOwnKafka } from "./support/own-kafka.js";
 import { freePorts } from "./support/ports.js";
 import { startTestServer, streamClient, take, uniqueTopicPrefix } from "./support/server.js";
 
 const USER = "streamgate-scram";
 const PASSWORD = "scram-password-for-tests";
-let env: (KafkaEnv & { KAFKA_EXTRA_CONFIG: string }) | undefined;
+let kafka: OwnKafka | undefined;
 let certDir: string | undefined;
 let certs: BrokerCertificates;
 let plainBrokers = "";
@@ -68,7 +68,7 @@ beforeAll(async () => {
   sslBrokers = `127.0.0.1:${sslPort}`;
   saslSslBrokers = `127.0.0.1:${saslSslPort}`;
   // Later lines of server.properties override the script's: its plain listener stays (readiness, the broker's own traffic).
-  const extra = [
+  kafka = await startOwnKafka("tls", { port, controllerPort }, [
     `listeners=PLAINTEXT://${plainBrokers},CONTROLLER://127.0.0.1:${controllerPort},SSL://${sslBrokers},SASL_SSL://${saslSslBrokers}`,
     `advertised.listeners=PLAINTEXT://${plainBrokers},SSL://${sslBrokers},SASL_SSL://${saslSslBrokers}`,
     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_SSL:SASL_SSL",
@@ -79,16 +79,7 @@ beforeAll(async () => {
     "ssl.client.auth=none",
     "sasl.enabled.mechanisms=SCRAM-SHA-256",
     "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;",
-  ].join("\n");
-  env = {
-    KAFKA_PORT: String(port),
-    KAFKA_CONTROLLER_PORT: String(controllerPort),
-    KAFKA_DATA_DIR: await mkdtemp(join(tmpdir(), "streamgate-kafka-tls-")),
-    KAFKA_WATCH_PID: String(process.pid),
-    KAFKA_WATCH_REMOVE_DATA: "1",
-    KAFKA_EXTRA_CONFIG: extra,
-  };
-  await runKafkaScript("start", env);
+  ]);
   // The SCRAM user, as an operator creates one (KRaft keeps it in the cluster metadata).
   await kafkaConfigs([
     "--alter",
@@ -109,9 +100,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   try {
-    if (env) await runKafkaScript("stop", env);
+    await kafka?.stop();
   } finally {
-    if (env) await rm(env.KAFKA_DATA_DIR, { recursive: true, force: true });
     if (certDir) await rm(certDir, { recursive: true, force: true });
   }
 });

@@ -26,7 +26,7 @@ import { Health, HealthCheckResponse_ServingStatus } from "../gen/grpc/health/v1
 import { type Result, StartPosition, StreamService, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
 import { capturingLogger } from "./support/capturing-logger.js";
 import { redisUrl, uniquePrefix } from "./support/redis.js";
-import { failureOf } from "./support/refusal.js";
+import { failureOf, outcomeOf } from "./support/refusal.js";
 import {
   apiKeyHeader,
   BROKERS,
@@ -165,16 +165,6 @@ function fromAddress(target: TestServer, localAddress: string, interceptors: Int
   });
 }
 
-/** The code a call fails with, or "ok". */
-async function outcome(call: Promise<unknown>): Promise<Code | "ok"> {
-  try {
-    await call;
-    return "ok";
-  } catch (error) {
-    return ConnectError.from(error).code;
-  }
-}
-
 describe("the peer address", () => {
   // README, Configuration: "`PEER_RATE_LIMIT_RPS` | `50` | One bucket per peer address, always on, for calls that
   // fail authentication and calls to the `AUTH_OPEN_SERVICES`"; Limits and protections: "calls with a valid
@@ -194,7 +184,7 @@ describe("the peer address", () => {
     // A spends its whole burst on calls with a wrong key: each is UNAUTHENTICATED.
     const wrongA = createClient(StreamService, fromAddress(server, A, [apiKeyHeader(`${TEST_API_KEY}-wrong`)]));
     const wrongCodes = [];
-    for (let i = 0; i < BURST; i++) wrongCodes.push(await outcome(wrongA.getStream({ streamId: "s" })));
+    for (let i = 0; i < BURST; i++) wrongCodes.push(await outcomeOf(wrongA.getStream({ streamId: "s" })));
     expect(wrongCodes).toEqual(Array(BURST).fill(Code.Unauthenticated));
 
     // The same bucket limits A's health checks: at most what refilled meanwhile (1 a second) is served.
@@ -220,7 +210,7 @@ describe("the peer address", () => {
       expect((await healthB.check({ service: "" })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     }
     const wrongB = createClient(StreamService, fromAddress(server, B, [apiKeyHeader(`${TEST_API_KEY}-wrong`)]));
-    expect(await outcome(wrongB.getStream({ streamId: "s" }))).toBe(Code.Unauthenticated);
+    expect(await outcomeOf(wrongB.getStream({ streamId: "s" }))).toBe(Code.Unauthenticated);
 
     // A valid key from A is served while A's bucket is empty.
     const validA = createClient(StreamService, fromAddress(server, A, [apiKeyHeader(TEST_API_KEY)]));

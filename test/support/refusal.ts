@@ -1,4 +1,4 @@
-import type { ConnectError } from "@connectrpc/connect";
+import { type Code, ConnectError } from "@connectrpc/connect";
 import { toConnectError } from "../../src/rpc/errors.js";
 
 /** The error `run` throws at once, as the client would get it (through the one error mapping); fails the test when it throws nothing. */
@@ -19,4 +19,14 @@ export async function failureOf(call: Promise<unknown>): Promise<ConnectError> {
     return toConnectError(error);
   }
   throw new Error("expected the call to fail");
+}
+
+/** The code a call fails with, or "ok". */
+export async function outcomeOf(call: Promise<unknown>): Promise<Code | "ok"> {
+  try {
+    await call;
+    return "ok";
+  } catch (error) {
+    return ConnectError.from(error).code;
+  }
 }
