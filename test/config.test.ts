@@ -26,6 +26,8 @@ const SETTING: Record<string, (config: Config) => unknown> = {
   FANOUT_WINDOW: (config) => config.fanoutWindow,
   FANOUT_CACHE_RESULTS: (config) => config.fanoutCacheResults,
   WATCH_BUFFER: (config) => config.watchBuffer,
+  SSE_HEARTBEAT_MS: (config) => config.push.heartbeatMs,
+  WATCH_TICKET_TTL_MS: (config) => config.push.ticketTtlMs,
   DEDUP_WINDOW: (config) => config.dedupWindow,
   TENANT_MAX_STREAMS: (config) => config.tenantMaxStreams,
   TENANT_MAX_WATCHERS: (config) => config.tenantMaxWatchers,

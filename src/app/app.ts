@@ -25,6 +25,7 @@ import { createRateLimitedLog } from "../observe/rate-limited-log.js";
 import { CelCompiler, type CelRefusal } from "../processing/cel.js";
 import { createProcessor } from "../processing/processor.js";
 import { StreamPrograms } from "../processing/stream-programs.js";
+import { createWatchTickets } from "../push/tickets.js";
 import { createHealthService } from "../rpc/health.js";
 import { listen } from "../rpc/listener.js";
 import { createReflectionRoutes } from "../rpc/reflection.js";
@@ -196,6 +197,7 @@ async function assemble(
   const peerBuckets = boundedLocalBuckets(MAX_PEER_BUCKETS);
   lifecycle.onStop("peer buckets", () => peerBuckets.close());
   const stats = new LiveStats();
+  const tickets = createWatchTickets({ secret: config.push.ticketSecret, ttlMs: config.push.ticketTtlMs });
   const shutdown = new AbortController();
 
   const health = createHealthService();
@@ -214,6 +216,7 @@ async function assemble(
         programs,
         watchCel,
         maxPayloadBytes: config.maxPayloadBytes,
+        tickets,
       }),
     );
     router.service(
@@ -245,6 +248,14 @@ async function assemble(
     stats,
     takePeerToken: peerTokens(peerBuckets, config.edge.peerLimit),
     isDraining: () => draining,
+    push: {
+      fanout,
+      watchCel,
+      tickets,
+      heartbeatMs: config.push.heartbeatMs,
+      ingest,
+      maxPayloadBytes: config.maxPayloadBytes,
+    },
   });
   metrics.observe({
     activeStreams: () => registry.openCount,
@@ -260,6 +271,7 @@ async function assemble(
         host: config.host,
         tls: config.tls,
         handler: entry.handle,
+        upgrade: entry.upgrade,
         edge: config.edge,
         onRefused: edgeRefusals(metrics, warnings),
       }),

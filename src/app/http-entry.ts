@@ -26,6 +26,10 @@ import type { LiveStats } from "../observe/live-stats.js";
 import type { Logger } from "../observe/logger.js";
 import type { Metrics, RefusalReason } from "../observe/metrics.js";
 import type { RateLimitedLog } from "../observe/rate-limited-log.js";
+import type { OpenWatchDeps } from "../push/open-watch.js";
+import { type SseDeps, serveSse } from "../push/sse.js";
+import { isWatchPath } from "../push/watch-request.js";
+import { createWebSocketEndpoint, type UpgradeHandler, type WebSocketDeps } from "../push/websocket.js";
 import { CallAdmission } from "../rpc/call-admission.js";
 import { createCors } from "../rpc/cors.js";
 import { createIdentify } from "../rpc/interceptors/auth.js";
@@ -101,11 +105,15 @@ export interface HttpEntryParts {
   /** Takes a token of the caller's address (failed authentication, open services). */
   takePeerToken: PeerTokens;
   isDraining(): boolean;
+  /** Watches over Server-Sent Events and WebSocket: the fanout they read, the filter compiler, tickets, heartbeats. */
+  push: Pick<SseDeps, "fanout" | "watchCel" | "tickets" | "heartbeatMs"> &
+    Omit<WebSocketDeps, keyof OpenWatchDeps | "heartbeatMs">;
 }
 
-/** The handler for the listener, and how many pushing calls wait for their turn. */
+/** The handler for the listener, its WebSocket upgrades, and how many pushing calls wait for their turn. */
 export interface HttpEntry {
   handle: RequestHandler;
+  upgrade: UpgradeHandler;
   waitingCount(): number;
 }
 
@@ -151,16 +159,30 @@ export function createHttpEntry(parts: HttpEntryParts): HttpEntry {
     // proto3 JSON: an unknown field is an error, not silently dropped data.
     jsonOptions: { ignoreUnknownFields: false, ...(extra && { registry: createTypeRegistry(...extra.files) }) },
   });
+  const identify = createIdentify(parts.keys, parts.jwt);
   const cors = createCors(config.corsOrigins);
   const edgeAuth = createEdgeAuth({
     procedures: proceduresOf(files),
     openServices,
     adminServices,
-    identify: createIdentify(parts.keys, parts.jwt),
+    identify,
     takePeerToken: parts.takePeerToken,
     metrics,
     refusalLog: parts.warnings,
   });
+  const watchDeps: OpenWatchDeps = {
+    identify,
+    tickets: parts.push.tickets,
+    adminServices,
+    takePeerToken: parts.takePeerToken,
+    limits: parts.limits,
+    stats: parts.stats,
+    fanout: parts.push.fanout,
+    watchCel: parts.push.watchCel,
+    metrics,
+    isDraining: parts.isDraining,
+  };
+  const sse: SseDeps = { ...watchDeps, heartbeatMs: parts.push.heartbeatMs };
   const serve: RequestHandler = (request, response) => {
     if (serveMetrics(metrics, request, response)) return;
     if (serveDashboard(request, response)) return;
@@ -170,6 +192,11 @@ export function createHttpEntry(parts: HttpEntryParts): HttpEntry {
     // Set before connect writes its headers, which include these: a response header on every protocol, streams too.
     response.setHeader(REQUEST_ID_HEADER, requestId);
     if (cors(request, response)) return;
+    // Results over Server-Sent Events: checked and limited as WatchResults is, by src/push/open-watch.ts.
+    if (request.method === "GET" && isWatchPath(request.url)) {
+      void serveSse(sse, request, response, peerAddress(request));
+      return;
+    }
     // The credential is checked from the headers before connect reads any of the body (src/guard/edge-auth.ts).
     const admit = (decision: EdgeDecision) => {
       if (!decision) return;
@@ -193,9 +220,11 @@ export function createHttpEntry(parts: HttpEntryParts): HttpEntry {
   const pushing = pushingPaths(files);
   return {
     handle: (request, response) => {
-      if (admission && pushing.has(request.url ?? "")) admission.admit(request, response);
+      const url = request.url ?? "";
+      if (admission && (pushing.has(url) || isWatchPath(url))) admission.admit(request, response);
       else serve(request, response);
     },
+    upgrade: createWebSocketEndpoint({ ...watchDeps, ...parts.push }),
     waitingCount: () => admission?.waitingCount ?? 0,
   };
 }

@@ -22,6 +22,16 @@ export interface TlsConfig {
   key: string;
 }
 
+/** Watches over plain HTTP: Server-Sent Events, WebSocket, and the tickets browsers use for them. */
+export interface PushConfig {
+  /** SSE_HEARTBEAT_MS: a comment line (SSE) or a ping (WebSocket) this often on an idle watch. */
+  heartbeatMs: number;
+  /** WATCH_TICKET_SECRET: the HS256 secret of watch tickets, shared by the instances; undefined: a random one per process. */
+  ticketSecret: Uint8Array | undefined;
+  /** WATCH_TICKET_TTL_MS: how long a ticket may be used to connect. */
+  ticketTtlMs: number;
+}
+
 /** Broker topics and partitioning. */
 export interface TopicConfig {
   /** Prefix of every topic name, e.g. "streamgate." gives "streamgate.ingest". */
@@ -174,6 +184,8 @@ export interface Config {
   callTurnBudgetMs: number;
   /** pino log level. */
   logLevel: string;
+  /** Watches over Server-Sent Events and WebSocket (src/push/). */
+  push: PushConfig;
   /** Authentication: with no key and no JWT configured, startApp generates one key. */
   auth: AuthConfig;
   /** Rate limits and the watcher cap, as the environment sets them (UpdateLimits may change them later). */
@@ -273,6 +285,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: read.int("SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
     callTurnBudgetMs: read.int("CALL_TURN_BUDGET_MS", 5, 0, 10_000),
     logLevel,
+    push: readPush(read, problems),
     auth: readAuth(read, problems),
     limits: {
       global: readBucket(read, problems, "RATE_LIMIT"),
@@ -283,6 +296,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** SSE_HEARTBEAT_MS and the WATCH_TICKET_* settings. */
+function readPush(read: EnvReader, problems: string[]): PushConfig {
+  const secret = read.string("WATCH_TICKET_SECRET", "");
+  const ticketSecret = secret === "" ? undefined : new TextEncoder().encode(secret);
+  if (ticketSecret && ticketSecret.length < MIN_HS256_SECRET_BYTES) {
+    problems.push(
+      `WATCH_TICKET_SECRET: the secret is ${ticketSecret.length} bytes; it needs at least ${MIN_HS256_SECRET_BYTES}`,
+    );
+  }
+  return {
+    heartbeatMs: read.int("SSE_HEARTBEAT_MS", 15_000, 100, 3_600_000),
+    ticketSecret,
+    ticketTtlMs: read.int("WATCH_TICKET_TTL_MS", 60_000, 1000, 3_600_000),
+  };
 }
 
 /**

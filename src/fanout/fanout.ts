@@ -114,13 +114,16 @@ export class Fanout {
    * The results of a stream, for a checked WatchResults request; refuses an
    * unknown stream (not_found) and a cursor of another stream's partition
    * before the first result is asked for, so a refusal fails the call instead
-   * of ending an empty stream.
+   * of ending an empty stream. `onInterrupt` is told at once when the watch
+   * must end (fell behind, server stopping, stream removed), even while its
+   * caller is not asking for results.
    */
   watch(
     tenant: string,
     streamId: string,
     request: CheckedWatch,
     signal: AbortSignal,
+    onInterrupt?: () => void,
   ): AsyncIterable<WatchResultsResponse> {
     const key = streamKey(tenant, streamId);
     const entry = this.options.registry.get(key);
@@ -138,7 +141,7 @@ export class Fanout {
       start = entry.resultsStart;
     }
     const { filter } = request;
-    const watcher = new Watcher(this.options.watchBuffer, request.after?.cursor ?? "", streamId);
+    const watcher = new Watcher(this.options.watchBuffer, request.after?.cursor ?? "", streamId, onInterrupt);
     return this.stream(key, partition, start, entry.ingestStart, filter, watcher, signal);
   }
 

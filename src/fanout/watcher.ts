@@ -25,6 +25,12 @@ export class Watcher {
     private cursor: string,
     /** The stream's id, as the client named it. */
     private readonly streamId: string,
+    /**
+     * Told when the watcher is interrupted, at once: a caller waiting for its
+     * client to read (a stalled socket) learns that the watch is over without
+     * asking for the next result.
+     */
+    private readonly onInterrupt?: () => void,
   ) {}
 
   /** Records that the watcher has passed `entry` (delivered it or filtered it out). */
@@ -64,9 +70,11 @@ export class Watcher {
 
   /** Ends the watcher at its next step; what it buffered is dropped, the cursor says where to resume. */
   interrupt(reason: Interruption): void {
+    const first = this.interruption === undefined;
     this.interruption ??= reason;
     this.queue = [];
     this.notify();
+    if (first) this.onInterrupt?.();
   }
 
   /** The error the watch ends with once interrupted. */

@@ -127,6 +127,12 @@ export class Metrics {
     labelNames: ["reason"] as const,
     registers: [this.registry],
   });
+  readonly httpWatches = new Counter({
+    name: "streamgate_http_watches_total",
+    help: "Watches over plain HTTP (transport: sse, websocket), counted when they end, by how (code: ok, canceled, not_found, resource_exhausted, unavailable, unauthenticated, ...).",
+    labelNames: ["transport", "code"] as const,
+    registers: [this.registry],
+  });
   readonly watchFilterFailed = new Counter({
     name: "streamgate_watch_filter_failures_total",
     help: "Results not delivered to a watcher because its filter failed on them, by reason (cel_error, cel_cost: the filter ran out of CEL_MAX_COST).",

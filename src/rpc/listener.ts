@@ -12,6 +12,8 @@ import { Duplex } from "node:stream";
 import { delay } from "../common/waits.js";
 import type { EdgeConfig, TlsConfig } from "../config/config.js";
 import type { RefusalReason } from "../observe/metrics.js";
+// A type only, erased at run time: the push layer imports this module, never the reverse.
+import type { UpgradeHandler } from "../push/websocket.js";
 import { ConnectionCaps, normalisePeer, peerGroup, refuseClearly } from "./connection-admission.js";
 import { clientErrorListener } from "./http1-client-error.js";
 import { guardSession } from "./http2-guard.js";
@@ -36,6 +38,12 @@ export interface ListenOptions {
   edge?: EdgeLimits;
   /** Told of each connection refused, closed or request reset by a bound, with the peer address ("" when unknown). */
   onRefused?: (reason: RefusalReason, peer: string) => void;
+  /**
+   * Takes HTTP/1.1 WebSocket upgrade requests (cleartext and TLS); without it
+   * they are answered 404. Other upgrades (`Upgrade: h2c` from `curl --http2`)
+   * are served as the plain requests they also are.
+   */
+  upgrade?: UpgradeHandler;
 }
 
 /** The connection and request bounds the listener enforces. */
@@ -115,6 +123,13 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     if (request.httpVersionMajor === 2) endUnreadRequestAfterResponse(request as http2.Http2ServerRequest);
     options.handler(request, response);
   };
+  // The socket is the connection's own, so the connection caps still count it until it closes.
+  const onUpgrade = (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node's HTTP server stops listening for the socket's errors once it hands the socket over.
+    socket.on("error", () => socket.destroy());
+    if (options.upgrade) options.upgrade(request, socket, head);
+    else refuseUpgrade(socket, 404);
+  };
 
   let server: net.Server;
   let h1: http.Server | undefined;
@@ -136,10 +151,14 @@ export async function listen(options: ListenOptions): Promise<Listener> {
     // Checked on the TCP connection, before any TLS work is spent on it.
     secure.on("connection", (socket: net.Socket) => void admitted(socket, false));
     secure.on("session", onSession);
+    // Read by its HTTP/1.1 side as a property only (as the timeouts above), not from the options.
+    Object.assign(secure, { shouldUpgradeCallback: isWebSocketUpgrade });
+    secure.on("upgrade", onUpgrade);
     server = secure;
   } else {
-    h1 = http.createServer(edge ? http1Options(edge) : {}, handler);
+    h1 = http.createServer({ ...(edge && http1Options(edge)), shouldUpgradeCallback: isWebSocketUpgrade }, handler);
     h1.on("clientError", onClientError);
+    h1.on("upgrade", onUpgrade);
     // h1 never listens itself (connections are handed to it), but its connection
     // tracking (idle closing, request and header timeouts) starts on "listening".
     h1.emit("listening");
@@ -201,6 +220,32 @@ function endUnreadRequestAfterResponse(request: http2.Http2ServerRequest): void 
       if (!request.complete && !stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     }),
   );
+}
+
+/**
+ * Whether a request asks to switch to WebSocket: only these reach the
+ * "upgrade" event. Any other upgrade is served as a plain request, as HTTP
+ * allows (RFC 9110 section 7.8), and as Node serves upgrades no listener takes.
+ */
+function isWebSocketUpgrade(request: http.IncomingMessage): boolean {
+  return /(?:^|,)[ \t]*websocket[ \t]*(?:,|$)/i.test(request.headers.upgrade ?? "");
+}
+
+/**
+ * Answers an upgrade request with a plain HTTP response (RFC 6455 section
+ * 4.2.2: a handshake the server refuses gets an HTTP error), then closes its
+ * socket once the answer is written.
+ */
+export function refuseUpgrade(socket: Duplex, status: number, body = "", headers: Record<string, string> = {}): void {
+  if (socket.destroyed) return;
+  const lines = [
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? ""}`,
+    "connection: close",
+    ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+    `content-length: ${Buffer.byteLength(body)}`,
+  ];
+  socket.once("finish", () => socket.destroy());
+  socket.end(`${lines.join("\r\n")}\r\n\r\n${body}`);
 }
 
 /**

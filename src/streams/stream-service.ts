@@ -9,6 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   type Rejection,
@@ -19,10 +20,12 @@ import {
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { streamNotFound } from "../common/domain-error.js";
 import type { Fanout } from "../fanout/fanout.js";
+import type { Principal } from "../guard/auth/api-keys.js";
 import type { CelCompiler } from "../processing/cel.js";
 import type { StreamPrograms } from "../processing/stream-programs.js";
-import { codeName, toConnectError } from "../rpc/errors.js";
-import { TENANT } from "../rpc/request-context.js";
+import type { WatchTickets } from "../push/tickets.js";
+import { codeName, scopeMissing, toConnectError } from "../rpc/errors.js";
+import { PRINCIPAL, TENANT } from "../rpc/request-context.js";
 import type { Ingest, SendResult } from "./ingest.js";
 import { decodePageToken, encodePageToken, pageSizeOf } from "./page-token.js";
 import type { StreamRegistry } from "./registry.js";
@@ -43,6 +46,8 @@ export interface StreamServiceDeps {
   watchCel: CelCompiler;
   /** MAX_PAYLOAD_BYTES. */
   maxPayloadBytes: number;
+  /** Issues CreateWatchTicket's tickets (src/push/tickets.ts). */
+  tickets: WatchTickets;
 }
 
 /** Rejections listed in a SendDataStream response; the rest are only counted. */
@@ -97,6 +102,20 @@ export function createStreamService(deps: StreamServiceDeps): ServiceImpl<typeof
     watchResults(request, context) {
       const streamId = requireStreamId(request.streamId);
       return fanout.watch(tenantOf(context), streamId, checkWatch(request, watchCel), context.signal);
+    },
+
+    async createWatchTicket(request, context) {
+      const streamId = requireStreamId(request.streamId);
+      const principal = principalOf(context);
+      // The method's own scope (streams:read) was checked with the call's headers; sending needs more.
+      if (request.allowSend && !principal.scopes.has("streams:write")) {
+        throw scopeMissing(principal.client, "CreateWatchTicket with allow_send", "streams:write");
+      }
+      const tenant = tenantOf(context);
+      // Only for a stream of the caller's tenant: another tenant's answers as one that does not exist.
+      if (!registry.get(streamKey(tenant, streamId))) throw streamNotFound(request.streamId);
+      const { ticket, expiresAtMs } = await deps.tickets.issue(principal, tenant, streamId, request.allowSend);
+      return { ticket, expireTime: timestampFromMs(expiresAtMs) };
     },
 
     async closeStream(request, context) {
@@ -155,6 +174,15 @@ function tenantOf(context: HandlerContext): string {
   if (tenant === "")
     throw new Error("no tenant in the call's context: the auth interceptor must run before StreamService");
   return tenant;
+}
+
+/** Who is calling (set by the auth interceptor for every StreamService call). */
+function principalOf(context: HandlerContext): Principal {
+  const principal = context.values.get(PRINCIPAL);
+  // As for the tenant: only a server built without the auth interceptor could get here.
+  if (!principal)
+    throw new Error("no principal in the call's context: the auth interceptor must run before StreamService");
+  return principal;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file streamgate/v1/stream_service.proto.
  */
 export const file_streamgate_v1_stream_service: GenFile = /*@__PURE__*/
-  fileDesc("CiJzdHJlYW1nYXRlL3YxL3N0cmVhbV9zZXJ2aWNlLnByb3RvEg1zdHJlYW1nYXRlLnYxIkgKClByb2Nlc3NpbmcSDgoGZmlsdGVyGAEgASgJEhEKCXRyYW5zZm9ybRgCIAEoCRIXCg9yYXRlX3Blcl9zZWNvbmQYAyABKAEiuAIKBlN0cmVhbRIRCglzdHJlYW1faWQYASABKAkSKQoFc3RhdGUYAiABKA4yGi5zdHJlYW1nYXRlLnYxLlN0cmVhbVN0YXRlEjEKBmxhYmVscxgDIAMoCzIhLnN0cmVhbWdhdGUudjEuU3RyZWFtLkxhYmVsc0VudHJ5Ei0KCnByb2Nlc3NpbmcYBCABKAsyGS5zdHJlYW1nYXRlLnYxLlByb2Nlc3NpbmcSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEijAEKDFN0cmVhbUNvdW50cxIQCghhY2NlcHRlZBgBIAEoBBISCgpkdXBsaWNhdGVzGAIgASgEEhAKCHJlamVjdGVkGAMgASgEEhEKCXByb2Nlc3NlZBgEIAEoBBIQCghmaWx0ZXJlZBgFIAEoBBIOCgZmYWlsZWQYBiABKAQSDwoHcmVzdWx0cxgHIAEoBCLEAQoSU3RhcnRTdHJlYW1SZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRI9CgZsYWJlbHMYAiADKAsyLS5zdHJlYW1nYXRlLnYxLlN0YXJ0U3RyZWFtUmVxdWVzdC5MYWJlbHNFbnRyeRItCgpwcm9jZXNzaW5nGAMgASgLMhkuc3RyZWFtZ2F0ZS52MS5Qcm9jZXNzaW5nGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTQoTU3RhcnRTdHJlYW1SZXNwb25zZRIlCgZzdHJlYW0YASABKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbRIPCgdjcmVhdGVkGAIgASgIIuYBCg9TZW5kRGF0YVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRI8CgdoZWFkZXJzGAUgAygLMisuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlcXVlc3QuSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB3BheWxvYWQiNQoQU2VuZERhdGFSZXNwb25zZRIOCgZjdXJzb3IYASABKAkSEQoJZHVwbGljYXRlGAIgASgIIoUCChVTZW5kRGF0YVN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRJCCgdoZWFkZXJzGAUgAygLMjEuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVN0cmVhbVJlcXVlc3QuSGVhZGVyc0VudHJ5EhEKCWZhaWxfZmFzdBgGIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIpMBChZTZW5kRGF0YVN0cmVhbVJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEhIKCmR1cGxpY2F0ZXMYAiABKAQSEAoIcmVqZWN0ZWQYAyABKAQSLAoKcmVqZWN0aW9ucxgEIAMoCzIYLnN0cmVhbWdhdGUudjEuUmVqZWN0aW9uEhMKC2xhc3RfY3Vyc29yGAUgASgJIjgKCVJlamVjdGlvbhINCgVpbmRleBgBIAEoBBIMCgRjb2RlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSKEAQoTV2F0Y2hSZXN1bHRzUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEjQKDnN0YXJ0X3Bvc2l0aW9uGAMgASgOMhwuc3RyZWFtZ2F0ZS52MS5TdGFydFBvc2l0aW9uEg4KBmZpbHRlchgEIAEoCSI9ChRXYXRjaFJlc3VsdHNSZXNwb25zZRIlCgZyZXN1bHQYASABKAsyFS5zdHJlYW1nYXRlLnYxLlJlc3VsdCLcAgoGUmVzdWx0EhEKCXN0cmVhbV9pZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSJgoEZGF0YRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA3JhdxgFIAEoDEgAEjMKB2hlYWRlcnMYBiADKAsyIi5zdHJlYW1nYXRlLnYxLlJlc3VsdC5IZWFkZXJzRW50cnkSLQoJc2VuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxwcm9jZXNzX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXNvdXJjZV9jdXJzb3IYCSABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCInChJDbG9zZVN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJIjwKE0Nsb3NlU3RyZWFtUmVzcG9uc2USJQoGc3RyZWFtGAEgASgLMhUuc3RyZWFtZ2F0ZS52MS5TdHJlYW0iJQoQR2V0U3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiZwoRR2V0U3RyZWFtUmVzcG9uc2USJQoGc3RyZWFtGAEgASgLMhUuc3RyZWFtZ2F0ZS52MS5TdHJlYW0SKwoGY291bnRzGAIgASgLMhsuc3RyZWFtZ2F0ZS52MS5TdHJlYW1Db3VudHMi1AEKEkxpc3RTdHJlYW1zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKA0SEgoKcGFnZV90b2tlbhgCIAEoCRIpCgVzdGF0ZRgDIAEoDjIaLnN0cmVhbWdhdGUudjEuU3RyZWFtU3RhdGUSPQoGbGFiZWxzGAQgAygLMi0uc3RyZWFtZ2F0ZS52MS5MaXN0U3RyZWFtc1JlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJWChNMaXN0U3RyZWFtc1Jlc3BvbnNlEiYKB3N0cmVhbXMYASADKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKAoTRGVsZXRlU3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiFgoURGVsZXRlU3RyZWFtUmVzcG9uc2UiHAoKUmVzdW1lSW5mbxIOCgZjdXJzb3IYASABKAkqWwoLU3RyZWFtU3RhdGUSHAoYU1RSRUFNX1NUQVRFX1VOU1BFQ0lGSUVEEAASFQoRU1RSRUFNX1NUQVRFX09QRU4QARIXChNTVFJFQU1fU1RBVEVfQ0xPU0VEEAIqZwoNU3RhcnRQb3NpdGlvbhIeChpTVEFSVF9QT1NJVElPTl9VTlNQRUNJRklFRBAAEhsKF1NUQVJUX1BPU0lUSU9OX0VBUkxJRVNUEAESGQoVU1RBUlRfUE9TSVRJT05fTEFURVNUEAIywwUKDVN0cmVhbVNlcnZpY2USVAoLU3RhcnRTdHJlYW0SIS5zdHJlYW1nYXRlLnYxLlN0YXJ0U3RyZWFtUmVxdWVzdBoiLnN0cmVhbWdhdGUudjEuU3RhcnRTdHJlYW1SZXNwb25zZRJLCghTZW5kRGF0YRIeLnN0cmVhbWdhdGUudjEuU2VuZERhdGFSZXF1ZXN0Gh8uc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlc3BvbnNlEl8KDlNlbmREYXRhU3RyZWFtEiQuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVN0cmVhbVJlcXVlc3QaJS5zdHJlYW1nYXRlLnYxLlNlbmREYXRhU3RyZWFtUmVzcG9uc2UoARJZCgxXYXRjaFJlc3VsdHMSIi5zdHJlYW1nYXRlLnYxLldhdGNoUmVzdWx0c1JlcXVlc3QaIy5zdHJlYW1nYXRlLnYxLldhdGNoUmVzdWx0c1Jlc3BvbnNlMAESVAoLQ2xvc2VTdHJlYW0SIS5zdHJlYW1nYXRlLnYxLkNsb3NlU3RyZWFtUmVxdWVzdBoiLnN0cmVhbWdhdGUudjEuQ2xvc2VTdHJlYW1SZXNwb25zZRJOCglHZXRTdHJlYW0SHy5zdHJlYW1nYXRlLnYxLkdldFN0cmVhbVJlcXVlc3QaIC5zdHJlYW1nYXRlLnYxLkdldFN0cmVhbVJlc3BvbnNlElQKC0xpc3RTdHJlYW1zEiEuc3RyZWFtZ2F0ZS52MS5MaXN0U3RyZWFtc1JlcXVlc3QaIi5zdHJlYW1nYXRlLnYxLkxpc3RTdHJlYW1zUmVzcG9uc2USVwoMRGVsZXRlU3RyZWFtEiIuc3RyZWFtZ2F0ZS52MS5EZWxldGVTdHJlYW1SZXF1ZXN0GiMuc3RyZWFtZ2F0ZS52MS5EZWxldGVTdHJlYW1SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("CiJzdHJlYW1nYXRlL3YxL3N0cmVhbV9zZXJ2aWNlLnByb3RvEg1zdHJlYW1nYXRlLnYxIkgKClByb2Nlc3NpbmcSDgoGZmlsdGVyGAEgASgJEhEKCXRyYW5zZm9ybRgCIAEoCRIXCg9yYXRlX3Blcl9zZWNvbmQYAyABKAEiuAIKBlN0cmVhbRIRCglzdHJlYW1faWQYASABKAkSKQoFc3RhdGUYAiABKA4yGi5zdHJlYW1nYXRlLnYxLlN0cmVhbVN0YXRlEjEKBmxhYmVscxgDIAMoCzIhLnN0cmVhbWdhdGUudjEuU3RyZWFtLkxhYmVsc0VudHJ5Ei0KCnByb2Nlc3NpbmcYBCABKAsyGS5zdHJlYW1nYXRlLnYxLlByb2Nlc3NpbmcSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmNsb3NlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEijAEKDFN0cmVhbUNvdW50cxIQCghhY2NlcHRlZBgBIAEoBBISCgpkdXBsaWNhdGVzGAIgASgEEhAKCHJlamVjdGVkGAMgASgEEhEKCXByb2Nlc3NlZBgEIAEoBBIQCghmaWx0ZXJlZBgFIAEoBBIOCgZmYWlsZWQYBiABKAQSDwoHcmVzdWx0cxgHIAEoBCLEAQoSU3RhcnRTdHJlYW1SZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCRI9CgZsYWJlbHMYAiADKAsyLS5zdHJlYW1nYXRlLnYxLlN0YXJ0U3RyZWFtUmVxdWVzdC5MYWJlbHNFbnRyeRItCgpwcm9jZXNzaW5nGAMgASgLMhkuc3RyZWFtZ2F0ZS52MS5Qcm9jZXNzaW5nGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiTQoTU3RhcnRTdHJlYW1SZXNwb25zZRIlCgZzdHJlYW0YASABKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbRIPCgdjcmVhdGVkGAIgASgIIuYBCg9TZW5kRGF0YVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRI8CgdoZWFkZXJzGAUgAygLMisuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlcXVlc3QuSGVhZGVyc0VudHJ5Gi4KDEhlYWRlcnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgkKB3BheWxvYWQiNQoQU2VuZERhdGFSZXNwb25zZRIOCgZjdXJzb3IYASABKAkSEQoJZHVwbGljYXRlGAIgASgIIoUCChVTZW5kRGF0YVN0cmVhbVJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEiYKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWVIABINCgNyYXcYAyABKAxIABIQCghldmVudF9pZBgEIAEoCRJCCgdoZWFkZXJzGAUgAygLMjEuc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVN0cmVhbVJlcXVlc3QuSGVhZGVyc0VudHJ5EhEKCWZhaWxfZmFzdBgGIAEoCBouCgxIZWFkZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdwYXlsb2FkIpMBChZTZW5kRGF0YVN0cmVhbVJlc3BvbnNlEhAKCGFjY2VwdGVkGAEgASgEEhIKCmR1cGxpY2F0ZXMYAiABKAQSEAoIcmVqZWN0ZWQYAyABKAQSLAoKcmVqZWN0aW9ucxgEIAMoCzIYLnN0cmVhbWdhdGUudjEuUmVqZWN0aW9uEhMKC2xhc3RfY3Vyc29yGAUgASgJIjgKCVJlamVjdGlvbhINCgVpbmRleBgBIAEoBBIMCgRjb2RlGAIgASgJEg4KBnJlYXNvbhgDIAEoCSKEAQoTV2F0Y2hSZXN1bHRzUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkSFAoMYWZ0ZXJfY3Vyc29yGAIgASgJEjQKDnN0YXJ0X3Bvc2l0aW9uGAMgASgOMhwuc3RyZWFtZ2F0ZS52MS5TdGFydFBvc2l0aW9uEg4KBmZpbHRlchgEIAEoCSI9ChRXYXRjaFJlc3VsdHNSZXNwb25zZRIlCgZyZXN1bHQYASABKAsyFS5zdHJlYW1nYXRlLnYxLlJlc3VsdCLcAgoGUmVzdWx0EhEKCXN0cmVhbV9pZBgBIAEoCRIOCgZjdXJzb3IYAiABKAkSEAoIZXZlbnRfaWQYAyABKAkSJgoEZGF0YRgEIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZUgAEg0KA3JhdxgFIAEoDEgAEjMKB2hlYWRlcnMYBiADKAsyIi5zdHJlYW1nYXRlLnYxLlJlc3VsdC5IZWFkZXJzRW50cnkSLQoJc2VuZF90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxwcm9jZXNzX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDXNvdXJjZV9jdXJzb3IYCSABKAkaLgoMSGVhZGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCCQoHcGF5bG9hZCJBChhDcmVhdGVXYXRjaFRpY2tldFJlcXVlc3QSEQoJc3RyZWFtX2lkGAEgASgJEhIKCmFsbG93X3NlbmQYAiABKAgiXAoZQ3JlYXRlV2F0Y2hUaWNrZXRSZXNwb25zZRIOCgZ0aWNrZXQYASABKAkSLwoLZXhwaXJlX3RpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIicKEkNsb3NlU3RyZWFtUmVxdWVzdBIRCglzdHJlYW1faWQYASABKAkiPAoTQ2xvc2VTdHJlYW1SZXNwb25zZRIlCgZzdHJlYW0YASABKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbSIlChBHZXRTdHJlYW1SZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCSJnChFHZXRTdHJlYW1SZXNwb25zZRIlCgZzdHJlYW0YASABKAsyFS5zdHJlYW1nYXRlLnYxLlN0cmVhbRIrCgZjb3VudHMYAiABKAsyGy5zdHJlYW1nYXRlLnYxLlN0cmVhbUNvdW50cyLUAQoSTGlzdFN0cmVhbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoDRISCgpwYWdlX3Rva2VuGAIgASgJEikKBXN0YXRlGAMgASgOMhouc3RyZWFtZ2F0ZS52MS5TdHJlYW1TdGF0ZRI9CgZsYWJlbHMYBCADKAsyLS5zdHJlYW1nYXRlLnYxLkxpc3RTdHJlYW1zUmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlYKE0xpc3RTdHJlYW1zUmVzcG9uc2USJgoHc3RyZWFtcxgBIAMoCzIVLnN0cmVhbWdhdGUudjEuU3RyZWFtEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIoChNEZWxldGVTdHJlYW1SZXF1ZXN0EhEKCXN0cmVhbV9pZBgBIAEoCSIWChREZWxldGVTdHJlYW1SZXNwb25zZSIcCgpSZXN1bWVJbmZvEg4KBmN1cnNvchgBIAEoCSpbCgtTdHJlYW1TdGF0ZRIcChhTVFJFQU1fU1RBVEVfVU5TUEVDSUZJRUQQABIVChFTVFJFQU1fU1RBVEVfT1BFThABEhcKE1NUUkVBTV9TVEFURV9DTE9TRUQQAipnCg1TdGFydFBvc2l0aW9uEh4KGlNUQVJUX1BPU0lUSU9OX1VOU1BFQ0lGSUVEEAASGwoXU1RBUlRfUE9TSVRJT05fRUFSTElFU1QQARIZChVTVEFSVF9QT1NJVElPTl9MQVRFU1QQAjKrBgoNU3RyZWFtU2VydmljZRJUCgtTdGFydFN0cmVhbRIhLnN0cmVhbWdhdGUudjEuU3RhcnRTdHJlYW1SZXF1ZXN0GiIuc3RyZWFtZ2F0ZS52MS5TdGFydFN0cmVhbVJlc3BvbnNlEksKCFNlbmREYXRhEh4uc3RyZWFtZ2F0ZS52MS5TZW5kRGF0YVJlcXVlc3QaHy5zdHJlYW1nYXRlLnYxLlNlbmREYXRhUmVzcG9uc2USXwoOU2VuZERhdGFTdHJlYW0SJC5zdHJlYW1nYXRlLnYxLlNlbmREYXRhU3RyZWFtUmVxdWVzdBolLnN0cmVhbWdhdGUudjEuU2VuZERhdGFTdHJlYW1SZXNwb25zZSgBElkKDFdhdGNoUmVzdWx0cxIiLnN0cmVhbWdhdGUudjEuV2F0Y2hSZXN1bHRzUmVxdWVzdBojLnN0cmVhbWdhdGUudjEuV2F0Y2hSZXN1bHRzUmVzcG9uc2UwARJmChFDcmVhdGVXYXRjaFRpY2tldBInLnN0cmVhbWdhdGUudjEuQ3JlYXRlV2F0Y2hUaWNrZXRSZXF1ZXN0Giguc3RyZWFtZ2F0ZS52MS5DcmVhdGVXYXRjaFRpY2tldFJlc3BvbnNlElQKC0Nsb3NlU3RyZWFtEiEuc3RyZWFtZ2F0ZS52MS5DbG9zZVN0cmVhbVJlcXVlc3QaIi5zdHJlYW1nYXRlLnYxLkNsb3NlU3RyZWFtUmVzcG9uc2USTgoJR2V0U3RyZWFtEh8uc3RyZWFtZ2F0ZS52MS5HZXRTdHJlYW1SZXF1ZXN0GiAuc3RyZWFtZ2F0ZS52MS5HZXRTdHJlYW1SZXNwb25zZRJUCgtMaXN0U3RyZWFtcxIhLnN0cmVhbWdhdGUudjEuTGlzdFN0cmVhbXNSZXF1ZXN0GiIuc3RyZWFtZ2F0ZS52MS5MaXN0U3RyZWFtc1Jlc3BvbnNlElcKDERlbGV0ZVN0cmVhbRIiLnN0cmVhbWdhdGUudjEuRGVsZXRlU3RyZWFtUmVxdWVzdBojLnN0cmVhbWdhdGUudjEuRGVsZXRlU3RyZWFtUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Processing holds a stream's optional processing options.
@@ -626,6 +626,64 @@ export const ResultSchema: GenMessage<Result> = /*@__PURE__*/
   messageDesc(file_streamgate_v1_stream_service, 12);
 
 /**
+ * CreateWatchTicketRequest asks for a watch ticket.
+ *
+ * @generated from message streamgate.v1.CreateWatchTicketRequest
+ */
+export type CreateWatchTicketRequest = Message<"streamgate.v1.CreateWatchTicketRequest"> & {
+  /**
+   * The stream the ticket is for; it must exist in the caller's tenant.
+   *
+   * @generated from field: string stream_id = 1;
+   */
+  streamId: string;
+
+  /**
+   * Whether the ticket also allows sending to the stream over the WebSocket;
+   * the caller then needs streams:write too.
+   *
+   * @generated from field: bool allow_send = 2;
+   */
+  allowSend: boolean;
+};
+
+/**
+ * Describes the message streamgate.v1.CreateWatchTicketRequest.
+ * Use `create(CreateWatchTicketRequestSchema)` to create a new message.
+ */
+export const CreateWatchTicketRequestSchema: GenMessage<CreateWatchTicketRequest> = /*@__PURE__*/
+  messageDesc(file_streamgate_v1_stream_service, 13);
+
+/**
+ * CreateWatchTicketResponse carries the ticket.
+ *
+ * @generated from message streamgate.v1.CreateWatchTicketResponse
+ */
+export type CreateWatchTicketResponse = Message<"streamgate.v1.CreateWatchTicketResponse"> & {
+  /**
+   * The ticket, to pass as ?ticket= (it is a credential: keep it out of logs).
+   *
+   * @generated from field: string ticket = 1;
+   */
+  ticket: string;
+
+  /**
+   * When the ticket stops being accepted to open a watch (a watch opened
+   * before then goes on).
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 2;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message streamgate.v1.CreateWatchTicketResponse.
+ * Use `create(CreateWatchTicketResponseSchema)` to create a new message.
+ */
+export const CreateWatchTicketResponseSchema: GenMessage<CreateWatchTicketResponse> = /*@__PURE__*/
+  messageDesc(file_streamgate_v1_stream_service, 14);
+
+/**
  * CloseStreamRequest closes a stream.
  *
  * @generated from message streamgate.v1.CloseStreamRequest
@@ -644,7 +702,7 @@ export type CloseStreamRequest = Message<"streamgate.v1.CloseStreamRequest"> & {
  * Use `create(CloseStreamRequestSchema)` to create a new message.
  */
 export const CloseStreamRequestSchema: GenMessage<CloseStreamRequest> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 13);
+  messageDesc(file_streamgate_v1_stream_service, 15);
 
 /**
  * CloseStreamResponse returns the closed stream.
@@ -665,7 +723,7 @@ export type CloseStreamResponse = Message<"streamgate.v1.CloseStreamResponse"> &
  * Use `create(CloseStreamResponseSchema)` to create a new message.
  */
 export const CloseStreamResponseSchema: GenMessage<CloseStreamResponse> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 14);
+  messageDesc(file_streamgate_v1_stream_service, 16);
 
 /**
  * GetStreamRequest asks for a stream.
@@ -686,7 +744,7 @@ export type GetStreamRequest = Message<"streamgate.v1.GetStreamRequest"> & {
  * Use `create(GetStreamRequestSchema)` to create a new message.
  */
 export const GetStreamRequestSchema: GenMessage<GetStreamRequest> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 15);
+  messageDesc(file_streamgate_v1_stream_service, 17);
 
 /**
  * GetStreamResponse describes a stream.
@@ -714,7 +772,7 @@ export type GetStreamResponse = Message<"streamgate.v1.GetStreamResponse"> & {
  * Use `create(GetStreamResponseSchema)` to create a new message.
  */
 export const GetStreamResponseSchema: GenMessage<GetStreamResponse> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 16);
+  messageDesc(file_streamgate_v1_stream_service, 18);
 
 /**
  * ListStreamsRequest asks for a page of the tenant's streams.
@@ -756,7 +814,7 @@ export type ListStreamsRequest = Message<"streamgate.v1.ListStreamsRequest"> & {
  * Use `create(ListStreamsRequestSchema)` to create a new message.
  */
 export const ListStreamsRequestSchema: GenMessage<ListStreamsRequest> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 17);
+  messageDesc(file_streamgate_v1_stream_service, 19);
 
 /**
  * ListStreamsResponse is one page of streams, by stream id.
@@ -784,7 +842,7 @@ export type ListStreamsResponse = Message<"streamgate.v1.ListStreamsResponse"> &
  * Use `create(ListStreamsResponseSchema)` to create a new message.
  */
 export const ListStreamsResponseSchema: GenMessage<ListStreamsResponse> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 18);
+  messageDesc(file_streamgate_v1_stream_service, 20);
 
 /**
  * DeleteStreamRequest deletes a stream.
@@ -805,7 +863,7 @@ export type DeleteStreamRequest = Message<"streamgate.v1.DeleteStreamRequest"> &
  * Use `create(DeleteStreamRequestSchema)` to create a new message.
  */
 export const DeleteStreamRequestSchema: GenMessage<DeleteStreamRequest> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 19);
+  messageDesc(file_streamgate_v1_stream_service, 21);
 
 /**
  * DeleteStreamResponse confirms a deletion.
@@ -820,7 +878,7 @@ export type DeleteStreamResponse = Message<"streamgate.v1.DeleteStreamResponse">
  * Use `create(DeleteStreamResponseSchema)` to create a new message.
  */
 export const DeleteStreamResponseSchema: GenMessage<DeleteStreamResponse> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 20);
+  messageDesc(file_streamgate_v1_stream_service, 22);
 
 /**
  * ResumeInfo is an error detail on a WatchResults call that the server ended
@@ -843,7 +901,7 @@ export type ResumeInfo = Message<"streamgate.v1.ResumeInfo"> & {
  * Use `create(ResumeInfoSchema)` to create a new message.
  */
 export const ResumeInfoSchema: GenMessage<ResumeInfo> = /*@__PURE__*/
-  messageDesc(file_streamgate_v1_stream_service, 21);
+  messageDesc(file_streamgate_v1_stream_service, 23);
 
 /**
  * StreamState is the lifecycle state of a stream.
@@ -968,6 +1026,22 @@ export const StreamService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchResultsRequestSchema;
     output: typeof WatchResultsResponseSchema;
+  },
+  /**
+   * CreateWatchTicket returns a short-lived ticket for a browser, which cannot
+   * set headers, to pass as ?ticket= to GET /v1/streams/{stream_id}/results
+   * (Server-Sent Events or WebSocket) instead of a credential: it lets the
+   * caller's principal watch that one stream of its tenant (and, with
+   * allow_send, send to it over the WebSocket), and is accepted only until
+   * expire_time. Needs streams:read, and streams:write for allow_send; a stream
+   * that does not exist in the caller's tenant is NOT_FOUND.
+   *
+   * @generated from rpc streamgate.v1.StreamService.CreateWatchTicket
+   */
+  createWatchTicket: {
+    methodKind: "unary";
+    input: typeof CreateWatchTicketRequestSchema;
+    output: typeof CreateWatchTicketResponseSchema;
   },
   /**
    * CloseStream closes a stream: later sends fail with FAILED_PRECONDITION, and

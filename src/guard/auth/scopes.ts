@@ -17,6 +17,8 @@ export const METHOD_SCOPE: Readonly<Record<string, Scope>> = {
   SendData: "streams:write",
   SendDataStream: "streams:write",
   WatchResults: "streams:read",
+  // Also streams:write when the ticket is to allow sending (checked by the handler, which sees the request).
+  CreateWatchTicket: "streams:read",
   GetStream: "streams:read",
   ListStreams: "streams:read",
   StartStream: "streams:manage",

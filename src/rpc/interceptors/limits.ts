@@ -9,9 +9,9 @@
  * Every request of a limited service is counted in the live stats, allowed or not.
  */
 import type { Interceptor } from "@connectrpc/connect";
+import { admitWatcher, limitedClient, takeToken } from "../../guard/limits/admission.js";
 import type { LimitedClient, Limits } from "../../guard/limits/limits.js";
 import type { LiveStats } from "../../observe/live-stats.js";
-import { rateLimited, tooManyWatchers } from "../errors.js";
 import { PRINCIPAL } from "../request-context.js";
 import { tap } from "./tap.js";
 
@@ -27,34 +27,13 @@ export interface LimitOptions {
 /** Creates the limits interceptor. */
 export function limitCalls(options: LimitOptions): Interceptor {
   const { limits, exemptServices, stats } = options;
-  /**
-   * Takes a token for `client`, or rejects with RESOURCE_EXHAUSTED and when to
-   * retry. With no limit set it settles nothing and returns undefined: a
-   * client stream asks once per message, and a promise per message would cost
-   * more than the rest of the check.
-   */
-  const take = (client: LimitedClient): Promise<void> | undefined => {
-    if (!limits.enabled) {
-      stats.request(client.key, true);
-      return undefined;
-    }
-    return limits.take(client).then((decision) => {
-      stats.request(client.key, decision.allowed);
-      if (!decision.allowed) throw rateLimited(decision.limit, decision.retryMs);
-    });
-  };
+  const take = (client: LimitedClient) => takeToken(limits, stats, client);
   return (next) => async (request) => {
     if (exemptServices.has(request.service.typeName)) return next(request);
     const principal = request.contextValues.get(PRINCIPAL);
     // Calls without a credential are refused before here, or are to open services, exempt above.
     if (!principal) throw new Error("no principal in the call's context: the auth interceptor must run before limits");
-    // Keyed by tenant and client: a JWT's sub names a client within its tenant only.
-    // Only configured names (API keys') become metric labels.
-    const client: LimitedClient = {
-      key: `client:${principal.tenant}/${principal.client}`,
-      label: principal.configured ? principal.client : "anonymous",
-      tenantLabel: principal.configured ? principal.tenant : "anonymous",
-    };
+    const client = limitedClient(principal);
 
     if (!request.stream) {
       await take(client);
@@ -66,17 +45,7 @@ export function limitCalls(options: LimitOptions): Interceptor {
     }
 
     // A watcher: one of the client's watcher slots while it is open, and one token when it starts.
-    const release = limits.openWatcher(client.key);
-    if (!release) {
-      stats.request(client.key, false);
-      throw tooManyWatchers(limits.maxWatchers ?? 0);
-    }
-    try {
-      await take(client);
-    } catch (error) {
-      release();
-      throw error;
-    }
+    const release = await admitWatcher(limits, stats, client);
     // Released when the stream ends however it ends, or the call is aborted before it is read.
     request.signal.addEventListener("abort", release, { once: true });
     let response;

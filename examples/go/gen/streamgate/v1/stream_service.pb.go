@@ -1220,6 +1220,118 @@ func (*Result_Data) isResult_Payload() {}
 
 func (*Result_Raw) isResult_Payload() {}
 
+// CreateWatchTicketRequest asks for a watch ticket.
+type CreateWatchTicketRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stream the ticket is for; it must exist in the caller's tenant.
+	StreamId string `protobuf:"bytes,1,opt,name=stream_id,json=streamId,proto3" json:"stream_id,omitempty"`
+	// Whether the ticket also allows sending to the stream over the WebSocket;
+	// the caller then needs streams:write too.
+	AllowSend     bool `protobuf:"varint,2,opt,name=allow_send,json=allowSend,proto3" json:"allow_send,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWatchTicketRequest) Reset() {
+	*x = CreateWatchTicketRequest{}
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWatchTicketRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWatchTicketRequest) ProtoMessage() {}
+
+func (x *CreateWatchTicketRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWatchTicketRequest.ProtoReflect.Descriptor instead.
+func (*CreateWatchTicketRequest) Descriptor() ([]byte, []int) {
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CreateWatchTicketRequest) GetStreamId() string {
+	if x != nil {
+		return x.StreamId
+	}
+	return ""
+}
+
+func (x *CreateWatchTicketRequest) GetAllowSend() bool {
+	if x != nil {
+		return x.AllowSend
+	}
+	return false
+}
+
+// CreateWatchTicketResponse carries the ticket.
+type CreateWatchTicketResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The ticket, to pass as ?ticket= (it is a credential: keep it out of logs).
+	Ticket string `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"`
+	// When the ticket stops being accepted to open a watch (a watch opened
+	// before then goes on).
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateWatchTicketResponse) Reset() {
+	*x = CreateWatchTicketResponse{}
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateWatchTicketResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateWatchTicketResponse) ProtoMessage() {}
+
+func (x *CreateWatchTicketResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateWatchTicketResponse.ProtoReflect.Descriptor instead.
+func (*CreateWatchTicketResponse) Descriptor() ([]byte, []int) {
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CreateWatchTicketResponse) GetTicket() string {
+	if x != nil {
+		return x.Ticket
+	}
+	return ""
+}
+
+func (x *CreateWatchTicketResponse) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 // CloseStreamRequest closes a stream.
 type CloseStreamRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1231,7 +1343,7 @@ type CloseStreamRequest struct {
 
 func (x *CloseStreamRequest) Reset() {
 	*x = CloseStreamRequest{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[13]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1355,7 @@ func (x *CloseStreamRequest) String() string {
 func (*CloseStreamRequest) ProtoMessage() {}
 
 func (x *CloseStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[13]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1368,7 @@ func (x *CloseStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStreamRequest.ProtoReflect.Descriptor instead.
 func (*CloseStreamRequest) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{13}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CloseStreamRequest) GetStreamId() string {
@@ -1277,7 +1389,7 @@ type CloseStreamResponse struct {
 
 func (x *CloseStreamResponse) Reset() {
 	*x = CloseStreamResponse{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[14]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1401,7 @@ func (x *CloseStreamResponse) String() string {
 func (*CloseStreamResponse) ProtoMessage() {}
 
 func (x *CloseStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[14]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1414,7 @@ func (x *CloseStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStreamResponse.ProtoReflect.Descriptor instead.
 func (*CloseStreamResponse) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{14}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CloseStreamResponse) GetStream() *Stream {
@@ -1323,7 +1435,7 @@ type GetStreamRequest struct {
 
 func (x *GetStreamRequest) Reset() {
 	*x = GetStreamRequest{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[15]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1335,7 +1447,7 @@ func (x *GetStreamRequest) String() string {
 func (*GetStreamRequest) ProtoMessage() {}
 
 func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[15]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1348,7 +1460,7 @@ func (x *GetStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamRequest.ProtoReflect.Descriptor instead.
 func (*GetStreamRequest) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{15}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetStreamRequest) GetStreamId() string {
@@ -1371,7 +1483,7 @@ type GetStreamResponse struct {
 
 func (x *GetStreamResponse) Reset() {
 	*x = GetStreamResponse{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[16]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1383,7 +1495,7 @@ func (x *GetStreamResponse) String() string {
 func (*GetStreamResponse) ProtoMessage() {}
 
 func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[16]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1396,7 +1508,7 @@ func (x *GetStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStreamResponse.ProtoReflect.Descriptor instead.
 func (*GetStreamResponse) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{16}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *GetStreamResponse) GetStream() *Stream {
@@ -1430,7 +1542,7 @@ type ListStreamsRequest struct {
 
 func (x *ListStreamsRequest) Reset() {
 	*x = ListStreamsRequest{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1554,7 @@ func (x *ListStreamsRequest) String() string {
 func (*ListStreamsRequest) ProtoMessage() {}
 
 func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[17]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1567,7 @@ func (x *ListStreamsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsRequest.ProtoReflect.Descriptor instead.
 func (*ListStreamsRequest) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{17}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListStreamsRequest) GetPageSize() uint32 {
@@ -1499,7 +1611,7 @@ type ListStreamsResponse struct {
 
 func (x *ListStreamsResponse) Reset() {
 	*x = ListStreamsResponse{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[18]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1623,7 @@ func (x *ListStreamsResponse) String() string {
 func (*ListStreamsResponse) ProtoMessage() {}
 
 func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[18]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1636,7 @@ func (x *ListStreamsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStreamsResponse.ProtoReflect.Descriptor instead.
 func (*ListStreamsResponse) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{18}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListStreamsResponse) GetStreams() []*Stream {
@@ -1552,7 +1664,7 @@ type DeleteStreamRequest struct {
 
 func (x *DeleteStreamRequest) Reset() {
 	*x = DeleteStreamRequest{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[19]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1676,7 @@ func (x *DeleteStreamRequest) String() string {
 func (*DeleteStreamRequest) ProtoMessage() {}
 
 func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[19]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1689,7 @@ func (x *DeleteStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamRequest.ProtoReflect.Descriptor instead.
 func (*DeleteStreamRequest) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{19}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteStreamRequest) GetStreamId() string {
@@ -1596,7 +1708,7 @@ type DeleteStreamResponse struct {
 
 func (x *DeleteStreamResponse) Reset() {
 	*x = DeleteStreamResponse{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[20]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1720,7 @@ func (x *DeleteStreamResponse) String() string {
 func (*DeleteStreamResponse) ProtoMessage() {}
 
 func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[20]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1733,7 @@ func (x *DeleteStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteStreamResponse.ProtoReflect.Descriptor instead.
 func (*DeleteStreamResponse) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{20}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{22}
 }
 
 // ResumeInfo is an error detail on a WatchResults call that the server ended
@@ -1637,7 +1749,7 @@ type ResumeInfo struct {
 
 func (x *ResumeInfo) Reset() {
 	*x = ResumeInfo{}
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[21]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1649,7 +1761,7 @@ func (x *ResumeInfo) String() string {
 func (*ResumeInfo) ProtoMessage() {}
 
 func (x *ResumeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_streamgate_v1_stream_service_proto_msgTypes[21]
+	mi := &file_streamgate_v1_stream_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1662,7 +1774,7 @@ func (x *ResumeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeInfo.ProtoReflect.Descriptor instead.
 func (*ResumeInfo) Descriptor() ([]byte, []int) {
-	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{21}
+	return file_streamgate_v1_stream_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResumeInfo) GetCursor() string {
@@ -1777,7 +1889,15 @@ const file_streamgate_v1_stream_service_proto_rawDesc = "" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\t\n" +
-	"\apayload\"1\n" +
+	"\apayload\"V\n" +
+	"\x18CreateWatchTicketRequest\x12\x1b\n" +
+	"\tstream_id\x18\x01 \x01(\tR\bstreamId\x12\x1d\n" +
+	"\n" +
+	"allow_send\x18\x02 \x01(\bR\tallowSend\"p\n" +
+	"\x19CreateWatchTicketResponse\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\tR\x06ticket\x12;\n" +
+	"\vexpire_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\"1\n" +
 	"\x12CloseStreamRequest\x12\x1b\n" +
 	"\tstream_id\x18\x01 \x01(\tR\bstreamId\"D\n" +
 	"\x13CloseStreamResponse\x12-\n" +
@@ -1812,12 +1932,13 @@ const file_streamgate_v1_stream_service_proto_rawDesc = "" +
 	"\rStartPosition\x12\x1e\n" +
 	"\x1aSTART_POSITION_UNSPECIFIED\x10\x00\x12\x1b\n" +
 	"\x17START_POSITION_EARLIEST\x10\x01\x12\x19\n" +
-	"\x15START_POSITION_LATEST\x10\x022\xc3\x05\n" +
+	"\x15START_POSITION_LATEST\x10\x022\xab\x06\n" +
 	"\rStreamService\x12T\n" +
 	"\vStartStream\x12!.streamgate.v1.StartStreamRequest\x1a\".streamgate.v1.StartStreamResponse\x12K\n" +
 	"\bSendData\x12\x1e.streamgate.v1.SendDataRequest\x1a\x1f.streamgate.v1.SendDataResponse\x12_\n" +
 	"\x0eSendDataStream\x12$.streamgate.v1.SendDataStreamRequest\x1a%.streamgate.v1.SendDataStreamResponse(\x01\x12Y\n" +
-	"\fWatchResults\x12\".streamgate.v1.WatchResultsRequest\x1a#.streamgate.v1.WatchResultsResponse0\x01\x12T\n" +
+	"\fWatchResults\x12\".streamgate.v1.WatchResultsRequest\x1a#.streamgate.v1.WatchResultsResponse0\x01\x12f\n" +
+	"\x11CreateWatchTicket\x12'.streamgate.v1.CreateWatchTicketRequest\x1a(.streamgate.v1.CreateWatchTicketResponse\x12T\n" +
 	"\vCloseStream\x12!.streamgate.v1.CloseStreamRequest\x1a\".streamgate.v1.CloseStreamResponse\x12N\n" +
 	"\tGetStream\x12\x1f.streamgate.v1.GetStreamRequest\x1a .streamgate.v1.GetStreamResponse\x12T\n" +
 	"\vListStreams\x12!.streamgate.v1.ListStreamsRequest\x1a\".streamgate.v1.ListStreamsResponse\x12W\n" +
@@ -1837,88 +1958,93 @@ func file_streamgate_v1_stream_service_proto_rawDescGZIP() []byte {
 }
 
 var file_streamgate_v1_stream_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_streamgate_v1_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_streamgate_v1_stream_service_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_streamgate_v1_stream_service_proto_goTypes = []any{
-	(StreamState)(0),               // 0: streamgate.v1.StreamState
-	(StartPosition)(0),             // 1: streamgate.v1.StartPosition
-	(*Processing)(nil),             // 2: streamgate.v1.Processing
-	(*Stream)(nil),                 // 3: streamgate.v1.Stream
-	(*StreamCounts)(nil),           // 4: streamgate.v1.StreamCounts
-	(*StartStreamRequest)(nil),     // 5: streamgate.v1.StartStreamRequest
-	(*StartStreamResponse)(nil),    // 6: streamgate.v1.StartStreamResponse
-	(*SendDataRequest)(nil),        // 7: streamgate.v1.SendDataRequest
-	(*SendDataResponse)(nil),       // 8: streamgate.v1.SendDataResponse
-	(*SendDataStreamRequest)(nil),  // 9: streamgate.v1.SendDataStreamRequest
-	(*SendDataStreamResponse)(nil), // 10: streamgate.v1.SendDataStreamResponse
-	(*Rejection)(nil),              // 11: streamgate.v1.Rejection
-	(*WatchResultsRequest)(nil),    // 12: streamgate.v1.WatchResultsRequest
-	(*WatchResultsResponse)(nil),   // 13: streamgate.v1.WatchResultsResponse
-	(*Result)(nil),                 // 14: streamgate.v1.Result
-	(*CloseStreamRequest)(nil),     // 15: streamgate.v1.CloseStreamRequest
-	(*CloseStreamResponse)(nil),    // 16: streamgate.v1.CloseStreamResponse
-	(*GetStreamRequest)(nil),       // 17: streamgate.v1.GetStreamRequest
-	(*GetStreamResponse)(nil),      // 18: streamgate.v1.GetStreamResponse
-	(*ListStreamsRequest)(nil),     // 19: streamgate.v1.ListStreamsRequest
-	(*ListStreamsResponse)(nil),    // 20: streamgate.v1.ListStreamsResponse
-	(*DeleteStreamRequest)(nil),    // 21: streamgate.v1.DeleteStreamRequest
-	(*DeleteStreamResponse)(nil),   // 22: streamgate.v1.DeleteStreamResponse
-	(*ResumeInfo)(nil),             // 23: streamgate.v1.ResumeInfo
-	nil,                            // 24: streamgate.v1.Stream.LabelsEntry
-	nil,                            // 25: streamgate.v1.StartStreamRequest.LabelsEntry
-	nil,                            // 26: streamgate.v1.SendDataRequest.HeadersEntry
-	nil,                            // 27: streamgate.v1.SendDataStreamRequest.HeadersEntry
-	nil,                            // 28: streamgate.v1.Result.HeadersEntry
-	nil,                            // 29: streamgate.v1.ListStreamsRequest.LabelsEntry
-	(*timestamppb.Timestamp)(nil),  // 30: google.protobuf.Timestamp
-	(*structpb.Value)(nil),         // 31: google.protobuf.Value
+	(StreamState)(0),                  // 0: streamgate.v1.StreamState
+	(StartPosition)(0),                // 1: streamgate.v1.StartPosition
+	(*Processing)(nil),                // 2: streamgate.v1.Processing
+	(*Stream)(nil),                    // 3: streamgate.v1.Stream
+	(*StreamCounts)(nil),              // 4: streamgate.v1.StreamCounts
+	(*StartStreamRequest)(nil),        // 5: streamgate.v1.StartStreamRequest
+	(*StartStreamResponse)(nil),       // 6: streamgate.v1.StartStreamResponse
+	(*SendDataRequest)(nil),           // 7: streamgate.v1.SendDataRequest
+	(*SendDataResponse)(nil),          // 8: streamgate.v1.SendDataResponse
+	(*SendDataStreamRequest)(nil),     // 9: streamgate.v1.SendDataStreamRequest
+	(*SendDataStreamResponse)(nil),    // 10: streamgate.v1.SendDataStreamResponse
+	(*Rejection)(nil),                 // 11: streamgate.v1.Rejection
+	(*WatchResultsRequest)(nil),       // 12: streamgate.v1.WatchResultsRequest
+	(*WatchResultsResponse)(nil),      // 13: streamgate.v1.WatchResultsResponse
+	(*Result)(nil),                    // 14: streamgate.v1.Result
+	(*CreateWatchTicketRequest)(nil),  // 15: streamgate.v1.CreateWatchTicketRequest
+	(*CreateWatchTicketResponse)(nil), // 16: streamgate.v1.CreateWatchTicketResponse
+	(*CloseStreamRequest)(nil),        // 17: streamgate.v1.CloseStreamRequest
+	(*CloseStreamResponse)(nil),       // 18: streamgate.v1.CloseStreamResponse
+	(*GetStreamRequest)(nil),          // 19: streamgate.v1.GetStreamRequest
+	(*GetStreamResponse)(nil),         // 20: streamgate.v1.GetStreamResponse
+	(*ListStreamsRequest)(nil),        // 21: streamgate.v1.ListStreamsRequest
+	(*ListStreamsResponse)(nil),       // 22: streamgate.v1.ListStreamsResponse
+	(*DeleteStreamRequest)(nil),       // 23: streamgate.v1.DeleteStreamRequest
+	(*DeleteStreamResponse)(nil),      // 24: streamgate.v1.DeleteStreamResponse
+	(*ResumeInfo)(nil),                // 25: streamgate.v1.ResumeInfo
+	nil,                               // 26: streamgate.v1.Stream.LabelsEntry
+	nil,                               // 27: streamgate.v1.StartStreamRequest.LabelsEntry
+	nil,                               // 28: streamgate.v1.SendDataRequest.HeadersEntry
+	nil,                               // 29: streamgate.v1.SendDataStreamRequest.HeadersEntry
+	nil,                               // 30: streamgate.v1.Result.HeadersEntry
+	nil,                               // 31: streamgate.v1.ListStreamsRequest.LabelsEntry
+	(*timestamppb.Timestamp)(nil),     // 32: google.protobuf.Timestamp
+	(*structpb.Value)(nil),            // 33: google.protobuf.Value
 }
 var file_streamgate_v1_stream_service_proto_depIdxs = []int32{
 	0,  // 0: streamgate.v1.Stream.state:type_name -> streamgate.v1.StreamState
-	24, // 1: streamgate.v1.Stream.labels:type_name -> streamgate.v1.Stream.LabelsEntry
+	26, // 1: streamgate.v1.Stream.labels:type_name -> streamgate.v1.Stream.LabelsEntry
 	2,  // 2: streamgate.v1.Stream.processing:type_name -> streamgate.v1.Processing
-	30, // 3: streamgate.v1.Stream.create_time:type_name -> google.protobuf.Timestamp
-	30, // 4: streamgate.v1.Stream.close_time:type_name -> google.protobuf.Timestamp
-	25, // 5: streamgate.v1.StartStreamRequest.labels:type_name -> streamgate.v1.StartStreamRequest.LabelsEntry
+	32, // 3: streamgate.v1.Stream.create_time:type_name -> google.protobuf.Timestamp
+	32, // 4: streamgate.v1.Stream.close_time:type_name -> google.protobuf.Timestamp
+	27, // 5: streamgate.v1.StartStreamRequest.labels:type_name -> streamgate.v1.StartStreamRequest.LabelsEntry
 	2,  // 6: streamgate.v1.StartStreamRequest.processing:type_name -> streamgate.v1.Processing
 	3,  // 7: streamgate.v1.StartStreamResponse.stream:type_name -> streamgate.v1.Stream
-	31, // 8: streamgate.v1.SendDataRequest.data:type_name -> google.protobuf.Value
-	26, // 9: streamgate.v1.SendDataRequest.headers:type_name -> streamgate.v1.SendDataRequest.HeadersEntry
-	31, // 10: streamgate.v1.SendDataStreamRequest.data:type_name -> google.protobuf.Value
-	27, // 11: streamgate.v1.SendDataStreamRequest.headers:type_name -> streamgate.v1.SendDataStreamRequest.HeadersEntry
+	33, // 8: streamgate.v1.SendDataRequest.data:type_name -> google.protobuf.Value
+	28, // 9: streamgate.v1.SendDataRequest.headers:type_name -> streamgate.v1.SendDataRequest.HeadersEntry
+	33, // 10: streamgate.v1.SendDataStreamRequest.data:type_name -> google.protobuf.Value
+	29, // 11: streamgate.v1.SendDataStreamRequest.headers:type_name -> streamgate.v1.SendDataStreamRequest.HeadersEntry
 	11, // 12: streamgate.v1.SendDataStreamResponse.rejections:type_name -> streamgate.v1.Rejection
 	1,  // 13: streamgate.v1.WatchResultsRequest.start_position:type_name -> streamgate.v1.StartPosition
 	14, // 14: streamgate.v1.WatchResultsResponse.result:type_name -> streamgate.v1.Result
-	31, // 15: streamgate.v1.Result.data:type_name -> google.protobuf.Value
-	28, // 16: streamgate.v1.Result.headers:type_name -> streamgate.v1.Result.HeadersEntry
-	30, // 17: streamgate.v1.Result.send_time:type_name -> google.protobuf.Timestamp
-	30, // 18: streamgate.v1.Result.process_time:type_name -> google.protobuf.Timestamp
-	3,  // 19: streamgate.v1.CloseStreamResponse.stream:type_name -> streamgate.v1.Stream
-	3,  // 20: streamgate.v1.GetStreamResponse.stream:type_name -> streamgate.v1.Stream
-	4,  // 21: streamgate.v1.GetStreamResponse.counts:type_name -> streamgate.v1.StreamCounts
-	0,  // 22: streamgate.v1.ListStreamsRequest.state:type_name -> streamgate.v1.StreamState
-	29, // 23: streamgate.v1.ListStreamsRequest.labels:type_name -> streamgate.v1.ListStreamsRequest.LabelsEntry
-	3,  // 24: streamgate.v1.ListStreamsResponse.streams:type_name -> streamgate.v1.Stream
-	5,  // 25: streamgate.v1.StreamService.StartStream:input_type -> streamgate.v1.StartStreamRequest
-	7,  // 26: streamgate.v1.StreamService.SendData:input_type -> streamgate.v1.SendDataRequest
-	9,  // 27: streamgate.v1.StreamService.SendDataStream:input_type -> streamgate.v1.SendDataStreamRequest
-	12, // 28: streamgate.v1.StreamService.WatchResults:input_type -> streamgate.v1.WatchResultsRequest
-	15, // 29: streamgate.v1.StreamService.CloseStream:input_type -> streamgate.v1.CloseStreamRequest
-	17, // 30: streamgate.v1.StreamService.GetStream:input_type -> streamgate.v1.GetStreamRequest
-	19, // 31: streamgate.v1.StreamService.ListStreams:input_type -> streamgate.v1.ListStreamsRequest
-	21, // 32: streamgate.v1.StreamService.DeleteStream:input_type -> streamgate.v1.DeleteStreamRequest
-	6,  // 33: streamgate.v1.StreamService.StartStream:output_type -> streamgate.v1.StartStreamResponse
-	8,  // 34: streamgate.v1.StreamService.SendData:output_type -> streamgate.v1.SendDataResponse
-	10, // 35: streamgate.v1.StreamService.SendDataStream:output_type -> streamgate.v1.SendDataStreamResponse
-	13, // 36: streamgate.v1.StreamService.WatchResults:output_type -> streamgate.v1.WatchResultsResponse
-	16, // 37: streamgate.v1.StreamService.CloseStream:output_type -> streamgate.v1.CloseStreamResponse
-	18, // 38: streamgate.v1.StreamService.GetStream:output_type -> streamgate.v1.GetStreamResponse
-	20, // 39: streamgate.v1.StreamService.ListStreams:output_type -> streamgate.v1.ListStreamsResponse
-	22, // 40: streamgate.v1.StreamService.DeleteStream:output_type -> streamgate.v1.DeleteStreamResponse
-	33, // [33:41] is the sub-list for method output_type
-	25, // [25:33] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	33, // 15: streamgate.v1.Result.data:type_name -> google.protobuf.Value
+	30, // 16: streamgate.v1.Result.headers:type_name -> streamgate.v1.Result.HeadersEntry
+	32, // 17: streamgate.v1.Result.send_time:type_name -> google.protobuf.Timestamp
+	32, // 18: streamgate.v1.Result.process_time:type_name -> google.protobuf.Timestamp
+	32, // 19: streamgate.v1.CreateWatchTicketResponse.expire_time:type_name -> google.protobuf.Timestamp
+	3,  // 20: streamgate.v1.CloseStreamResponse.stream:type_name -> streamgate.v1.Stream
+	3,  // 21: streamgate.v1.GetStreamResponse.stream:type_name -> streamgate.v1.Stream
+	4,  // 22: streamgate.v1.GetStreamResponse.counts:type_name -> streamgate.v1.StreamCounts
+	0,  // 23: streamgate.v1.ListStreamsRequest.state:type_name -> streamgate.v1.StreamState
+	31, // 24: streamgate.v1.ListStreamsRequest.labels:type_name -> streamgate.v1.ListStreamsRequest.LabelsEntry
+	3,  // 25: streamgate.v1.ListStreamsResponse.streams:type_name -> streamgate.v1.Stream
+	5,  // 26: streamgate.v1.StreamService.StartStream:input_type -> streamgate.v1.StartStreamRequest
+	7,  // 27: streamgate.v1.StreamService.SendData:input_type -> streamgate.v1.SendDataRequest
+	9,  // 28: streamgate.v1.StreamService.SendDataStream:input_type -> streamgate.v1.SendDataStreamRequest
+	12, // 29: streamgate.v1.StreamService.WatchResults:input_type -> streamgate.v1.WatchResultsRequest
+	15, // 30: streamgate.v1.StreamService.CreateWatchTicket:input_type -> streamgate.v1.CreateWatchTicketRequest
+	17, // 31: streamgate.v1.StreamService.CloseStream:input_type -> streamgate.v1.CloseStreamRequest
+	19, // 32: streamgate.v1.StreamService.GetStream:input_type -> streamgate.v1.GetStreamRequest
+	21, // 33: streamgate.v1.StreamService.ListStreams:input_type -> streamgate.v1.ListStreamsRequest
+	23, // 34: streamgate.v1.StreamService.DeleteStream:input_type -> streamgate.v1.DeleteStreamRequest
+	6,  // 35: streamgate.v1.StreamService.StartStream:output_type -> streamgate.v1.StartStreamResponse
+	8,  // 36: streamgate.v1.StreamService.SendData:output_type -> streamgate.v1.SendDataResponse
+	10, // 37: streamgate.v1.StreamService.SendDataStream:output_type -> streamgate.v1.SendDataStreamResponse
+	13, // 38: streamgate.v1.StreamService.WatchResults:output_type -> streamgate.v1.WatchResultsResponse
+	16, // 39: streamgate.v1.StreamService.CreateWatchTicket:output_type -> streamgate.v1.CreateWatchTicketResponse
+	18, // 40: streamgate.v1.StreamService.CloseStream:output_type -> streamgate.v1.CloseStreamResponse
+	20, // 41: streamgate.v1.StreamService.GetStream:output_type -> streamgate.v1.GetStreamResponse
+	22, // 42: streamgate.v1.StreamService.ListStreams:output_type -> streamgate.v1.ListStreamsResponse
+	24, // 43: streamgate.v1.StreamService.DeleteStream:output_type -> streamgate.v1.DeleteStreamResponse
+	35, // [35:44] is the sub-list for method output_type
+	26, // [26:35] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_streamgate_v1_stream_service_proto_init() }
@@ -1944,7 +2070,7 @@ func file_streamgate_v1_stream_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_streamgate_v1_stream_service_proto_rawDesc), len(file_streamgate_v1_stream_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,14 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	StreamService_StartStream_FullMethodName    = "/streamgate.v1.StreamService/StartStream"
-	StreamService_SendData_FullMethodName       = "/streamgate.v1.StreamService/SendData"
-	StreamService_SendDataStream_FullMethodName = "/streamgate.v1.StreamService/SendDataStream"
-	StreamService_WatchResults_FullMethodName   = "/streamgate.v1.StreamService/WatchResults"
-	StreamService_CloseStream_FullMethodName    = "/streamgate.v1.StreamService/CloseStream"
-	StreamService_GetStream_FullMethodName      = "/streamgate.v1.StreamService/GetStream"
-	StreamService_ListStreams_FullMethodName    = "/streamgate.v1.StreamService/ListStreams"
-	StreamService_DeleteStream_FullMethodName   = "/streamgate.v1.StreamService/DeleteStream"
+	StreamService_StartStream_FullMethodName       = "/streamgate.v1.StreamService/StartStream"
+	StreamService_SendData_FullMethodName          = "/streamgate.v1.StreamService/SendData"
+	StreamService_SendDataStream_FullMethodName    = "/streamgate.v1.StreamService/SendDataStream"
+	StreamService_WatchResults_FullMethodName      = "/streamgate.v1.StreamService/WatchResults"
+	StreamService_CreateWatchTicket_FullMethodName = "/streamgate.v1.StreamService/CreateWatchTicket"
+	StreamService_CloseStream_FullMethodName       = "/streamgate.v1.StreamService/CloseStream"
+	StreamService_GetStream_FullMethodName         = "/streamgate.v1.StreamService/GetStream"
+	StreamService_ListStreams_FullMethodName       = "/streamgate.v1.StreamService/ListStreams"
+	StreamService_DeleteStream_FullMethodName      = "/streamgate.v1.StreamService/DeleteStream"
 )
 
 // StreamServiceClient is the client API for StreamService service.
@@ -53,6 +54,14 @@ type StreamServiceClient interface {
 	// stored ones (from start_position or after after_cursor), then live ones. The
 	// call ends with OK after the last result of a closed stream.
 	WatchResults(ctx context.Context, in *WatchResultsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResultsResponse], error)
+	// CreateWatchTicket returns a short-lived ticket for a browser, which cannot
+	// set headers, to pass as ?ticket= to GET /v1/streams/{stream_id}/results
+	// (Server-Sent Events or WebSocket) instead of a credential: it lets the
+	// caller's principal watch that one stream of its tenant (and, with
+	// allow_send, send to it over the WebSocket), and is accepted only until
+	// expire_time. Needs streams:read, and streams:write for allow_send; a stream
+	// that does not exist in the caller's tenant is NOT_FOUND.
+	CreateWatchTicket(ctx context.Context, in *CreateWatchTicketRequest, opts ...grpc.CallOption) (*CreateWatchTicketResponse, error)
 	// CloseStream closes a stream: later sends fail with FAILED_PRECONDITION, and
 	// watchers end with OK once every record sent before the close is processed.
 	CloseStream(ctx context.Context, in *CloseStreamRequest, opts ...grpc.CallOption) (*CloseStreamResponse, error)
@@ -128,6 +137,16 @@ func (c *streamServiceClient) WatchResults(ctx context.Context, in *WatchResults
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StreamService_WatchResultsClient = grpc.ServerStreamingClient[WatchResultsResponse]
 
+func (c *streamServiceClient) CreateWatchTicket(ctx context.Context, in *CreateWatchTicketRequest, opts ...grpc.CallOption) (*CreateWatchTicketResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateWatchTicketResponse)
+	err := c.cc.Invoke(ctx, StreamService_CreateWatchTicket_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *streamServiceClient) CloseStream(ctx context.Context, in *CloseStreamRequest, opts ...grpc.CallOption) (*CloseStreamResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CloseStreamResponse)
@@ -192,6 +211,14 @@ type StreamServiceServer interface {
 	// stored ones (from start_position or after after_cursor), then live ones. The
 	// call ends with OK after the last result of a closed stream.
 	WatchResults(*WatchResultsRequest, grpc.ServerStreamingServer[WatchResultsResponse]) error
+	// CreateWatchTicket returns a short-lived ticket for a browser, which cannot
+	// set headers, to pass as ?ticket= to GET /v1/streams/{stream_id}/results
+	// (Server-Sent Events or WebSocket) instead of a credential: it lets the
+	// caller's principal watch that one stream of its tenant (and, with
+	// allow_send, send to it over the WebSocket), and is accepted only until
+	// expire_time. Needs streams:read, and streams:write for allow_send; a stream
+	// that does not exist in the caller's tenant is NOT_FOUND.
+	CreateWatchTicket(context.Context, *CreateWatchTicketRequest) (*CreateWatchTicketResponse, error)
 	// CloseStream closes a stream: later sends fail with FAILED_PRECONDITION, and
 	// watchers end with OK once every record sent before the close is processed.
 	CloseStream(context.Context, *CloseStreamRequest) (*CloseStreamResponse, error)
@@ -226,6 +253,9 @@ func (UnimplementedStreamServiceServer) SendDataStream(grpc.ClientStreamingServe
 }
 func (UnimplementedStreamServiceServer) WatchResults(*WatchResultsRequest, grpc.ServerStreamingServer[WatchResultsResponse]) error {
 	return status.Error(codes.Unimplemented, "method WatchResults not implemented")
+}
+func (UnimplementedStreamServiceServer) CreateWatchTicket(context.Context, *CreateWatchTicketRequest) (*CreateWatchTicketResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateWatchTicket not implemented")
 }
 func (UnimplementedStreamServiceServer) CloseStream(context.Context, *CloseStreamRequest) (*CloseStreamResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CloseStream not implemented")
@@ -314,6 +344,24 @@ func _StreamService_WatchResults_Handler(srv interface{}, stream grpc.ServerStre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type StreamService_WatchResultsServer = grpc.ServerStreamingServer[WatchResultsResponse]
 
+func _StreamService_CreateWatchTicket_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateWatchTicketRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StreamServiceServer).CreateWatchTicket(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: StreamService_CreateWatchTicket_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StreamServiceServer).CreateWatchTicket(ctx, req.(*CreateWatchTicketRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _StreamService_CloseStream_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CloseStreamRequest)
 	if err := dec(in); err != nil {
@@ -400,6 +448,10 @@ var StreamService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SendData",
 			Handler:    _StreamService_SendData_Handler,
+		},
+		{
+			MethodName: "CreateWatchTicket",
+			Handler:    _StreamService_CreateWatchTicket_Handler,
 		},
 		{
 			MethodName: "CloseStream",

@@ -228,6 +228,22 @@ class Result(_message.Message):
     source_cursor: str
     def __init__(self, stream_id: _Optional[str] = ..., cursor: _Optional[str] = ..., event_id: _Optional[str] = ..., data: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., raw: _Optional[bytes] = ..., headers: _Optional[_Mapping[str, str]] = ..., send_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., process_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., source_cursor: _Optional[str] = ...) -> None: ...
 
+class CreateWatchTicketRequest(_message.Message):
+    __slots__ = ("stream_id", "allow_send")
+    STREAM_ID_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_SEND_FIELD_NUMBER: _ClassVar[int]
+    stream_id: str
+    allow_send: bool
+    def __init__(self, stream_id: _Optional[str] = ..., allow_send: _Optional[bool] = ...) -> None: ...
+
+class CreateWatchTicketResponse(_message.Message):
+    __slots__ = ("ticket", "expire_time")
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ticket: str
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, ticket: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class CloseStreamRequest(_message.Message):
     __slots__ = ("stream_id",)
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]

@@ -58,6 +58,11 @@ class StreamServiceStub:
                 request_serializer=streamgate_dot_v1_dot_stream__service__pb2.WatchResultsRequest.SerializeToString,
                 response_deserializer=streamgate_dot_v1_dot_stream__service__pb2.WatchResultsResponse.FromString,
                 _registered_method=True)
+        self.CreateWatchTicket = channel.unary_unary(
+                '/streamgate.v1.StreamService/CreateWatchTicket',
+                request_serializer=streamgate_dot_v1_dot_stream__service__pb2.CreateWatchTicketRequest.SerializeToString,
+                response_deserializer=streamgate_dot_v1_dot_stream__service__pb2.CreateWatchTicketResponse.FromString,
+                _registered_method=True)
         self.CloseStream = channel.unary_unary(
                 '/streamgate.v1.StreamService/CloseStream',
                 request_serializer=streamgate_dot_v1_dot_stream__service__pb2.CloseStreamRequest.SerializeToString,
@@ -122,6 +127,19 @@ class StreamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateWatchTicket(self, request, context):
+        """CreateWatchTicket returns a short-lived ticket for a browser, which cannot
+        set headers, to pass as ?ticket= to GET /v1/streams/{stream_id}/results
+        (Server-Sent Events or WebSocket) instead of a credential: it lets the
+        caller's principal watch that one stream of its tenant (and, with
+        allow_send, send to it over the WebSocket), and is accepted only until
+        expire_time. Needs streams:read, and streams:write for allow_send; a stream
+        that does not exist in the caller's tenant is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CloseStream(self, request, context):
         """CloseStream closes a stream: later sends fail with FAILED_PRECONDITION, and
         watchers end with OK once every record sent before the close is processed.
@@ -177,6 +195,11 @@ def add_StreamServiceServicer_to_server(servicer, server):
                     servicer.WatchResults,
                     request_deserializer=streamgate_dot_v1_dot_stream__service__pb2.WatchResultsRequest.FromString,
                     response_serializer=streamgate_dot_v1_dot_stream__service__pb2.WatchResultsResponse.SerializeToString,
+            ),
+            'CreateWatchTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateWatchTicket,
+                    request_deserializer=streamgate_dot_v1_dot_stream__service__pb2.CreateWatchTicketRequest.FromString,
+                    response_serializer=streamgate_dot_v1_dot_stream__service__pb2.CreateWatchTicketResponse.SerializeToString,
             ),
             'CloseStream': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseStream,
@@ -311,6 +334,33 @@ class StreamService:
             '/streamgate.v1.StreamService/WatchResults',
             streamgate_dot_v1_dot_stream__service__pb2.WatchResultsRequest.SerializeToString,
             streamgate_dot_v1_dot_stream__service__pb2.WatchResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateWatchTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/streamgate.v1.StreamService/CreateWatchTicket',
+            streamgate_dot_v1_dot_stream__service__pb2.CreateWatchTicketRequest.SerializeToString,
+            streamgate_dot_v1_dot_stream__service__pb2.CreateWatchTicketResponse.FromString,
             options,
             channel_credentials,
             insecure,
