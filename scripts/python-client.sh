@@ -21,9 +21,9 @@ BUF="$ROOT/node_modules/.bin/buf"
 
 die() { echo "python-client: $*" >&2; exit 1; }
 
-command -v python3 >/dev/null || die "Python 3.9 or newer is needed (no 'python3' on PATH; Debian: apt-get install -y python3 python3-venv)"
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
-  die "Python 3.9 or newer is needed (found $(python3 --version 2>&1))"
+command -v python3 >/dev/null || die "Python 3.10 or newer is needed (no 'python3' on PATH; Debian: apt-get install -y python3 python3-venv)"
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' ||
+  die "Python 3.10 or newer is needed (found $(python3 --version 2>&1))"
 
 # What the venv was made from: a change of either remakes it.
 wanted="$(python3 --version 2>&1) $(realpath "$(command -v python3)") $(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
