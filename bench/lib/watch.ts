@@ -2,8 +2,10 @@
  * What the WatchResults scenarios (fanout, watchers) share: gRPC clients over
  * several real HTTP/2 connections, one WatchResults call run to its end, record
  * payloads that carry their send time and sequence number (so a watcher times
- * and checks each result without a lookup), and the server-side figures they
- * report (CPU time, peak RSS, event-loop delay from /metrics).
+ * and checks each result without a lookup), watchers of any transport behind
+ * one interface (WatcherPool; the SSE and WebSocket ones are in
+ * http-watch.ts), and the server-side figures they report (CPU time, peak RSS,
+ * event-loop delay from /metrics).
  */
 import { readFile } from "node:fs/promises";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
@@ -65,10 +67,48 @@ export function stampedPayload(seq: number, bytes: number): Uint8Array {
 
 /** What a stamped result says: when its record was sent and its sequence number; undefined for any other result. */
 export function readStamp(result: Result): { sentAt: number; seq: number } | undefined {
-  if (result.payload.case !== "raw" || result.payload.value.length < STAMP_BYTES) return undefined;
-  const raw = result.payload.value;
+  return readRawStamp(result.payload.case === "raw" ? result.payload.value : undefined);
+}
+
+/** What a stamped payload's raw bytes say (see {@link readStamp}); undefined for no bytes, or too few. */
+export function readRawStamp(raw: Uint8Array | undefined): { sentAt: number; seq: number } | undefined {
+  if (raw === undefined || raw.length < STAMP_BYTES) return undefined;
   const view = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   return { sentAt: view.readDoubleLE(SENT_AT), seq: view.readUInt32LE(SEQ) };
+}
+
+/** What a watcher hands on of each result, whatever its transport: the stream it names and its raw payload (undefined for a JSON one). */
+export type OnWatchedResult = (streamId: string, raw: Uint8Array | undefined) => void;
+
+/** Watchers of one transport (gRPC WatchResults, Server-Sent Events, WebSocket) to one server. */
+export interface WatcherPool {
+  /** How they connect, for a row's notes. */
+  transport: string;
+  /** Connections they open to the server. */
+  connections: number;
+  /**
+   * Opens watcher `index` on `streamId`, passing each result to `onResult`,
+   * until its watch ends; resolves with the error it ended with (undefined
+   * when it ended as a watch of a closed stream does). Never rejects.
+   */
+  watch(index: number, streamId: string, onResult: OnWatchedResult): Promise<unknown>;
+  /** Destroys every connection: watches still open end on the client and are canceled on the server. */
+  close(): void;
+}
+
+/** `watchers` WatchResults calls, CALLS_PER_CONNECTION per HTTP/2 connection: watcher i on connection i % connections. */
+export function grpcWatchers(server: StreamgateServer, watchers: number): WatcherPool {
+  const connections = Math.ceil(watchers / CALLS_PER_CONNECTION);
+  const { clients, close } = connect(server, connections);
+  return {
+    transport: `gRPC WatchResults (connect-node), ${CALLS_PER_CONNECTION} calls per HTTP/2 connection`,
+    connections,
+    watch: (index, streamId, onResult) =>
+      watch(clients[index % connections]!, streamId, (result) =>
+        onResult(result.streamId, result.payload.case === "raw" ? result.payload.value : undefined),
+      ),
+    close,
+  };
 }
 
 /**

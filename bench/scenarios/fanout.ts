@@ -1,32 +1,41 @@
 /**
- * Scenario 4: WatchResults fan-out. 10 streams × 100 watchers = 1,000
- * WatchResults calls (real gRPC server streams, 100 per HTTP/2 connection: 10
- * connections), and a producer on its own connection sending 128 B raw
- * SendData records to the 10 streams in a closed loop on delivery: each stream
- * has at most WINDOW records sent but not yet delivered to every one of its
- * watchers. So the figure is the most results per second the server (with this
- * process's watchers on the same 2 cores: their CPU is reported beside it) can
- * deliver without a watcher falling behind. Latency is from the SendData call
- * to each watcher's receipt (the send time travels in the payload), at that
- * saturating load. Before the load every watcher must hold its stream's first
- * record (so none is still opening), and after it, exactly the records
- * acknowledged on its stream.
+ * Scenario 4: fan-out to watchers, over each way a watcher can connect, each
+ * row on a server of its own: `fanout`, WatchResults (real gRPC server
+ * streams, 100 per HTTP/2 connection); `fanout-sse`, Server-Sent Events on
+ * `GET /v1/streams/{id}/results` over HTTP/2, 100 streams per connection as
+ * the gRPC rows have; `fanout-websocket`, a WebSocket on that path, one TCP
+ * connection each (see lib/http-watch.ts). 10 streams × 100 watchers = 1,000
+ * watches, and a producer on its own connection sending 128 B raw SendData
+ * records (gRPC, the same for every row) to the 10 streams in a closed loop on
+ * delivery: each stream has at most WINDOW records sent but not yet delivered
+ * to every one of its watchers. So the figure is the most results per second
+ * the server (with this process's watchers on the same 2 cores: their CPU is
+ * reported beside it) can deliver without a watcher falling behind. Latency is
+ * from the SendData call to each watcher's receipt (the send time travels in
+ * the payload), at that saturating load. Before the load every watcher must
+ * hold its stream's first record (so none is still opening), and after it,
+ * exactly the records acknowledged on its stream. Memory per watcher: what
+ * the server holds after a full garbage collection (lib/server-memory.ts:
+ * RSS, V8 heap used, external) once every watcher holds its first record, less
+ * the same before any was opened, ÷ watchers.
  */
 
-import type { Result } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { type BenchContext, type BrokerKind, onEachBroker, type Scenario } from "../lib/context.js";
+import { sseWatchers, webSocketWatchers } from "../lib/http-watch.js";
 import { type StreamgateServer, withServer } from "../lib/processes.js";
 import type { BenchResult } from "../lib/result.js";
 import { percentiles } from "../lib/result.js";
+import { inspectableServerEnv, settledMemory } from "../lib/server-memory.js";
 import {
-  CALLS_PER_CONNECTION,
   connect,
   cpuMeter,
-  readStamp,
+  grpcWatchers,
+  mib,
+  readRawStamp,
   stampedPayload,
   UNARY,
   until,
-  watch,
+  type WatcherPool,
 } from "../lib/watch.js";
 
 const FULL = { streams: 10, watchersPerStream: 100 };
@@ -43,8 +52,20 @@ const QUICK = { streams: 2, watchersPerStream: 10 };
  */
 const WINDOW = 8;
 const PAYLOAD_BYTES = 128;
-/** Its one row per broker. */
-const ROW = "fanout";
+/** Its rows on each broker: one per transport the watchers connect over. */
+const TRANSPORTS: { row: string; open(server: StreamgateServer, watchers: number): WatcherPool }[] = [
+  { row: "fanout", open: grpcWatchers },
+  { row: "fanout-sse", open: sseWatchers },
+  { row: "fanout-websocket", open: webSocketWatchers },
+];
+/**
+ * The servers' settings beside the bench's own: the bench's one address stands
+ * for every client, and a WebSocket is a connection of its own, so the
+ * per-peer connection cap (MAX_CONNECTIONS_PER_PEER, 256) is raised to the
+ * global one (MAX_CONNECTIONS, 10,000), as README advises behind a load
+ * balancer. The same for every row; the gRPC and SSE rows use 11 connections.
+ */
+const SERVER_ENV = { MAX_CONNECTIONS_PER_PEER: "10000" };
 /** Load before the measured window, so it starts in the steady state. */
 const WARMUP_MS = 1000;
 const SETTLE_MS = 15_000;
@@ -52,12 +73,20 @@ const OPEN_TIMEOUT_MS = 60_000;
 
 export const fanout: Scenario = {
   name: "fanout",
-  description: "WatchResults fan-out: N watchers on M streams, results delivered per second (closed loop on delivery)",
-  rows: (brokers) => onEachBroker(brokers, ROW, PAYLOAD_BYTES),
+  description:
+    "fan-out: N watchers on M streams over WatchResults, SSE and WebSocket, results delivered per second (closed loop on delivery)",
+  rows: (brokers) => TRANSPORTS.flatMap(({ row }) => onEachBroker(brokers, row, PAYLOAD_BYTES)),
   async run(context) {
     const rows: BenchResult[] = [];
     for (const broker of context.brokers) {
-      rows.push(await withServer(context.startServer(broker), (server) => measure(context, broker, server)));
+      for (const transport of TRANSPORTS) {
+        const inspector = await inspectableServerEnv();
+        rows.push(
+          await withServer(context.startServer(broker, { ...SERVER_ENV, ...inspector.env }), (server) =>
+            measure(context, broker, server, transport, inspector.port),
+          ),
+        );
+      }
     }
     return rows;
   },
@@ -134,13 +163,19 @@ class StreamLoad {
   }
 }
 
-async function measure(context: BenchContext, broker: BrokerKind, server: StreamgateServer): Promise<BenchResult> {
+async function measure(
+  context: BenchContext,
+  broker: BrokerKind,
+  server: StreamgateServer,
+  transport: (typeof TRANSPORTS)[number],
+  inspectorPort: number,
+): Promise<BenchResult> {
+  const { row } = transport;
   const { streams, watchersPerStream } = context.quick ? QUICK : FULL;
   const watcherCount = streams * watchersPerStream;
-  const connections = Math.ceil(watcherCount / CALLS_PER_CONNECTION);
   // The producer has a connection of its own, as a separate client would.
-  const { clients, close } = connect(server, connections + 1);
-  const producer = clients.pop()!;
+  const producerConnection = connect(server, 1);
+  const producer = producerConnection.clients[0]!;
   const loads: StreamLoad[] = [];
   for (let s = 0; s < streams; s++) {
     const streamId = `fanout-${s}`;
@@ -160,14 +195,23 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
     failed.add(w);
   };
   let closing = false;
+  // The server's memory before any watcher connects (the producer's connection is open).
+  const before = await settledMemory(server.pid, inspectorPort);
+  const pool = transport.open(server, watcherCount);
+  const close = () => {
+    pool.close();
+    producerConnection.close();
+  };
+  /** KiB per watcher, to 0.1. */
+  const perWatcherKiB = (bytes: number) => Math.round((bytes / 1024 / watcherCount) * 10) / 10;
   const calls: Promise<void>[] = [];
   for (let w = 0; w < watcherCount; w++) {
-    // Watcher w is on stream w % streams and connection w % connections: every connection carries every stream.
+    // Watcher w is on stream w % streams (and, sharing connections, on connection w % connections: every connection carries every stream).
     const load = loads[w % streams]!;
-    const onResult = (result: Result) => {
-      const stamp = readStamp(result);
-      if (!stamp || result.streamId !== load.streamId) {
-        fail(w, `a result of ${result.streamId} on a watcher of ${load.streamId}`);
+    const onResult = (streamId: string, raw: Uint8Array | undefined) => {
+      const stamp = readRawStamp(raw);
+      if (!stamp || streamId !== load.streamId) {
+        fail(w, `a result of ${streamId} on a watcher of ${load.streamId}`);
         return;
       }
       delivered++;
@@ -175,7 +219,7 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
       load.received(counts[w]!++);
     };
     calls.push(
-      watch(clients[w % connections]!, load.streamId, onResult).then((error) => {
+      pool.watch(w, load.streamId, onResult).then((error) => {
         // Ending at all (OK or not) before the connections are closed is a failure: the streams stay open.
         if (!closing) fail(w, error ?? "ended early");
         load.lost(counts[w]!);
@@ -217,10 +261,12 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
     closing = true;
     close();
     throw new Error(
-      `fanout ${broker}: not every watcher received its stream's first record after ${OPEN_TIMEOUT_MS / 1000} s`,
+      `${row} ${broker}: not every watcher received its stream's first record after ${OPEN_TIMEOUT_MS / 1000} s` +
+        (failed.size > 0 ? ` (${failed.size} failed, first: ${String(firstFailure)})` : ""),
     );
   }
   const openSeconds = (performance.now() - opening) / 1000;
+  const afterOpen = await settledMemory(server.pid, inspectorPort);
   const producers = loads.map(produce);
   await sleep(context.quick ? 200 : WARMUP_MS);
 
@@ -251,11 +297,11 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
   }
   const records = loads.reduce((sum, load) => sum + load.expected, 0);
   if (!settled)
-    context.log(`  fanout ${broker}: not every watcher had its stream's records after ${SETTLE_MS / 1000} s`);
+    context.log(`  ${row} ${broker}: not every watcher had its stream's records after ${SETTLE_MS / 1000} s`);
   if (failed.size > 0)
-    context.log(`  fanout ${broker}: ${failed.size} watchers failed, first: ${String(firstFailure)}`);
+    context.log(`  ${row} ${broker}: ${failed.size} watchers failed, first: ${String(firstFailure)}`);
   return {
-    scenario: ROW,
+    scenario: row,
     broker,
     concurrency: watcherCount,
     payloadBytes: PAYLOAD_BYTES,
@@ -265,10 +311,16 @@ async function measure(context: BenchContext, broker: BrokerKind, server: Stream
     // Watchers that failed or ended without exactly their stream's records, and refused sends.
     errors: failed.size + sendErrors,
     extra: {
+      watchers: pool.transport,
       streams,
       "watchers/stream": watchersPerStream,
-      connections,
+      connections: pool.connections,
       "open s": openSeconds,
+      "RSS before open MiB": mib(before.rss),
+      // After a full GC, before and after opening: what the watchers keep alive.
+      "RSS KiB/watcher": perWatcherKiB(afterOpen.rss - before.rss),
+      "heap KiB/watcher": perWatcherKiB(afterOpen.heapUsed - before.heapUsed),
+      "external KiB/watcher": perWatcherKiB(afterOpen.external - before.external),
       "records/s": count / watchersPerStream / seconds,
       "loop window/stream": WINDOW,
       "server CPU s/s": serverCpu / seconds,
