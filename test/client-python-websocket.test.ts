@@ -6,14 +6,12 @@
  * stream confirms; with a wrong key the upgrade is refused with HTTP 401, which
  * it reports, having sent nothing. On the embedded broker and on Kafka.
  */
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { PROJECT_DIR } from "./support/clients-cli.js";
-import { type ClientRun, runExampleClient, stepOf } from "./support/example-client.js";
+import { type ClientRun, PYTHON, requirePythonVenv, runExampleClient, stepOf } from "./support/example-client.js";
 import { BROKERS, startTestServer, streamClient, TEST_API_KEY, type TestServer } from "./support/server.js";
 
-const PYTHON = join(PROJECT_DIR, ".tools/python-venv/bin/python");
 const SCRIPT = join(PROJECT_DIR, "examples/python/ws_stream.py");
 const RECORDS = 3;
 /** 0 … RECORDS - 1: the records' ids and their data's n. */
@@ -30,13 +28,7 @@ function position(cursor: string): [number, number] {
   return [Number(partition), Number(offset)];
 }
 
-beforeAll(() => {
-  if (!existsSync(PYTHON)) {
-    throw new Error(
-      "the Python client's virtualenv is missing: run `bash scripts/python-client.sh` (npm test does, through scripts/tools.sh)",
-    );
-  }
-});
+beforeAll(requirePythonVenv);
 
 describe.each(BROKERS)("on the %s broker", (kind) => {
   let server: TestServer;

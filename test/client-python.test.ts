@@ -6,16 +6,14 @@
  * checked against the server's own view of the stream; a wrong key fails it
  * with the server's code. On the embedded broker and on Kafka.
  */
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Code } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { StartPosition, StreamState } from "../gen/streamgate/v1/stream_service_pb.js";
 import { PROJECT_DIR } from "./support/clients-cli.js";
-import { type ClientRun, runExampleClient, stepOf } from "./support/example-client.js";
+import { type ClientRun, PYTHON, requirePythonVenv, runExampleClient, stepOf } from "./support/example-client.js";
 import { BROKERS, collect, startTestServer, streamClient, TEST_API_KEY, type TestServer } from "./support/server.js";
 
-const PYTHON = join(PROJECT_DIR, ".tools/python-venv/bin/python");
 const CLIENT = join(PROJECT_DIR, "examples/python/streamgate_client.py");
 
 /** A result as the client prints it. */
@@ -31,13 +29,7 @@ function runClient(args: string[], env: Record<string, string> = {}): Promise<Cl
   return runExampleClient(PYTHON, [CLIENT, ...args], { PYTHONDONTWRITEBYTECODE: "1", ...env }, 25_000);
 }
 
-beforeAll(() => {
-  if (!existsSync(PYTHON)) {
-    throw new Error(
-      "the Python client's virtualenv is missing: run `bash scripts/python-client.sh` (npm test does, through scripts/tools.sh)",
-    );
-  }
-});
+beforeAll(requirePythonVenv);
 
 describe.each(BROKERS)("on the %s broker", (kind) => {
   let server: TestServer;

@@ -8,11 +8,12 @@
  */
 import { fromJson, toJson } from "@bufbuild/protobuf";
 import { timestampMs, ValueSchema } from "@bufbuild/protobuf/wkt";
-import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import { type Client, Code } from "@connectrpc/connect";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type StreamService, WatchResultsResponseSchema } from "../gen/streamgate/v1/stream_service_pb.js";
 import { capturingLogger } from "./support/capturing-logger.js";
+import { failureOf } from "./support/refusal.js";
 import { startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 const KEY = {
@@ -70,13 +71,8 @@ async function refusal(url: string): Promise<{ status: number; body: unknown }> 
 
 /** A call's error code and message. */
 async function failure(call: Promise<unknown>): Promise<{ code: string; message: string }> {
-  try {
-    await call;
-  } catch (error) {
-    const e = ConnectError.from(error);
-    return { code: Code[e.code]!, message: e.rawMessage };
-  }
-  throw new Error("the call succeeded");
+  const error = await failureOf(call);
+  return { code: Code[error.code]!, message: error.rawMessage };
 }
 
 /**

@@ -13,16 +13,17 @@
  */
 import type http from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
-import { toJsonString } from "@bufbuild/protobuf";
 import { Code, type ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus, codeToString } from "@connectrpc/connect/protocol-connect";
-import { type WatchResultsResponse, WatchResultsResponseSchema } from "../../gen/streamgate/v1/stream_service_pb.js";
+
+import type { WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { DomainError } from "../common/domain-error.js";
 import { waitForWake } from "../common/waits.js";
-import { toConnectError } from "../rpc/errors.js";
+import { codeName, toConnectError } from "../rpc/errors.js";
 import { writeHead } from "../rpc/http-response.js";
+import { httpRefusal } from "./http-refusal.js";
 import { Interruption } from "./interruption.js";
 import { type OpenWatchDeps, openWatch } from "./open-watch.js";
+import { sseEvent } from "./result-text.js";
 import { parseWatchUrl } from "./watch-request.js";
 
 type Request = http.IncomingMessage | Http2ServerRequest;
@@ -53,7 +54,7 @@ export async function serveSse(deps: SseDeps, request: Request, response: Respon
       watch = await openWatch(deps, url, request.headers, peer, ended.signal, () => interruption.notify());
     } catch (error) {
       const mapped = toConnectError(error, ended.signal);
-      code = codeToString(mapped.code);
+      code = codeName(mapped.code);
       if (!ended.signal.aborted) refuse(response, mapped);
       return;
     }
@@ -93,7 +94,7 @@ async function stream(
     for await (const message of results) {
       lastCursor = message.result?.cursor ?? lastCursor;
       idle = false;
-      const event = `id: ${lastCursor}\nevent: result\ndata: ${toJsonString(WatchResultsResponseSchema, message)}\n\n`;
+      const event = sseEvent(message);
       if (!writable(response).write(event)) await drained(response, signal, interruption);
       if (signal.aborted) return "canceled";
     }
@@ -105,9 +106,9 @@ async function stream(
     const mapped = toConnectError(error, signal);
     if (signal.aborted || mapped.code === Code.Canceled) return "canceled";
     const cursor = error instanceof DomainError && error.resumeCursor !== undefined ? error.resumeCursor : lastCursor;
-    const data = JSON.stringify({ code: codeToString(mapped.code), message: mapped.rawMessage, cursor });
+    const data = JSON.stringify({ code: codeName(mapped.code), message: mapped.rawMessage, cursor });
     writable(response).write(`event: error\ndata: ${data}\n\n`);
-    return codeToString(mapped.code);
+    return codeName(mapped.code);
   } finally {
     clearInterval(heartbeat);
   }
@@ -136,11 +137,9 @@ function drained(response: Response, signal: AbortSignal, interruption: Interrup
 
 /** Answers a refused watch as Connect answers a unary call: the HTTP status of its code and a JSON error body. */
 function refuse(response: Response, error: ConnectError): void {
-  const headers: Record<string, string> = { "content-type": "application/json" };
-  const retryAfter = error.metadata.get("retry-after");
-  if (retryAfter) headers["retry-after"] = retryAfter;
-  writeHead(response, codeToHttpStatus(error.code), headers);
-  response.end(JSON.stringify({ code: codeToString(error.code), message: error.rawMessage }));
+  const { status, headers, body } = httpRefusal(error);
+  writeHead(response, status, headers);
+  response.end(body);
 }
 
 function header(request: Request, name: string): string | undefined {

@@ -23,18 +23,19 @@
  */
 import type http from "node:http";
 import type { Duplex } from "node:stream";
-import { type JsonValue, toJson } from "@bufbuild/protobuf";
+import type { JsonValue } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus } from "@connectrpc/connect/protocol-connect";
 import { type WebSocket, WebSocketServer } from "ws";
-import { ResultSchema, type WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
+import type { WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { DomainError } from "../common/domain-error.js";
 import { waitForWake } from "../common/waits.js";
 import { codeName, invalidArgument, toConnectError } from "../rpc/errors.js";
 import { peerAddress, refuseUpgrade } from "../rpc/listener.js";
 import type { Ingest } from "../streams/ingest.js";
+import { httpRefusal } from "./http-refusal.js";
 import { Interruption } from "./interruption.js";
 import { type OpenedWatch, type OpenWatchDeps, openWatch } from "./open-watch.js";
+import { resultFrame } from "./result-text.js";
 import { type RecordAnswer, type SocketRecords, socketRecords } from "./socket-records.js";
 import { isWatchPath, parseWatchUrl } from "./watch-request.js";
 
@@ -239,7 +240,7 @@ async function pushResults(
     for await (const message of results) {
       if (!message.result) continue;
       lastCursor = message.result.cursor;
-      writer.send({ type: "result", cursor: lastCursor, result: toJson(ResultSchema, message.result) });
+      writer.send(resultFrame(message));
       // Pulling no more while the client is behind: its watcher overflows in the fanout, not memory here,
       // and the interruption wakes the wait, so the error frame is queued and the watch let go at once.
       await writer.drained(signal, interruption);
@@ -262,7 +263,8 @@ async function pushResults(
 /** Sends frames, and tells when what is queued for the client is back under MAX_BUFFERED_BYTES. */
 interface FrameWriter {
   /** Queues `frame`; `onWritten` is told once it has left the queue (or the socket has closed). */
-  send(frame: ServerFrame, onWritten?: () => void): void;
+  /** `frame` as an object, or as its JSON text already made (a result's, shared by its watchers). */
+  send(frame: ServerFrame | string, onWritten?: () => void): void;
   ping(): void;
   /** Resolves at once when the queue is within the bound, else once it is, `signal` aborts, or the watch is interrupted. */
   drained(signal: AbortSignal, interruption: Interruption): Promise<void>;
@@ -281,7 +283,7 @@ function frameWriter(ws: WebSocket): FrameWriter {
   };
   return {
     send: (frame, onWritten) =>
-      ws.send(JSON.stringify(frame), () => {
+      ws.send(typeof frame === "string" ? frame : JSON.stringify(frame), () => {
         written();
         onWritten?.();
       }),
@@ -335,9 +337,6 @@ function handshakeProblem(request: http.IncomingMessage): string | undefined {
 
 /** Refuses an upgrade as Connect answers a unary call: the HTTP status of the code and a JSON error body. */
 function refuseWith(socket: Duplex, error: ConnectError, extraHeaders: Record<string, string> = {}): void {
-  const headers: Record<string, string> = { "content-type": "application/json", ...extraHeaders };
-  const retryAfter = error.metadata.get("retry-after");
-  if (retryAfter) headers["retry-after"] = retryAfter;
-  const body = JSON.stringify({ code: codeName(error.code), message: error.rawMessage });
-  refuseUpgrade(socket, codeToHttpStatus(error.code), body, headers);
+  const { status, headers, body } = httpRefusal(error);
+  refuseUpgrade(socket, status, body, { ...headers, ...extraHeaders });
 }

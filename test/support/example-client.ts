@@ -3,8 +3,22 @@
  * JSON line per step it takes ({"step": "start_stream", ...}), and reads
  * those steps back.
  */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { expect } from "vitest";
-import { finished, type RunResult, spawnTool } from "./clients-cli.js";
+import { finished, PROJECT_DIR, type RunResult, spawnTool } from "./clients-cli.js";
+
+/** The Python example's virtualenv interpreter (scripts/python-client.sh makes it). */
+export const PYTHON = join(PROJECT_DIR, ".tools/python-venv/bin/python");
+
+/** Fails, saying how to make it, when the Python example's virtualenv is missing: a missing tool is never a skip. */
+export function requirePythonVenv(): void {
+  if (!existsSync(PYTHON)) {
+    throw new Error(
+      "the Python client's virtualenv is missing: run `bash scripts/python-client.sh` (npm test does, through scripts/tools.sh)",
+    );
+  }
+}
 
 /** One line the client printed: a step and what it saw. */
 interface Step {
