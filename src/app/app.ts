@@ -39,6 +39,7 @@ import { createHttpEntry, type ExtraServices, edgeRefusals, openServicesOf, serv
 import { Lifecycle } from "./lifecycle.js";
 import { listenMetrics } from "./metrics-endpoint.js";
 import { createBroker, createCredentials, createLimitStores } from "./parts.js";
+import type { Readiness } from "./probes.js";
 
 /** Peer-address buckets kept at most (about 100 bytes each): addresses are the client's to choose. */
 const MAX_PEER_BUCKETS = 100_000;
@@ -172,6 +173,7 @@ async function assemble(
     failureLog: warnings,
     maxWatchersPerTenant: config.tenantMaxWatchers,
     onQuotaRefused: () => metrics.refused("watcher_quota"),
+    onInterrupted: (reason) => metrics.watchersInterrupted.inc({ reason }),
     onDeliver: (result) => {
       if (result.sendTime) metrics.endToEnd.observe(Math.max(0, Date.now() - timestampMs(result.sendTime)) / 1000);
     },
@@ -205,6 +207,10 @@ async function assemble(
   health.setStatus(AdminService.typeName, HealthCheckResponse_ServingStatus.SERVING);
   const reflection = createReflectionRoutes(servedFiles(extra));
   let draining = false;
+  // The start reached the broker (topics above); the probe below keeps this current.
+  let brokerReachable = true;
+  metrics.brokerUp.set(1);
+  const readiness: Readiness = () => (draining ? "draining" : brokerReachable ? undefined : "broker unreachable");
   const routes = (router: ConnectRouter) => {
     router.service(
       StreamService,
@@ -248,6 +254,7 @@ async function assemble(
     stats,
     takePeerToken: peerTokens(peerBuckets, config.edge.peerLimit),
     isDraining: () => draining,
+    readiness,
     push: {
       fanout,
       watchCel,
@@ -283,12 +290,20 @@ async function assemble(
       ? undefined
       : await lifecycle.start(
           "metrics listener",
-          () => listenMetrics(metrics, metricsPort, config.host),
+          () => listenMetrics(metrics, metricsPort, config.host, readiness),
           (listener) => listener.close(),
         );
   lifecycle.onStop(
     "broker probe",
-    probeBroker(broker, health, config.healthProbeIntervalMs, () => draining),
+    probeBroker(broker, config.healthProbeIntervalMs, (reachable) => {
+      brokerReachable = reachable;
+      metrics.brokerUp.set(reachable ? 1 : 0);
+      // A draining server stays NOT_SERVING whatever the broker says.
+      if (!draining)
+        health.setAll(
+          reachable ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING,
+        );
+    }),
   );
 
   let closing: Promise<void> | undefined;

@@ -1,18 +1,15 @@
 /**
- * The health of the broker, as load balancers see it: every
- * HEALTH_PROBE_INTERVAL_MS the broker is asked whether it answers, and every
- * service is NOT_SERVING while it does not, so clients go elsewhere.
+ * Whether the broker answers, asked every HEALTH_PROBE_INTERVAL_MS: what gRPC
+ * health, GET /readyz and streamgate_broker_up report, so load balancers send
+ * clients elsewhere while it does not.
  */
-import { HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import type { Broker } from "../broker/broker.js";
-import type { HealthService } from "../rpc/health.js";
 
-/** Starts probing; returns how to stop. `isDraining`: a draining server stays NOT_SERVING whatever the broker says. */
+/** Starts probing, telling `onResult` each answer; returns how to stop. */
 export function probeBroker(
   broker: Pick<Broker, "probe">,
-  health: Pick<HealthService, "setAll">,
   intervalMs: number,
-  isDraining: () => boolean,
+  onResult: (reachable: boolean) => void,
 ): () => void {
   let probing = false;
   const probe = setInterval(() => {
@@ -20,10 +17,7 @@ export function probeBroker(
     probing = true;
     void broker
       .probe(intervalMs)
-      .then((ok) => {
-        if (isDraining()) return;
-        health.setAll(ok ? HealthCheckResponse_ServingStatus.SERVING : HealthCheckResponse_ServingStatus.NOT_SERVING);
-      })
+      .then(onResult)
       .finally(() => {
         probing = false;
       });

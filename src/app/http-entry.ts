@@ -38,6 +38,7 @@ import { clientGone, peerAddress, type RequestHandler } from "../rpc/listener.js
 import { callContext, PRINCIPAL, REQUEST_ID_HEADER, requestIdFrom, TENANT } from "../rpc/request-context.js";
 import { markInvalidUtf8 } from "../rpc/utf8.js";
 import { serveMetrics } from "./metrics-endpoint.js";
+import { type Readiness, serveProbe } from "./probes.js";
 
 /**
  * The files whose services this server serves, for reflection, and the error
@@ -105,6 +106,8 @@ export interface HttpEntryParts {
   /** Takes a token of the caller's address (failed authentication, open services). */
   takePeerToken: PeerTokens;
   isDraining(): boolean;
+  /** Whether to get traffic, for GET /readyz. */
+  readiness: Readiness;
   /** Watches over Server-Sent Events and WebSocket: the fanout they read, the filter compiler, tickets, heartbeats. */
   push: Pick<SseDeps, "fanout" | "watchCel" | "tickets" | "heartbeatMs"> &
     Omit<WebSocketDeps, keyof OpenWatchDeps | "heartbeatMs">;
@@ -185,6 +188,7 @@ export function createHttpEntry(parts: HttpEntryParts): HttpEntry {
   const sse: SseDeps = { ...watchDeps, heartbeatMs: parts.push.heartbeatMs };
   const serve: RequestHandler = (request, response) => {
     if (serveMetrics(metrics, request, response)) return;
+    if (serveProbe(parts.readiness, request, response)) return;
     if (serveDashboard(request, response)) return;
     const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);
     const call: EdgeCall = { requestId };

@@ -1,15 +1,16 @@
 /**
  * GET /metrics: served on the main port, and on METRICS_PORT when one is set
- * (a plain HTTP listener that serves nothing else).
+ * (a plain HTTP listener that serves only it and the probes, /healthz and /readyz).
  */
 import http from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { Metrics } from "../observe/metrics.js";
 import { writeHead } from "../rpc/http-response.js";
+import { type Readiness, serveProbe } from "./probes.js";
 
 /** Answers GET /metrics with the text exposition; false for any other request. */
 export function serveMetrics(
-  metrics: Metrics,
+  metrics: Pick<Metrics, "scrape">,
   request: http.IncomingMessage | Http2ServerRequest,
   response: http.ServerResponse | Http2ServerResponse,
 ): boolean {
@@ -27,16 +28,18 @@ export function serveMetrics(
   return true;
 }
 
-/** A plain HTTP listener on `port` serving only /metrics. */
+/** A plain HTTP listener on `port` serving only /metrics, /healthz and /readyz. */
 export async function listenMetrics(
-  metrics: Metrics,
+  metrics: Pick<Metrics, "scrape">,
   port: number,
   host: string,
+  readiness: Readiness,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const server = http.createServer((request, response) => {
     if (serveMetrics(metrics, request, response)) return;
+    if (serveProbe(readiness, request, response)) return;
     writeHead(response, 404, { "content-type": "text/plain" });
-    response.end("not found: this port serves GET /metrics only\n");
+    response.end("not found: this port serves GET /metrics, /healthz and /readyz only\n");
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

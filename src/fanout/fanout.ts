@@ -27,7 +27,7 @@ import type { CheckedWatch } from "../streams/requests.js";
 import { type StreamKey, streamKey, tenantOf } from "../streams/stream-key.js";
 import { passesFilter, ResultEntry } from "./result-entry.js";
 import { type StreamWindow, StreamWindows } from "./stream-window.js";
-import { Watcher } from "./watcher.js";
+import { type Interruption, Watcher } from "./watcher.js";
 
 /** Dependencies and limits of the fanout. */
 export interface FanoutOptions {
@@ -49,6 +49,8 @@ export interface FanoutOptions {
   maxWatchersPerTenant?: number;
   /** Told of each watch refused by that quota (streamgate_refusals_total). */
   onQuotaRefused?: () => void;
+  /** Told of each watcher ended early, and why (streamgate_watchers_interrupted_total). */
+  onInterrupted?: (reason: Interruption) => void;
 }
 
 const CATCH_UP_BATCH = 500;
@@ -141,7 +143,10 @@ export class Fanout {
       start = entry.resultsStart;
     }
     const { filter } = request;
-    const watcher = new Watcher(this.options.watchBuffer, request.after?.cursor ?? "", streamId, onInterrupt);
+    const watcher = new Watcher(this.options.watchBuffer, request.after?.cursor ?? "", streamId, (reason) => {
+      this.options.onInterrupted?.(reason);
+      onInterrupt?.();
+    });
     return this.stream(key, partition, start, entry.ingestStart, filter, watcher, signal);
   }
 

@@ -30,7 +30,7 @@ export class Watcher {
      * client to read (a stalled socket) learns that the watch is over without
      * asking for the next result.
      */
-    private readonly onInterrupt?: () => void,
+    private readonly onInterrupt?: (reason: Interruption) => void,
   ) {}
 
   /** Records that the watcher has passed `entry` (delivered it or filtered it out). */
@@ -74,7 +74,7 @@ export class Watcher {
     this.interruption ??= reason;
     this.queue = [];
     this.notify();
-    if (first) this.onInterrupt?.();
+    if (first) this.onInterrupt?.(reason);
   }
 
   /** The error the watch ends with once interrupted. */

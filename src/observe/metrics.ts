@@ -133,6 +133,17 @@ export class Metrics {
     labelNames: ["transport", "code"] as const,
     registers: [this.registry],
   });
+  readonly watchersInterrupted = new Counter({
+    name: "streamgate_watchers_interrupted_total",
+    help: "Watches ended early by the server, by reason (overflow: the client read slower than WATCH_BUFFER allows; shutdown: the server drained; removed: the stream was deleted).",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
+  readonly brokerUp = new Gauge({
+    name: "streamgate_broker_up",
+    help: "1 when the broker answered the last health probe (HEALTH_PROBE_INTERVAL_MS), 0 when it did not.",
+    registers: [this.registry],
+  });
   readonly watchFilterFailed = new Counter({
     name: "streamgate_watch_filter_failures_total",
     help: "Results not delivered to a watcher because its filter failed on them, by reason (cel_error, cel_cost: the filter ran out of CEL_MAX_COST).",
