@@ -5,7 +5,8 @@
  * in order, even when the stop came in the middle of a throttled backlog; a
  * stop is not held up by a backlog larger than the in-flight bound; and
  * finished records are committed within an interval, or at once when half the
- * in-flight bound waits, not once per turn.
+ * in-flight bound waits, not once per turn; a final commit that gets no answer
+ * does not hold up the stop.
  *
  * Throttled streams run on an injected manual clock (test/support/manual-clock.ts,
  * the processor's `throttleClock`): a backlog is held at a known record, or
@@ -230,6 +231,44 @@ describe("processor commits", () => {
   async function finished(processor: Processor): Promise<void> {
     while (processor.lag() > 0) await nextTurn();
   }
+
+  it("stops when its final commit gets no answer, leaving the records uncommitted", async () => {
+    // A commit waiting on a rebalance this stopping member takes no part in (another member left
+    // the group at the same moment) never answers; the stop must end all the same.
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+    let attempts = 0;
+    const unanswered = (inner: Broker): Broker =>
+      Object.assign(Object.create(inner) as Broker, {
+        async subscribe(options: Parameters<Broker["subscribe"]>[0]) {
+          const subscription = await inner.subscribe(options);
+          if (options.topic !== topics.ingest) return subscription;
+          return {
+            close: (beforeLeaving) => subscription.close(beforeLeaving),
+            commit: () => {
+              attempts++;
+              return new Promise<void>(() => {});
+            },
+          } satisfies Subscription;
+        },
+      });
+    const { broker, registry, ingest, newProcessor } = await rig(unanswered);
+    const streamId = "unanswered-commit";
+    await registry.create({ tenant: TENANT, streamId, labels: {}, processing: undefined });
+    const processor = await newProcessor(1000);
+    for (let n = 0; n < 3; n++) await ingest.send(TENANT, { streamId, payload: value(n), eventId: "", headers: {} });
+    await until(broker, streamId, 3);
+    await finished(processor);
+    expect(attempts).toBe(0); // the interval has not passed: the stop's final commit is the first
+
+    let stopped = false;
+    const stopping = stop(processor).then(() => (stopped = true));
+    while (attempts === 0) await nextTurn();
+    await nextTurn();
+    expect(stopped).toBe(false); // waiting for the answer...
+    await vi.advanceTimersByTimeAsync(5000);
+    await stopping; // ...only so long
+    expect(stopped).toBe(true);
+  });
 
   it("commits records finished over many turns once, within the interval, not once per turn", async () => {
     // Only setTimeout is faked: the interval passes when the test says so.

@@ -33,6 +33,8 @@ export class Lifecycle {
   async stopAll(): Promise<void> {
     for (let step = this.stops.pop(); step; step = this.stops.pop()) {
       try {
+        // Each step in the debug log: a stop that hangs shows where.
+        this.logger.debug({ part: step.name }, "stopping");
         await step.stop();
       } catch (error) {
         this.logger.error({ err: error, part: step.name }, "stopping a part failed");

@@ -144,8 +144,14 @@ export class Processor {
       // Writes wait out a broker outage; a stop waits for them only so long
       // (what is unfinished stays uncommitted and is recovered on restart).
       await Promise.race([Promise.allSettled([...this.inProcess]), delay(STOP_WAIT_MS, { keepAlive: false })]);
-      // A final commit that fails leaves those records to be recovered on restart.
-      await Promise.allSettled([...this.progress.values()].map((progress) => progress.flush()));
+      // A final commit that fails, or gets no answer in time, leaves those records to be recovered
+      // on restart. No answer happens: when another member leaves the group at the same moment
+      // (instances or workers stopped together), the commit waits on a rebalance this member,
+      // stopping, takes no part in.
+      await Promise.race([
+        Promise.allSettled([...this.progress.values()].map((progress) => progress.flush())),
+        delay(STOP_WAIT_MS, { keepAlive: false }),
+      ]);
     };
     // The last commit is made before leaving the group: a member that has left cannot commit.
     if (this.subscription) await this.subscription.close(finish);
