@@ -2,7 +2,7 @@
 # Provisions the command-line tools the tests drive as real clients, into
 # .tools/ (reused when present): grpcurl and connectconformance (the Connect
 # conformance runner, test/conformance.test.ts) via `go install` at pinned versions,
-# curl, kcat, promtool (Debian's prometheus), redis-server and chromium (for the
+# curl, kcat, promtool and prometheus (Debian's prometheus package), redis-server and chromium (for the
 # dashboard's browser test, driven by playwright-core) from Debian when
 # missing. A tool that cannot be had is an error.
 #
@@ -66,8 +66,10 @@ fi
 node --import tsx bench/install-kafkajs.ts >/dev/null # plain kafkajs 2.2.4 for the bench's baseline rows, into .tools/kafkajs (bench/lib/kafkajs-tool.ts), not a project dependency
 
 command -v curl >/dev/null || apt_install curl
-# promtool: Prometheus's own check of the /metrics exposition.
-command -v promtool >/dev/null || apt_install prometheus
+# promtool and prometheus, both from Debian's prometheus package: promtool checks the /metrics exposition and
+# the shipped rules (ops/prometheus, with their unit tests); prometheus scrapes a real streamgate with those
+# rules loaded and answers the Grafana dashboard's queries (test/ops-dashboard.test.ts).
+{ command -v promtool >/dev/null && command -v prometheus >/dev/null; } || apt_install prometheus
 # redis-server: the shared limits store (REDIS_URL) that test/support/redis-global-setup.ts starts.
 command -v redis-server >/dev/null || apt_install redis-server
 # chromium: the browser the dashboard test drives (playwright-core never downloads one).

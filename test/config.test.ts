@@ -8,7 +8,7 @@
  */
 
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type Config, ConfigError, type KafkaConfig, loadConfig } from "../src/config/config.js";
@@ -17,6 +17,7 @@ import { type Config, ConfigError, type KafkaConfig, loadConfig } from "../src/c
 const SETTING: Record<string, (config: Config) => unknown> = {
   PORT: (config) => config.port,
   HOST: (config) => config.host,
+  WORKERS: (config) => config.workers,
   CORS_ORIGINS: (config) => config.corsOrigins.join(","),
   MAX_PAYLOAD_BYTES: (config) => config.maxPayloadBytes,
   KAFKA_TOPIC_PREFIX: (config) => config.topics.prefix,
@@ -79,7 +80,9 @@ for (const file of [CERT, KEY, CA]) writeFileSync(file.path, file.text);
 /** README's configuration table rows, as [variables named in the first cell, default cell]. */
 function configurationTable(): [string[], string][] {
   const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-  const section = readme.slice(readme.indexOf("## Configuration"));
+  const start = readme.indexOf("## Configuration");
+  // That section only: others have tables of variables not loadConfig's (Traces: the OTEL_* ones).
+  const section = readme.slice(start, readme.indexOf("\n## ", start));
   return [...section.matchAll(/^\| ((?:`[A-Z0-9_]+`(?:, )?)+) \| ([^|]*) \|/gm)].map((match) => [
     [...match[1]!.matchAll(/`([A-Z0-9_]+)`/g)].map((name) => name[1]!),
     match[2]!.trim(),
@@ -346,5 +349,21 @@ describe("loadConfig", () => {
         expect.stringMatching(/^PORT="70000" must be a whole number/),
       ]),
     );
+  });
+
+  it("reads WORKERS as a number or auto, and refuses more than one on the embedded broker, saying why", () => {
+    expect(loadConfig({ ...BROKER, WORKERS: "3" }).workers).toBe(3);
+    expect(loadConfig({ ...BROKER, WORKERS: "auto" }).workers).toBe(availableParallelism());
+    expect(loadConfig({ WORKERS: "1" }).workers).toBe(1);
+    expect(problemsOf({ ...BROKER, WORKERS: "0" })).toEqual([
+      'WORKERS="0" must be "auto" or a whole number from 1 to 256',
+    ]);
+    expect(problemsOf({ ...BROKER, WORKERS: "two" })).toEqual([
+      'WORKERS="two" must be "auto" or a whole number from 1 to 256',
+    ]);
+    expect(problemsOf({ WORKERS: "2" })).toEqual([
+      "WORKERS=2 (2 processes) needs KAFKA_BROKERS: the embedded broker lives inside one process, so each worker would " +
+        "have a log of its own and none would see another's streams; run one worker, or set KAFKA_BROKERS",
+    ]);
   });
 });

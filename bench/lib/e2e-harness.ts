@@ -11,7 +11,6 @@
  * monotonic clock) to its delivery to the watcher. A record not delivered
  * within the grace period after the phase's last due time is lost.
  */
-import { readFile } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -26,7 +25,7 @@ import {
 import { leanCaller } from "./lean-unary.js";
 import { BENCH_API_KEY, type StreamgateServer } from "./processes.js";
 import { type Latency, p99, percentiles } from "./result.js";
-import { DeliveryStages } from "./watch.js";
+import { cpuSeconds, DeliveryStages } from "./watch.js";
 
 /** Streams (each with one watcher) the records are spread over, round robin. */
 const STREAMS = 8;
@@ -169,14 +168,6 @@ function payload(phase: number, seq: number): Uint8Array {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
-}
-
-/** CPU seconds process `pid` has used (user + system), from /proc (clock ticks of 1/100 s, as on Linux x86 and arm). */
-async function cpuSeconds(pid: number): Promise<number> {
-  // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
-  const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 /** Starts the streams (ids "e2e-0"...) on `server` and opens a watch on each. */

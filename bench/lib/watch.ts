@@ -165,12 +165,27 @@ export async function within(promise: Promise<unknown>, timeoutMs: number): Prom
   }
 }
 
-/** CPU seconds (user + system) process `pid` has used (Linux /proc; clock ticks of 1/100 s). */
+/**
+ * CPU seconds (user + system) process `pid` has used, with its child
+ * processes' (a cluster's workers: WORKERS > 1), those running and those
+ * ended (Linux /proc; clock ticks of 1/100 s).
+ */
 export async function cpuSeconds(pid: number): Promise<number> {
+  const own = await statFields(pid);
+  // utime, stime, and cutime, cstime: the children it has waited for.
+  let ticks = Number(own[11]) + Number(own[12]) + Number(own[13]) + Number(own[14]);
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, "utf8").catch(() => "");
+  for (const child of children.split(" ").filter(Boolean)) {
+    const fields = await statFields(Number(child)).catch(() => undefined);
+    if (fields) ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / 100;
+}
+
+/** The fields of /proc/<pid>/stat after the command name (which is in parentheses and may hold spaces). */
+async function statFields(pid: number): Promise<string[]> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-  // Fields after the command name, which is in parentheses and may hold spaces.
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 }
 
 /** This process's CPU seconds (user + system). */

@@ -12,12 +12,14 @@ import { sendData } from "./senddata.js";
 import { sendDataStream } from "./senddatastream.js";
 import { startStream } from "./startstream.js";
 import { watchers } from "./watchers.js";
+import { sendDataWorkers } from "./workers.js";
 
 export const SCENARIOS: Scenario[] = [
   baselinesRpc,
   baselinesKafka,
   startStream,
   sendData,
+  sendDataWorkers,
   sendDataStream,
   fanout,
   catchUp,

@@ -57,8 +57,20 @@ export interface App {
    * "Authentication"), the only one accepted; undefined when keys or JWT are configured.
    */
   readonly generatedApiKey: string | undefined;
+  /** Whether it should get traffic now (GET /readyz). */
+  readonly readiness: Readiness;
   /** Drains and stops: see README "Shutdown". Safe to call more than once. */
   close(): Promise<void>;
+}
+
+/** This app as one worker of several (WORKERS > 1; src/cluster/). */
+export interface WorkerPart {
+  /** Its number, 1 to WORKERS: the `worker` label of its metrics. */
+  index: number;
+  /** The key the primary generated, accepted when no credential is configured (see App.generatedApiKey). */
+  generatedApiKey: string | undefined;
+  /** Every worker's metrics, for GET /metrics on the service port (the primary gathers them). */
+  scrape(): Promise<{ contentType: string; body: string }>;
 }
 
 /**
@@ -66,10 +78,16 @@ export interface App {
  * `extra` adds open services (tests only: {@link ExtraServices}). A start that
  * fails stops whatever it had started before it throws.
  */
-export async function startApp(config: Config, logger: Logger, broker?: Broker, extra?: ExtraServices): Promise<App> {
+export async function startApp(
+  config: Config,
+  logger: Logger,
+  broker?: Broker,
+  extra?: ExtraServices,
+  worker?: WorkerPart,
+): Promise<App> {
   const lifecycle = new Lifecycle(logger);
   try {
-    return await assemble(config, logger, lifecycle, broker, extra);
+    return await assemble(config, logger, lifecycle, broker, extra, worker);
   } catch (error) {
     await lifecycle.stopAll();
     throw error;
@@ -82,6 +100,7 @@ async function assemble(
   lifecycle: Lifecycle,
   given: Broker | undefined,
   extra: ExtraServices | undefined,
+  worker: WorkerPart | undefined,
 ): Promise<App> {
   // First: an unreachable REDIS_URL stops the start before anything else is running.
   const limitStores = await lifecycle.start(
@@ -95,7 +114,7 @@ async function assemble(
     (broker) => broker.close(),
   );
   const topics = topicNames(config.topics);
-  const metrics = createMetrics();
+  const metrics = createMetrics(worker?.index);
   // Everything below uses the measured broker, whichever kind it is.
   const kinds = new Map<string, TopicKind>([
     [topics.ingest, "ingest"],
@@ -184,7 +203,7 @@ async function assemble(
     () => fanout.stop(),
   );
 
-  const credentials = createCredentials(config);
+  const credentials = createCredentials(config, worker?.generatedApiKey);
   const limitSettings = limitStores.settings;
   const initialLimits = await limitSettings.load(config.limits);
   const limits = new Limits(initialLimits, limitStores.buckets, (result, limit, client) =>
@@ -244,6 +263,7 @@ async function assemble(
     config,
     logger,
     metrics,
+    exposition: worker ?? metrics,
     warnings,
     routes,
     extra,
@@ -320,6 +340,7 @@ async function assemble(
     metricsPort: metricsListener?.port,
     broker: rawBroker,
     generatedApiKey: credentials.generatedApiKey,
+    readiness,
     close: () => {
       closing ??= close();
       return closing;

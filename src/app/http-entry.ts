@@ -93,6 +93,8 @@ export interface HttpEntryParts {
   config: Config;
   logger: Logger;
   metrics: Metrics;
+  /** What GET /metrics answers: `metrics`, or every worker's (WORKERS > 1). */
+  exposition: Pick<Metrics, "scrape">;
   /** The rate-limited warn log of refusals (REFUSAL_LOGS_PER_SECOND). */
   warnings: RateLimitedLog;
   /** Registers every service's implementation. */
@@ -187,7 +189,7 @@ export function createHttpEntry(parts: HttpEntryParts): HttpEntry {
   };
   const sse: SseDeps = { ...watchDeps, heartbeatMs: parts.push.heartbeatMs };
   const serve: RequestHandler = (request, response) => {
-    if (serveMetrics(metrics, request, response)) return;
+    if (serveMetrics(parts.exposition, request, response)) return;
     if (serveProbe(parts.readiness, request, response)) return;
     if (serveDashboard(request, response)) return;
     const requestId = requestIdFrom(request.headers[REQUEST_ID_HEADER]);

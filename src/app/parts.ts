@@ -52,11 +52,19 @@ export interface Credentials {
   generatedApiKey: string | undefined;
 }
 
-/** Secure by default: with nothing configured, one generated key (an admin of tenant "generated") rather than an open service. */
-export function createCredentials(config: Config): Credentials {
+/** A new random API key (256 bits), for when no credential is configured. */
+export function generateApiKey(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/**
+ * Secure by default: with nothing configured, one generated key (an admin of tenant "generated") rather than an open service.
+ * `givenKey`: the key to accept instead of a new one (every worker of a cluster accepts the one its primary generated).
+ */
+export function createCredentials(config: Config, givenKey?: string): Credentials {
   const { auth } = config;
   const generatedApiKey =
-    auth.apiKeys.length === 0 && auth.jwt === undefined ? randomBytes(32).toString("base64url") : undefined;
+    auth.apiKeys.length === 0 && auth.jwt === undefined ? (givenKey ?? generateApiKey()) : undefined;
   const keys: ApiKeyEntry[] =
     generatedApiKey === undefined
       ? auth.apiKeys

@@ -10,10 +10,10 @@ import type { Http2ServerRequest } from "node:http2";
 import { type HttpResponse, writeHead } from "../rpc/http-response.js";
 
 /** Why an instance should not get traffic now; undefined when it should. */
-export type NotReady = "draining" | "broker unreachable" | "no worker ready";
+export type NotReady = "starting" | "draining" | "broker unreachable" | "no worker ready";
 
-/** Whether the instance is ready, read at each /readyz. */
-export type Readiness = () => NotReady | undefined;
+/** Whether the instance is ready, read at each /readyz (a cluster's primary asks its workers: a promise). */
+export type Readiness = () => NotReady | undefined | Promise<NotReady | undefined>;
 
 /** Answers GET (or HEAD) /healthz and /readyz; false for any other request. */
 export function serveProbe(
@@ -28,8 +28,12 @@ export function serveProbe(
     return true;
   }
   if (path !== "/readyz") return false;
-  const notReady = readiness();
-  answer(response, notReady ? 503 : 200, notReady ? `not ready: ${notReady}\n` : "ready\n");
+  void Promise.resolve()
+    .then(readiness)
+    .then(
+      (notReady) => answer(response, notReady ? 503 : 200, notReady ? `not ready: ${notReady}\n` : "ready\n"),
+      () => answer(response, 503, "not ready: readiness unknown\n"),
+    );
   return true;
 }
 

@@ -7,6 +7,7 @@
  */
 
 import { readFileSync } from "node:fs";
+import { availableParallelism } from "node:os";
 import { type ApiKeyEntry, checkUnique, parseKeyFile, parseKeyList } from "../guard/auth/api-keys.js";
 import type { JwtConfig } from "../guard/auth/jwt.js";
 
@@ -142,8 +143,10 @@ export interface Config {
   port: number;
   /** Address to bind. */
   host: string;
-  /** A second port serving only GET /metrics, or undefined (0 or unset): /metrics on `port` only. */
+  /** A second port serving only GET /metrics and the probes, or undefined (0 or unset): on `port` only. */
   metricsPort: number | undefined;
+  /** WORKERS: processes serving the port, each a whole instance (1: this process alone); see src/cluster/. */
+  workers: number;
   /** TLS, when both TLS_CERT and TLS_KEY are set. */
   tls: TlsConfig | undefined;
   /** Origins allowed by CORS ("*" allows any). */
@@ -242,6 +245,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: read.int("PORT", 8080, 0, 65535),
     host: read.string("HOST", "0.0.0.0"),
     metricsPort: read.int("METRICS_PORT", 0, 0, 65535) || undefined,
+    workers: readWorkers(read, problems, env.KAFKA_BROKERS),
     tls: cert !== undefined && key !== undefined ? { certFile: tlsCert, keyFile: tlsKey, cert, key } : undefined,
     corsOrigins: read.list("CORS_ORIGINS", ["*"]),
     maxPayloadBytes: read.int("MAX_PAYLOAD_BYTES", 1024 * 1024, 1, 64 * 1024 * 1024),
@@ -296,6 +300,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/** The most WORKERS accepted: each worker is a whole instance, with its Kafka clients and memory. */
+const MAX_WORKERS = 256;
+
+/**
+ * WORKERS: a number, or "auto" for the cores this process may use. More than
+ * one needs Kafka: the embedded broker lives inside one process, so workers
+ * on it would not share streams.
+ */
+function readWorkers(read: EnvReader, problems: string[], kafkaBrokers: string | undefined): number {
+  const raw = read.string("WORKERS", "1");
+  const workers = raw === "auto" ? availableParallelism() : Number(raw);
+  if (!Number.isSafeInteger(workers) || workers < 1 || workers > MAX_WORKERS) {
+    problems.push(`WORKERS=${JSON.stringify(raw)} must be "auto" or a whole number from 1 to ${MAX_WORKERS}`);
+    return 1;
+  }
+  if (workers > 1 && (kafkaBrokers ?? "").trim() === "") {
+    problems.push(
+      `WORKERS=${raw} (${workers} processes) needs KAFKA_BROKERS: the embedded broker lives inside one process, ` +
+        "so each worker would have a log of its own and none would see another's streams; run one worker, or set KAFKA_BROKERS",
+    );
+  }
+  return workers;
 }
 
 /** SSE_HEARTBEAT_MS and the WATCH_TICKET_* settings. */

@@ -21,6 +21,8 @@ import type { Broker, RecordBatch, Subscription } from "../broker/broker.js";
 import { invalidInput, streamNotFound, watcherQuotaReached } from "../common/domain-error.js";
 import type { Logger } from "../observe/logger.js";
 import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
+import type { WatchLink } from "../observe/trace-points.js";
+import { traces } from "../observe/tracing.js";
 import type { CelProgram } from "../processing/cel.js";
 import type { StreamRegistry } from "../streams/registry.js";
 import type { CheckedWatch } from "../streams/requests.js";
@@ -147,7 +149,9 @@ export class Fanout {
       this.options.onInterrupted?.(reason);
       onInterrupt?.();
     });
-    return this.stream(key, partition, start, entry.ingestStart, filter, watcher, signal);
+    // While tracing is on, the call opening the watch (WatchResults, SSE, WebSocket): each delivery links to it.
+    const link = traces?.watchLink();
+    return this.stream(key, partition, start, entry.ingestStart, filter, watcher, signal, link);
   }
 
   /** Ends the watchers of a removed stream and drops its window. */
@@ -164,6 +168,7 @@ export class Fanout {
     filter: CelProgram | undefined,
     watcher: Watcher,
     signal: AbortSignal,
+    link: WatchLink | undefined,
   ): AsyncGenerator<WatchResultsResponse> {
     // Checked at the first step, where the watcher is counted: calls started
     // together take their steps one after another, so none slips past the quota.
@@ -241,8 +246,9 @@ export class Fanout {
         if (entry.end) return;
         watcher.passed(entry);
         if (this.readable(entry) && passesFilter(filter, entry)) {
-          // Live results only: a catch-up read of old results says nothing of latency.
+          // Live results only: a catch-up read of old results says nothing of latency (nor adds to old traces).
           this.options.onDeliver?.(entry.result);
+          if (entry.trace !== undefined) traces?.delivered(entry.trace, link);
           yield entry.response;
         }
       }
@@ -286,6 +292,9 @@ export class Fanout {
       offered++;
       this.consumed[batch.partition] = record.offset;
       const entry = new ResultEntry(record);
+      // Undefined while tracing is off: then this is the only trace of tracing here.
+      const tracing = traces;
+      if (tracing !== undefined) entry.trace = tracing.arrived(record);
       const window = this.windows.append(record.key, batch.partition, entry);
       for (const watcher of window.watchers) watcher.push(entry);
       this.consumed[batch.partition] = record.offset + 1;

@@ -11,6 +11,7 @@ import {
   WatchResultsResponseSchema,
 } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { StoredRecord } from "../broker/broker.js";
+import type { ResultTrace } from "../observe/trace-points.js";
 import { type CelProgram, type CelRecord, celRecordOf, passes } from "../processing/cel.js";
 import { decodeCursor, encodeCursor } from "../streams/cursor.js";
 import { type DecodedRecord, decodeRecord, HEADER } from "../topics/record-format.js";
@@ -27,6 +28,11 @@ export class ResultEntry {
   private decodes: boolean | undefined;
   private reported = false;
   readonly end: boolean;
+  /**
+   * The trace context the result carries, read once as it arrived (Fanout.accept), while tracing is on:
+   * each live delivery to a watcher is a span of that trace. Undefined while tracing is off.
+   */
+  trace: ResultTrace | undefined;
 
   constructor(private readonly record: StoredRecord) {
     this.end = record.headers[HEADER.control] === "end";

@@ -4,7 +4,7 @@
  * follow go-grpc-prometheus for the RPC metrics; the rest are streamgate_*.
  * No label takes unbounded values: never a stream id.
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 
 /** Which of the three topics a broker metric is about. */
 export type TopicKind = "ingest" | "results" | "streams";
@@ -156,8 +156,24 @@ export class Metrics {
     this.refusals.inc({ reason });
   }
 
-  constructor() {
+  /** `worker`: this process is that worker of several (WORKERS > 1), which every series names. */
+  constructor(worker?: number) {
     collectDefaultMetrics({ register: this.registry });
+    if (worker !== undefined) {
+      // Per worker rather than summed: a worker that restarts resets only its own counters,
+      // which rate() handles, where a sum would fall and read as a reset of the whole.
+      this.registry.setDefaultLabels({ worker: String(worker) });
+      new Gauge({
+        name: "streamgate_worker_info",
+        help: "1 for each running worker (WORKERS > 1), with its process id.",
+        labelNames: ["pid"] as const,
+        registers: [this.registry],
+      }).set({ pid: String(process.pid) }, 1);
+      // What this worker answers when the primary gathers every worker's metrics;
+      // prom-client starts answering once an AggregatorRegistry exists in the process.
+      AggregatorRegistry.setRegistries([this.registry]);
+      new AggregatorRegistry();
+    }
     // prom-client's gauges named *_total break the Prometheus convention (promtool rejects them);
     // each repeats the sum of its per-type sibling (nodejs_active_handles etc.), so nothing is lost.
     for (const name of [
@@ -215,7 +231,7 @@ export class Metrics {
   }
 }
 
-/** Creates an app's metrics. */
-export function createMetrics(): Metrics {
-  return new Metrics();
+/** Creates an app's metrics; `worker`: see the {@link Metrics} constructor. */
+export function createMetrics(worker?: number): Metrics {
+  return new Metrics(worker);
 }

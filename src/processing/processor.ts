@@ -8,11 +8,12 @@
  * neither loses nor skips a record.
  */
 
-import type { Broker, RecordBatch, StoredRecord, Subscription } from "../broker/broker.js";
+import type { Broker, RecordBatch, RecordPosition, StoredRecord, Subscription } from "../broker/broker.js";
 import { delay } from "../common/waits.js";
 import type { Logger } from "../observe/logger.js";
 import type { RecordFailure } from "../observe/metrics.js";
 import { type RateLimitedLog, warnTo } from "../observe/rate-limited-log.js";
+import { traces } from "../observe/tracing.js";
 import { encodeCursor } from "../streams/cursor.js";
 import { dedupScope, TenantDedup } from "../streams/dedup.js";
 import type { StreamRegistry } from "../streams/registry.js";
@@ -105,7 +106,7 @@ export class Processor {
   async start(): Promise<void> {
     this.subscription = await this.options.broker.subscribe({
       topic: this.options.ingestTopic,
-      groupId: this.options.groupId ?? "streamgate-processor",
+      groupId: this.groupId,
       from: "earliest",
       eachBatch: (batch) => this.handleBatch(batch),
       onError: (error) => this.options.logger.error({ err: error }, "processor batch failed"),
@@ -270,25 +271,44 @@ export class Processor {
    * Processes one record: writes its result, or finishes it without one
    * (filtered, duplicate, failed). Only a write interrupted by a stop rejects,
    * which leaves the record uncommitted; any other failure fails the record.
+   *
+   * While tracing is on, the processing is a span continuing the trace the
+   * record's headers carry, and the result's write its child, whose context
+   * the result's headers carry on to the watchers. Off, `span` is undefined
+   * and each `span?.` below is a check and nothing more.
    */
   private async process(record: StoredRecord): Promise<void> {
+    const span = traces?.startProcess(record, this.groupId);
     let output: Output | undefined;
     try {
       output = this.prepare(record);
     } catch (error) {
       this.fail(record, error);
+      span?.end(failureReason(error));
       return;
     }
-    if (!output) return;
+    if (!output) {
+      span?.end();
+      return;
+    }
+    const sending = span?.sendResult(this.options.resultsTopic, output.headers);
     try {
-      await this.write(record.partition, output.key, output.value, output.headers);
+      const position = await this.write(record.partition, output.key, output.value, output.headers);
+      sending?.stored(position);
     } catch (error) {
+      sending?.failed(error);
       // A result the broker can never store fails its record; a stop leaves it unfinished.
-      if (!(error instanceof RecordFailedError)) throw error;
+      if (!(error instanceof RecordFailedError)) {
+        // Unfinished, so processed again after a restart: a second processing span in the same trace.
+        span?.end("stopped");
+        throw error;
+      }
       this.fail(record, error);
+      span?.end(failureReason(error));
       return;
     }
     output.written();
+    span?.end();
   }
 
   /** Everything before a record's write: what to write, or undefined when there is nothing to write. */
@@ -344,6 +364,10 @@ export class Processor {
     return { key, value: result.value, headers, written: () => counters.add(key, "results") };
   }
 
+  private get groupId(): string {
+    return this.options.groupId ?? "streamgate-processor";
+  }
+
   private get maxPayloadBytes(): number {
     return this.options.maxPayloadBytes ?? Infinity;
   }
@@ -391,7 +415,12 @@ export class Processor {
   }
 
   /** Writes a result after every result given before it for the same ingest partition (src/processing/result-writer.ts). */
-  private write(partition: number, key: string, value: Uint8Array, headers: Record<string, string>): Promise<void> {
+  private write(
+    partition: number,
+    key: string,
+    value: Uint8Array,
+    headers: Record<string, string>,
+  ): Promise<RecordPosition> {
     let writer = this.writers.get(partition);
     if (!writer) {
       writer = new ResultWriter({

@@ -11,7 +11,7 @@
  * write that is stored later, and the retry would then repeat it); only a
  * call that definitely failed is retried, so no result is written twice.
  */
-import type { ProduceRecord } from "../broker/broker.js";
+import type { ProduceRecord, RecordPosition } from "../broker/broker.js";
 import { RecordTooLargeError } from "../broker/errors.js";
 import { retry } from "../common/backoff.js";
 import { RecordFailedError } from "./record-failure.js";
@@ -21,8 +21,8 @@ const RETRY_BACKOFF = { firstMs: 100, maxMs: 5000 };
 
 /** What a writer needs. */
 export interface ResultWriterOptions {
-  /** Stores records, in order, in one call (waiting for as long as the broker is away). */
-  produce(records: ProduceRecord[]): Promise<unknown>;
+  /** Stores records, in order, in one call (waiting for as long as the broker is away); resolves with their positions. */
+  produce(records: ProduceRecord[]): Promise<RecordPosition[]>;
   /**
    * Results larger than this go in a call of their own: the broker can refuse
    * only a large record as too large (its batches are cut by size), and a call
@@ -37,7 +37,7 @@ export interface ResultWriterOptions {
 
 interface Pending {
   record: ProduceRecord;
-  resolve(): void;
+  resolve(position: RecordPosition): void;
   reject(error: unknown): void;
 }
 
@@ -49,11 +49,11 @@ export class ResultWriter {
   constructor(private readonly options: ResultWriterOptions) {}
 
   /**
-   * Resolves once `record` is stored. Rejects with RecordFailedError when the
+   * Resolves once `record` is stored, with where. Rejects with RecordFailedError when the
    * broker refuses it as too large (retrying would refuse it for ever, and
    * hold the partition), or with the broker's error when it fails during a stop.
    */
-  write(record: ProduceRecord): Promise<void> {
+  write(record: ProduceRecord): Promise<RecordPosition> {
     return new Promise((resolve, reject) => {
       this.queue.push({ record, resolve, reject });
       if (this.running) return;
@@ -82,8 +82,9 @@ export class ResultWriter {
 
   private async store(batch: Pending[]): Promise<void> {
     const { stopping } = this.options;
+    let positions: RecordPosition[];
     try {
-      await retry(() => this.options.produce(batch.map((pending) => pending.record)), {
+      positions = await retry(() => this.options.produce(batch.map((pending) => pending.record)), {
         ...RETRY_BACKOFF,
         giveUp: (error) => stopping() || error instanceof RecordTooLargeError,
         onRetry: this.options.onRetry,
@@ -104,6 +105,6 @@ export class ResultWriter {
       for (const pending of batch) await this.store([pending]);
       return;
     }
-    for (const pending of batch) pending.resolve();
+    batch.forEach((pending, index) => pending.resolve(positions[index]!));
   }
 }

@@ -18,6 +18,7 @@ import { Code, type ConnectError } from "@connectrpc/connect";
 import type { WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { DomainError } from "../common/domain-error.js";
 import { waitForWake } from "../common/waits.js";
+import { traces } from "../observe/tracing.js";
 import { codeName, toConnectError } from "../rpc/errors.js";
 import { writeHead } from "../rpc/http-response.js";
 import { httpRefusal } from "./http-refusal.js";
@@ -47,11 +48,15 @@ export async function serveSse(deps: SseDeps, request: Request, response: Respon
   let code = "ok";
   let release: (() => void) | undefined;
   const interruption = new Interruption();
+  // While tracing is on, the watch's span (joining the GET's traceparent), opened inside it so deliveries link to it.
+  const span = traces?.startWatch("sse", request.headers);
   try {
     let watch: Awaited<ReturnType<typeof openWatch>>;
     try {
       const url = parseWatchUrl(request.url ?? "", header(request, "last-event-id"));
-      watch = await openWatch(deps, url, request.headers, peer, ended.signal, () => interruption.notify());
+      const open = () => openWatch(deps, url, request.headers, peer, ended.signal, () => interruption.notify());
+      watch = await (span === undefined ? open() : span.run(open));
+      span?.setStream(watch.tenant, watch.streamId);
     } catch (error) {
       const mapped = toConnectError(error, ended.signal);
       code = codeName(mapped.code);
@@ -71,6 +76,7 @@ export async function serveSse(deps: SseDeps, request: Request, response: Respon
   } finally {
     release?.();
     deps.metrics.httpWatches.inc({ transport: "sse", code });
+    span?.end(code);
     if (!response.writableEnded) response.end();
   }
 }

@@ -29,6 +29,8 @@ import { type WebSocket, WebSocketServer } from "ws";
 import type { WatchResultsResponse } from "../../gen/streamgate/v1/stream_service_pb.js";
 import { DomainError } from "../common/domain-error.js";
 import { waitForWake } from "../common/waits.js";
+import type { CallSpan } from "../observe/trace-points.js";
+import { traces } from "../observe/tracing.js";
 import { codeName, invalidArgument, toConnectError } from "../rpc/errors.js";
 import { peerAddress, refuseUpgrade } from "../rpc/listener.js";
 import type { Ingest } from "../streams/ingest.js";
@@ -118,7 +120,13 @@ async function upgrade(
   socket: Duplex,
   head: Buffer,
 ): Promise<void> {
-  const count = (code: string) => deps.metrics.httpWatches.inc({ transport: "websocket", code });
+  // While tracing is on, the watch's span (joining the GET's traceparent): deliveries link to it, and the
+  // records sent on the socket are its children.
+  const span = traces?.startWatch("websocket", request.headers);
+  const count = (code: string) => {
+    deps.metrics.httpWatches.inc({ transport: "websocket", code });
+    span?.end(code);
+  };
   const ended = new AbortController();
   const interruption = new Interruption();
   const gone = () => ended.abort();
@@ -127,9 +135,10 @@ async function upgrade(
   try {
     // No Last-Event-ID here: `after` alone resumes.
     const url = parseWatchUrl(request.url ?? "", undefined);
-    watch = await openWatch(deps, url, request.headers, peerAddress(request), ended.signal, () =>
-      interruption.notify(),
-    );
+    const open = () =>
+      openWatch(deps, url, request.headers, peerAddress(request), ended.signal, () => interruption.notify());
+    watch = await (span === undefined ? open() : span.run(open));
+    span?.setStream(watch.tenant, watch.streamId);
   } catch (error) {
     socket.off("close", gone);
     const mapped = toConnectError(error, ended.signal);
@@ -147,7 +156,7 @@ async function upgrade(
   socket.once("close", unserved);
   server.handleUpgrade(request, socket, head, (ws) => {
     socket.off("close", unserved);
-    void serve(deps, ws, watch, ended, interruption).then((ending) => count(ending.code));
+    void serve(deps, ws, watch, ended, interruption, span).then((ending) => count(ending.code));
   });
 }
 
@@ -162,12 +171,13 @@ async function serve(
   watch: OpenedWatch,
   ended: AbortController,
   interruption: Interruption,
+  span: CallSpan | undefined,
 ): Promise<Ending> {
   // The signal ends the fanout's watch at once, even while no result is being pulled.
   ws.once("close", () => ended.abort());
   // ws closes the socket after any error it reports; the "close" above follows.
   ws.on("error", () => undefined);
-  const { writer, records, stopReading } = readRecords(deps, ws, watch);
+  const { writer, records, stopReading } = readRecords(deps, ws, watch, span);
   const stopBeating = heartbeat(ws, writer, deps.heartbeatMs);
   let ending: Ending;
   try {
@@ -191,7 +201,7 @@ async function serve(
  * reading is slowed down instead of filling memory. One that only reads is
  * never paused: its pongs must come through.
  */
-function readRecords(deps: WebSocketDeps, ws: WebSocket, watch: OpenedWatch) {
+function readRecords(deps: WebSocketDeps, ws: WebSocket, watch: OpenedWatch, span: CallSpan | undefined) {
   let unwritten = 0;
   const gate = () => {
     const full = records.pending + unwritten >= MAX_PENDING_RECORDS;
@@ -206,10 +216,12 @@ function readRecords(deps: WebSocketDeps, ws: WebSocket, watch: OpenedWatch) {
       gate();
     });
   });
-  const onMessage = (data: Parameters<SocketRecords["receive"]>[0], isBinary: boolean) => {
+  const receive = (data: Parameters<SocketRecords["receive"]>[0], isBinary: boolean) => {
     records.receive(data, isBinary);
     gate();
   };
+  // The socket's events run outside the watch's span: bound to it, a record's send is its child.
+  const onMessage = span === undefined ? receive : span.bind(receive);
   ws.on("message", onMessage);
   return { writer, records, stopReading: () => ws.off("message", onMessage) };
 }

@@ -9,13 +9,14 @@ import { StreamState } from "../../gen/streamgate/v1/stream_service_pb.js";
 import type { Broker, ProduceRecord, RecordPosition } from "../broker/broker.js";
 import { type CoalescedProduce, coalesceProduces } from "../broker/coalescer.js";
 import { streamClosed, streamNotFound } from "../common/domain-error.js";
+import { traces } from "../observe/tracing.js";
 import { controlHeaders, dataHeaders } from "../topics/record-format.js";
 import { encodeCursor } from "./cursor.js";
 import { dedupScope, TenantDedup } from "./dedup.js";
 import type { StreamRegistry } from "./registry.js";
 import type { CheckedSend } from "./requests.js";
 import type { StreamCounters } from "./stream-counters.js";
-import { type StreamKey, streamKey } from "./stream-key.js";
+import { type StreamKey, splitStreamKey, streamKey } from "./stream-key.js";
 
 /** The answer to a send. */
 export interface SendResult {
@@ -76,12 +77,23 @@ export class Ingest {
       value: request.payload.bytes,
       headers: dataHeaders(request.payload.kind, request.headers, eventId, Date.now()),
     };
+    // Undefined while tracing is off, and then nothing below does any tracing work. On, the record's
+    // producer span (a child of the call's) writes its context into the record's headers.
+    const span = traces?.startSend(this.options.ingestTopic, tenant, streamId, record.headers);
+    const cursorOf =
+      span === undefined
+        ? toCursor
+        : (position: RecordPosition) => {
+            span.stored(position);
+            return toCursor(position);
+          };
     const stored = this.track(
       key,
       coalesce
-        ? this.produceCoalesced(record).then(toCursor)
-        : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => toCursor(position!)),
+        ? this.produceCoalesced(record).then(cursorOf)
+        : this.options.broker.produce(this.options.ingestTopic, [record]).then(([position]) => cursorOf(position!)),
     );
+    if (span !== undefined) stored.catch(span.failed);
     if (scope !== undefined) {
       this.seen.set(scope, eventId, stored);
       // A failed write must not make a retry look like a duplicate.
@@ -105,9 +117,22 @@ export class Ingest {
    */
   async appendCloseMarker(key: StreamKey): Promise<void> {
     await this.drain(key);
-    await this.options.broker.produce(this.options.ingestTopic, [
-      { key, value: new Uint8Array(0), headers: controlHeaders("close", Date.now()) },
-    ]);
+    const headers = controlHeaders("close", Date.now());
+    // Traced like a record: the close's way to the watchers' end is part of the CloseStream call's trace.
+    const stream = splitStreamKey(key);
+    const span =
+      stream === undefined
+        ? undefined
+        : traces?.startSend(this.options.ingestTopic, stream.tenant, stream.streamId, headers);
+    try {
+      const [position] = await this.options.broker.produce(this.options.ingestTopic, [
+        { key, value: new Uint8Array(0), headers },
+      ]);
+      span?.stored(position!);
+    } catch (error) {
+      span?.failed(error);
+      throw error;
+    }
   }
 
   /** Resolves when every send under way (for one stream, or all) has settled. */

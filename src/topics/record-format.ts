@@ -21,6 +21,18 @@ export const HEADER = {
 /** The prefix of header names that clients may not set. */
 export const RESERVED_HEADER_PREFIX = "streamgate-";
 
+/**
+ * The W3C Trace Context headers, under their standard names so that any
+ * traced Kafka consumer continues the trace: streamgate writes them on ingest
+ * and result records while tracing is on (src/observe/otel-traces.ts). They
+ * are streamgate's, as content-type is for JSON: a client's record header of
+ * either name is dropped, never stored, whether tracing is on or not (stored,
+ * it would graft the processing onto a trace of the client's choosing on an
+ * instance that traces), and they are never passed on as a record's client
+ * headers. A client joins a trace with the request's own `traceparent`.
+ */
+export const TRACE_HEADER = { parent: "traceparent", state: "tracestate" } as const;
+
 /** Content types of the two payload kinds. */
 export const CONTENT_TYPE = {
   json: "application/json",
@@ -41,7 +53,7 @@ export interface DecodedRecord {
   streamId: string;
   payload: Payload;
   eventId: string;
-  /** Client headers (reserved and content-type headers removed). */
+  /** Client headers (reserved, trace and content-type headers removed). */
   headers: RecordHeaders;
   sendTime: number;
   control: ControlKind | undefined;
@@ -54,12 +66,24 @@ export function dataHeaders(
   eventId: string,
   sendTime: number,
 ): RecordHeaders {
-  const headers: RecordHeaders = { ...clientHeaders };
+  const headers: RecordHeaders =
+    clientHeaders[TRACE_HEADER.parent] === undefined && clientHeaders[TRACE_HEADER.state] === undefined
+      ? { ...clientHeaders }
+      : withoutTraceContext(clientHeaders);
   headers[HEADER.contentType] =
     payloadKind === "json" ? CONTENT_TYPE.json : (clientHeaders[HEADER.contentType] ?? CONTENT_TYPE.bytes);
   if (eventId !== "") headers[HEADER.eventId] = eventId;
   headers[HEADER.sendTime] = String(sendTime);
   return headers;
+}
+
+/** `headers` but the trace context's (a client's, dropped: see TRACE_HEADER). */
+function withoutTraceContext(headers: RecordHeaders): RecordHeaders {
+  const kept: RecordHeaders = {};
+  for (const name in headers) {
+    if (name !== TRACE_HEADER.parent && name !== TRACE_HEADER.state) kept[name] = headers[name]!;
+  }
+  return kept;
 }
 
 /** Builds the headers of a control record. */
@@ -72,7 +96,14 @@ export function decodeRecord(record: StoredRecord): DecodedRecord {
   const headers: RecordHeaders = {};
   // for-in, not Object.entries: this runs for every record read, and entries() builds an array per header.
   for (const name in record.headers) {
-    if (!name.startsWith(RESERVED_HEADER_PREFIX) && name !== HEADER.contentType) headers[name] = record.headers[name]!;
+    if (
+      !name.startsWith(RESERVED_HEADER_PREFIX) &&
+      name !== HEADER.contentType &&
+      name !== TRACE_HEADER.parent &&
+      name !== TRACE_HEADER.state
+    ) {
+      headers[name] = record.headers[name]!;
+    }
   }
   const contentType = record.headers[HEADER.contentType];
   if (contentType !== undefined && contentType !== CONTENT_TYPE.json && contentType !== CONTENT_TYPE.bytes) {

@@ -5,12 +5,13 @@
  * is done when its last message is sent or it fails, not when the handler
  * returns it.
  */
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { Code, type Interceptor } from "@connectrpc/connect";
 import type { LiveStats } from "../../observe/live-stats.js";
 import type { Logger } from "../../observe/logger.js";
 import type { GrpcType, Metrics } from "../../observe/metrics.js";
-import { abortedByClient, codeName } from "../errors.js";
+import { codeName } from "../errors.js";
 import { PEER, PRINCIPAL, REQUEST_ID, TENANT } from "../request-context.js";
+import { answeredCode, failedCode, streamEndCode } from "./call-code.js";
 import { type TapEnd, tap } from "./tap.js";
 
 /** What the interceptor needs. */
@@ -75,10 +76,7 @@ export function measureAndLog(options: MeasureAndLogOptions): Interceptor {
         "rpc",
       );
     };
-    // A client that went away is CANCELED whatever its going away made fail: it
-    // resets its stream with a code of its choosing, and INTERNAL is ours (errors.ts).
-    const failed = (error: unknown) =>
-      finish(abortedByClient(request.signal) ? Code.Canceled : ConnectError.from(error).code);
+    const failed = (error: unknown) => finish(failedCode(error, request.signal));
 
     let counted = request;
     if (request.stream) {
@@ -99,25 +97,14 @@ export function measureAndLog(options: MeasureAndLogOptions): Interceptor {
       throw error;
     }
     if (!response.stream) {
-      // Answered after the client went away (e.g. a client stream it reset, which
-      // Node ends as if complete): the client never sees the answer.
-      if (abortedByClient(request.signal)) {
-        finish(Code.Canceled);
-        return response;
-      }
-      metrics.sent.inc(labels);
-      finish(undefined);
+      const code = answeredCode(request.signal);
+      // An answer the client never sees (it went away) is not counted as sent.
+      if (code === undefined) metrics.sent.inc(labels);
+      finish(code);
       return response;
     }
     const countSent = perRun((count) => metrics.sent.inc(labels, count));
-    const ended = (how: TapEnd) => {
-      if (how.kind === "error") return failed(how.error);
-      // Stopped early by the transport: the client is gone.
-      if (how.kind === "stopped") return finish(Code.Canceled);
-      // A stream that ends because the client went away (or its deadline passed) did not end OK.
-      if (!request.signal.aborted) return finish(undefined);
-      finish(abortedByClient(request.signal) ? Code.Canceled : Code.DeadlineExceeded);
-    };
+    const ended = (how: TapEnd) => finish(streamEndCode(how, request.signal));
     // A stream whose client went away while a write waited on flow control is
     // never read again (connect-node waits for a "drain" that a closed HTTP/2
     // stream does not emit), so its tap never ends: the abort ends the call.
