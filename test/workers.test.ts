@@ -5,7 +5,8 @@
  * streamgate_worker_info its pid, a child of the primary); a worker killed
  * with SIGKILL during a steady stream of sends loses no acknowledged record
  * and the primary replaces it under the same number; the key and the watch
- * ticket secret the primary generates work on both; SIGTERM to the primary
+ * ticket secret the primary generates work on both; each worker exports its
+ * own spans to an OTLP receiver; SIGTERM to the primary
  * drains both workers and everything exits 0. On the embedded broker, more
  * than one worker is refused at start, saying why.
  */
@@ -17,13 +18,16 @@ import { afterAll, expect, it } from "vitest";
 import { type Result, StartPosition, StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
 import { killLeftover, listeningPort, type StreamgateProcess, spawnStreamgate } from "./support/clients-process.js";
 import { jsonData, kafkaGatewayEnv, pollUntil, uniqueTopicPrefix } from "./support/kafka-gateway.js";
+import { type OtlpReceiver, startOtlpReceiver } from "./support/otlp-receiver.js";
 import { freePort } from "./support/ports.js";
 import { apiKeyHeader, collect } from "./support/server.js";
 
 let running: StreamgateProcess | undefined;
+let receiver: OtlpReceiver;
 const workerPidsSeen = new Set<number>();
 afterAll(async () => {
   await killLeftover(running);
+  await receiver?.close();
   // A failed test must not leave workers behind (they exit with their primary, but not if it was SIGKILLed).
   for (const pid of workerPidsSeen) {
     try {
@@ -92,6 +96,7 @@ it("refuses WORKERS > 1 on the embedded broker at start, saying why", async () =
 
 it("WORKERS=2 on Kafka: both workers serve, a killed worker loses no acknowledged record and is replaced, SIGTERM drains both", async () => {
   const metricsPort = await freePort();
+  receiver = await startOtlpReceiver();
   running = spawnStreamgate(
     kafkaGatewayEnv(uniqueTopicPrefix("workers"), {
       WORKERS: "2",
@@ -99,6 +104,9 @@ it("WORKERS=2 on Kafka: both workers serve, a killed worker loses no acknowledge
       LOG_LEVEL: process.env.WORKERS_TEST_LOG_LEVEL ?? "info",
       // No credential configured: the primary generates the one key both workers accept.
       API_KEYS: "",
+      // Each worker exports its own spans.
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_BSP_SCHEDULE_DELAY: "100",
     }),
   );
   const port = await listeningPort(running);
@@ -156,6 +164,19 @@ it("WORKERS=2 on Kafka: both workers serve, a killed worker loses no acknowledge
       .reduce((sum, [, value]) => sum + value, 0);
     expect(calls, `SendData calls handled by worker ${worker}`).toBeGreaterThan(0);
   }
+
+  // Both workers trace their calls (README "Traces"): SendData spans from each worker's process.
+  await receiver.until(
+    "SendData spans from both workers",
+    (spans) =>
+      [...first.values()].every((pid) =>
+        spans.some(
+          (span) =>
+            span.name === "streamgate.v1.StreamService/SendData" && Number(span.resource["process.pid"]) === pid,
+        ),
+      ),
+    15_000,
+  );
 
   // A watch ticket made on one worker opens a watch on either: four SSE watches, each on a new
   // connection (so on both workers, in turn), all accepted. Tickets are signed with the primary's secret.
