@@ -5,6 +5,7 @@
  */
 import cluster from "node:cluster";
 import { startApp } from "./app/app.js";
+import { drainOnSignal } from "./app/drain-on-signal.js";
 import { startPrimary } from "./cluster/primary.js";
 import { runWorker, workerIndex } from "./cluster/worker.js";
 import { type Config, ConfigError, loadConfig } from "./config/config.js";
@@ -35,25 +36,7 @@ async function main(): Promise<void> {
     `streamgate listening on port ${app.port} (gRPC, gRPC-Web, Connect; dashboard at /dashboard/) on Node.js ${process.version}`,
   );
 
-  let signalled = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (signalled) process.exit(1);
-    signalled = true;
-    logger.info({ signal }, "draining");
-    app.close().then(
-      async () => {
-        await tracing.shutdown(); // the spans still buffered, last
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  drainOnSignal(app, tracing, logger, "exit");
 }
 
 /** The primary of WORKERS processes: starts them, and on SIGTERM/SIGINT has them drain (a second signal kills them). */

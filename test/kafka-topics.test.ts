@@ -13,7 +13,7 @@ import { StartPosition } from "../gen/streamgate/v1/stream_service_pb.js";
 import { streamKey } from "../src/streams/stream-key.js";
 import { kafkaBrokers } from "./support/kafka-control.js";
 import { jsonData, startKafkaTestServer, uniqueTopicPrefix } from "./support/kafka-gateway.js";
-import { type KcatRecord, kcatPath, kcatReadTopic, kcatValueBytes } from "./support/kafka-kcat.js";
+import { kcatPath, kcatReadTopic, kcatValueBytes, position, recordAt } from "./support/kafka-kcat.js";
 import { streamClient, TEST_TENANT, type TestServer, take } from "./support/server.js";
 
 const prefix = uniqueTopicPrefix("topics");
@@ -22,20 +22,6 @@ beforeAll(async () => {
   server = await startKafkaTestServer(prefix);
 });
 afterAll(() => server?.close());
-
-/** The partition and offset a cursor ("i-1-7", "r-0-3") names. */
-function position(cursor: string): { partition: number; offset: number } {
-  const [, partition, offset] = cursor.split("-");
-  return { partition: Number(partition), offset: Number(offset) };
-}
-
-/** The record at a cursor's position. */
-function at(records: KcatRecord[], cursor: string): KcatRecord {
-  const { partition, offset } = position(cursor);
-  const found = records.find((record) => record.partition === partition && record.offset === offset);
-  if (!found) throw new Error(`no record at ${cursor} among ${JSON.stringify(records)}`);
-  return found;
-}
 
 it("kcat reads keys, headers and values of the ingest and results topics", async () => {
   kcatPath(); // a missing kcat fails here, with how to install it
@@ -70,8 +56,8 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
   // Ingest: exactly the two records, where the SendData cursors say.
   const ingest = await kcatReadTopic(brokers, `${prefix}ingest`);
   expect(ingest).toHaveLength(2);
-  const ingestJson = at(ingest, json.cursor);
-  const ingestRaw = at(ingest, raw.cursor);
+  const ingestJson = recordAt(ingest, json.cursor);
+  const ingestRaw = recordAt(ingest, raw.cursor);
   expect(ingestJson.key).toBe(key);
   expect(ingestJson.headers).toEqual({
     "x-origin": "kcat-test",
@@ -97,8 +83,8 @@ it("kcat reads keys, headers and values of the ingest and results topics", async
   // Results: one per record, where the result cursors say, pointing back at their ingest record.
   const resultRecords = await kcatReadTopic(brokers, `${prefix}results`);
   expect(resultRecords).toHaveLength(2);
-  const resultJson = at(resultRecords, results[0]!.cursor);
-  const resultRaw = at(resultRecords, results[1]!.cursor);
+  const resultJson = recordAt(resultRecords, results[0]!.cursor);
+  const resultRaw = recordAt(resultRecords, results[1]!.cursor);
   expect(resultJson.key).toBe(key);
   expect(resultJson.headers).toEqual({
     "x-origin": "kcat-test",

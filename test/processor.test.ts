@@ -197,26 +197,34 @@ describe("processor restart", () => {
   });
 });
 
+/** A broker wrapper whose ingest subscriptions commit through `commit` (given the real commit). */
+function withIngestCommits(
+  commit: (partition: number, nextOffset: number, inner: Subscription["commit"]) => Promise<void>,
+): (inner: Broker) => Broker {
+  return (inner) =>
+    Object.assign(Object.create(inner) as Broker, {
+      async subscribe(options: Parameters<Broker["subscribe"]>[0]) {
+        const subscription = await inner.subscribe(options);
+        if (options.topic !== topics.ingest) return subscription;
+        return {
+          close: (beforeLeaving) => subscription.close(beforeLeaving),
+          commit: (partition, nextOffset) =>
+            commit(partition, nextOffset, (p, offset) => subscription.commit(p, offset)),
+        } satisfies Subscription;
+      },
+    });
+}
+
 describe("processor commits", () => {
   /** A broker whose group commits are recorded; `next()` resolves with the next commit's offset. */
   function recordingCommits() {
     const offsets: number[] = [];
     let notify: ((offset: number) => void) | undefined;
-    const wrap = (inner: Broker): Broker =>
-      Object.assign(Object.create(inner) as Broker, {
-        async subscribe(options: Parameters<Broker["subscribe"]>[0]) {
-          const subscription = await inner.subscribe(options);
-          if (options.topic !== topics.ingest) return subscription;
-          return {
-            close: (beforeLeaving) => subscription.close(beforeLeaving),
-            async commit(partition, nextOffset) {
-              await subscription.commit(partition, nextOffset);
-              offsets.push(nextOffset);
-              notify?.(nextOffset);
-            },
-          } satisfies Subscription;
-        },
-      });
+    const wrap = withIngestCommits(async (partition, nextOffset, commit) => {
+      await commit(partition, nextOffset);
+      offsets.push(nextOffset);
+      notify?.(nextOffset);
+    });
     const next = () => new Promise<number>((resolve) => (notify = resolve));
     return { wrap, offsets, next };
   }
@@ -237,20 +245,10 @@ describe("processor commits", () => {
     // the group at the same moment) never answers; the stop must end all the same.
     vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
     let attempts = 0;
-    const unanswered = (inner: Broker): Broker =>
-      Object.assign(Object.create(inner) as Broker, {
-        async subscribe(options: Parameters<Broker["subscribe"]>[0]) {
-          const subscription = await inner.subscribe(options);
-          if (options.topic !== topics.ingest) return subscription;
-          return {
-            close: (beforeLeaving) => subscription.close(beforeLeaving),
-            commit: () => {
-              attempts++;
-              return new Promise<void>(() => {});
-            },
-          } satisfies Subscription;
-        },
-      });
+    const unanswered = withIngestCommits(() => {
+      attempts++;
+      return new Promise<void>(() => {});
+    });
     const { broker, registry, ingest, newProcessor } = await rig(unanswered);
     const streamId = "unanswered-commit";
     await registry.create({ tenant: TENANT, streamId, labels: {}, processing: undefined });

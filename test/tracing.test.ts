@@ -26,7 +26,7 @@ import {
   spawnKafkaGateway,
   uniqueTopicPrefix,
 } from "./support/kafka-gateway.js";
-import { type KcatRecord, kcatReadTopic } from "./support/kafka-kcat.js";
+import { kcatReadTopic, position, recordAt } from "./support/kafka-kcat.js";
 import { type OtlpReceiver, type ReceivedSpan, SPAN_KIND, startOtlpReceiver } from "./support/otlp-receiver.js";
 import { TEST_API_KEY, TEST_TENANT, take } from "./support/server.js";
 import { sseEvents } from "./support/sse.js";
@@ -77,20 +77,6 @@ function clientSpan(): { traceId: string; spanId: string; traceparent: string } 
   const traceId = randomBytes(16).toString("hex");
   const spanId = randomBytes(8).toString("hex");
   return { traceId, spanId, traceparent: `00-${traceId}-${spanId}-01` };
-}
-
-/** The partition and offset a cursor ("i-1-7", "r-0-3") names. */
-function position(cursor: string): { partition: number; offset: number } {
-  const [, partition, offset] = cursor.split("-");
-  return { partition: Number(partition), offset: Number(offset) };
-}
-
-/** The record at a cursor's position. */
-function at(records: KcatRecord[], cursor: string): KcatRecord {
-  const { partition, offset } = position(cursor);
-  const found = records.find((record) => record.partition === partition && record.offset === offset);
-  if (!found) throw new Error(`no record at ${cursor} among ${JSON.stringify(records)}`);
-  return found;
 }
 
 /** A gateway's open watchers (streamgate_active_watchers), from its /metrics. */
@@ -271,12 +257,12 @@ it("one SendData is one trace, from the client's call across Kafka to each watch
   );
 
   // The context crossed Kafka in the records' headers, as any consumer reads them: each record's send span.
-  const ingest = at(await kcatReadTopic(kafkaBrokers(), `${prefix}ingest`), cursor);
+  const ingest = recordAt(await kcatReadTopic(kafkaBrokers(), `${prefix}ingest`), cursor);
   expect(ingest.headers).toMatchObject({
     traceparent: `00-${client.traceId}-${send.spanId}-01`,
     tracestate: "client=1",
   });
-  const stored = at(await kcatReadTopic(kafkaBrokers(), `${prefix}results`), result.cursor);
+  const stored = recordAt(await kcatReadTopic(kafkaBrokers(), `${prefix}results`), result.cursor);
   expect(stored.headers).toMatchObject({
     traceparent: `00-${client.traceId}-${resultSend.spanId}-01`,
     tracestate: "client=1",
@@ -341,8 +327,8 @@ it("a gateway without OTEL variables traces nothing and writes no trace header o
   expect(off!.process.logs.filter((line) => line.msg.startsWith("tracing"))).toEqual([]);
   // Neither its own context nor the client's forged one is stored, on the ingest record or the result.
   for (const record of [
-    at(await kcatReadTopic(kafkaBrokers(), `${offPrefix}ingest`), cursor),
-    at(await kcatReadTopic(kafkaBrokers(), `${offPrefix}results`), watched!.result!.cursor),
+    recordAt(await kcatReadTopic(kafkaBrokers(), `${offPrefix}ingest`), cursor),
+    recordAt(await kcatReadTopic(kafkaBrokers(), `${offPrefix}results`), watched!.result!.cursor),
   ]) {
     expect(Object.keys(record.headers).filter((name) => name.startsWith("trace"))).toEqual([]);
   }

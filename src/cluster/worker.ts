@@ -3,10 +3,10 @@
  * workers share, started by the primary (primary.ts). It tells the primary
  * when it listens, asks it for every worker's metrics when GET /metrics
  * reaches it, and answers its readiness questions. The first SIGTERM or
- * SIGINT drains it; later ones are ignored, since the primary, not the
- * terminal's signal to the whole process group, decides when to kill.
+ * SIGINT drains it; later ones are ignored (src/app/drain-on-signal.ts).
  */
 import { startApp } from "../app/app.js";
+import { drainOnSignal } from "../app/drain-on-signal.js";
 import type { Readiness } from "../app/probes.js";
 import type { Config } from "../config/config.js";
 import type { Logger } from "../observe/logger.js";
@@ -71,23 +71,5 @@ export async function runWorker(config: Config, logger: Logger): Promise<void> {
   send({ type: "streamgate:listening", port: app.port });
   logger.info({ port: app.port }, `worker ${index} serving port ${app.port}`);
 
-  let draining = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (draining) return;
-    draining = true;
-    logger.info({ signal }, "draining");
-    app.close().then(
-      async () => {
-        await tracing.shutdown(); // the spans still buffered, last
-        logger.info("stopped");
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
+  drainOnSignal(app, tracing, logger, "ignore");
 }

@@ -92,3 +92,17 @@ export function kcatValueBytes(brokers: string, topic: string, partition: number
     "%s",
   ]);
 }
+
+/** The partition and offset a cursor ("i-1-7", "r-0-3") names. */
+export function position(cursor: string): { partition: number; offset: number } {
+  const [, partition, offset] = cursor.split("-");
+  return { partition: Number(partition), offset: Number(offset) };
+}
+
+/** The record at a cursor's position among `records`. */
+export function recordAt(records: KcatRecord[], cursor: string): KcatRecord {
+  const { partition, offset } = position(cursor);
+  const found = records.find((record) => record.partition === partition && record.offset === offset);
+  if (!found) throw new Error(`no record at ${cursor} among ${JSON.stringify(records)}`);
+  return found;
+}
