@@ -165,6 +165,13 @@ it("WORKERS=2 on Kafka: both workers serve, a killed worker loses no acknowledge
     expect(calls, `SendData calls handled by worker ${worker}`).toBeGreaterThan(0);
   }
 
+  // GET /metrics on the service port too: whichever worker gets it answers with both workers'
+  // series (gathered by the primary; concurrent scrapes share one gathering).
+  const onPort = await Promise.all(
+    Array.from({ length: 10 }, async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text()),
+  );
+  for (const text of onPort) expect([...workerPids(text).keys()].sort()).toEqual(["1", "2"]);
+
   // Both workers trace their calls (README "Traces"): SendData spans from each worker's process.
   await receiver.until(
     "SendData spans from both workers",

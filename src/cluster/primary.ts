@@ -87,11 +87,18 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   let stopping = false;
   let metricsListener: Awaited<ReturnType<typeof listenMetrics>> | undefined;
 
-  /** Every worker's metrics, then the primary's own. */
-  const scrape = async (): Promise<Scrape> => ({
-    contentType: workersRegistry.contentType,
-    body: (await workersRegistry.clusterMetrics()) + (await registry.metrics()),
-  });
+  /**
+   * Every worker's metrics, then the primary's own. Scrapes at the same time share one
+   * gathering: GET /metrics needs no credential, and each gathering asks every worker.
+   */
+  let gathering: Promise<Scrape> | undefined;
+  const scrape = (): Promise<Scrape> =>
+    (gathering ??= (async () => ({
+      contentType: workersRegistry.contentType,
+      body: (await workersRegistry.clusterMetrics()) + (await registry.metrics()),
+    }))().finally(() => {
+      gathering = undefined;
+    }));
   const onMessage = (worker: Worker, message: unknown) => {
     if (!isStreamgateMessage<WorkerMessage>(message)) return;
     if (message.type === "streamgate:readiness") readinessAnswers.answer(message.id, message.notReady);
@@ -184,8 +191,13 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     throw error;
   }
 
-  /** Ready while any worker is: the port's connections go to the workers that listen. */
-  const readiness = async (): Promise<NotReady | undefined> => {
+  /** Ready while any worker is: the port's connections go to the workers that listen. Probes at the same time share one round of questions. */
+  let asking: Promise<NotReady | undefined> | undefined;
+  const readiness = (): Promise<NotReady | undefined> =>
+    (asking ??= askWorkers().finally(() => {
+      asking = undefined;
+    }));
+  const askWorkers = async (): Promise<NotReady | undefined> => {
     if (stopping) return "draining";
     const answers = await Promise.allSettled(
       [...slots.values()]
