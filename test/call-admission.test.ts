@@ -4,12 +4,14 @@
  * starts what fits and the rest wait for later turns, in arrival order, at
  * least one per turn; a waiting call whose client has gone is dropped; the
  * estimate recovers when calls get cheap; and, through the server, a burst of
- * WatchResults calls on one connection is served in full. Cost is measured on a clock
+ * WatchResults calls on one connection is served in full, as is a burst of
+ * WebSocket watches, which wait in the same queue. Cost is measured on a clock
  * the test moves, so nothing depends on timing.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import { CallAdmission } from "../src/rpc/call-admission.js";
-import { startTestServer, streamClient, type TestServer } from "./support/server.js";
+import { authHeaders, startTestServer, streamClient, type TestServer } from "./support/server.js";
 
 /** The end of the current turn's check phase, where the admission (scheduled earlier) has started its batch. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -128,6 +130,36 @@ describe("through the server", () => {
         new TextDecoder().decode(result.payload.case === "raw" ? result.payload.value : undefined),
       ),
     ).toEqual(Array.from({ length: 300 }, () => "first"));
+    const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^streamgate_calls_waiting 0$/m);
+  });
+  it("admits WebSocket watches through call admission: every one of a burst of 100 gets its results, and none waits afterwards", async () => {
+    const client = streamClient(server, "grpc");
+    await client.startStream({ streamId: "ws-burst" });
+    const { cursor } = await client.sendData({
+      streamId: "ws-burst",
+      payload: { case: "raw", value: new TextEncoder().encode("first") },
+    });
+    const url = `ws://127.0.0.1:${server.port}/v1/streams/ws-burst/results?from=earliest`;
+    // 100 upgrades at once, each on a connection of its own.
+    const sockets = Array.from({ length: 100 }, () => new WebSocket(url, { headers: authHeaders(server) }));
+    try {
+      const firsts = await Promise.all(
+        sockets.map(
+          (socket) =>
+            new Promise<{ type: string; result: { sourceCursor: string } }>((resolve, reject) => {
+              socket.once("message", (data) => resolve(JSON.parse(String(data))));
+              socket.once("error", reject);
+              socket.once("unexpected-response", (_, response) => reject(new Error(`refused: ${response.statusCode}`)));
+            }),
+        ),
+      );
+      expect(firsts.map((frame) => [frame.type, frame.result.sourceCursor])).toEqual(
+        Array.from({ length: 100 }, () => ["result", cursor]),
+      );
+    } finally {
+      for (const socket of sockets) socket.terminate();
+    }
     const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
     expect(metrics).toMatch(/^streamgate_calls_waiting 0$/m);
   });

@@ -122,6 +122,12 @@ export interface HttpEntry {
   waitingCount(): number;
 }
 
+/** A pushing call or watch waiting for its turn: whether its client has gone, and how to start it. */
+interface PendingCall {
+  gone(): boolean;
+  start(): void;
+}
+
 /** What the edge learned of a call, read into its context by connect. */
 interface EdgeCall {
   requestId: string;
@@ -216,21 +222,29 @@ export function createHttpEntry(parts: HttpEntryParts): HttpEntry {
     if (decision instanceof Promise) void decision.then(admit, () => rpc(request, response));
     else admit(decision);
   };
-  // Server-streaming and bidi calls (WatchResults above all) start a
-  // turn's budget at a time (src/rpc/call-admission.ts). Unary and client-stream
-  // calls start at once: spreading them only split the produce batches.
+  // Server-streaming and bidi calls (WatchResults above all), and watches over SSE and
+  // WebSocket, start a turn's budget at a time, in one queue (src/rpc/call-admission.ts).
+  // Unary and client-stream calls start at once: spreading them only split the produce batches.
   const admission =
     config.callTurnBudgetMs > 0
-      ? new CallAdmission(serve, { turnBudgetMs: config.callTurnBudgetMs, isGone: clientGone })
+      ? new CallAdmission<PendingCall, undefined>((call) => call.start(), {
+          turnBudgetMs: config.callTurnBudgetMs,
+          isGone: (call) => call.gone(),
+        })
       : undefined;
   const pushing = pushingPaths(files);
+  const upgrade = createWebSocketEndpoint({ ...watchDeps, ...parts.push });
   return {
     handle: (request, response) => {
       const url = request.url ?? "";
-      if (admission && (pushing.has(url) || isWatchPath(url))) admission.admit(request, response);
-      else serve(request, response);
+      if (admission && (pushing.has(url) || isWatchPath(url))) {
+        admission.admit({ gone: () => clientGone(request), start: () => serve(request, response) }, undefined);
+      } else serve(request, response);
     },
-    upgrade: createWebSocketEndpoint({ ...watchDeps, ...parts.push }),
+    upgrade: admission
+      ? (request, socket, head) =>
+          admission.admit({ gone: () => socket.destroyed, start: () => upgrade(request, socket, head) }, undefined)
+      : upgrade,
     waitingCount: () => admission?.waitingCount ?? 0,
   };
 }

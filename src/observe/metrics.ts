@@ -43,7 +43,7 @@ export interface GaugeSources {
   activeWatchers(): number;
   /** Ingest records written to the partitions this instance processes but not yet processed (see Processor.lag). */
   consumerLag(): number;
-  /** Server-streaming and bidi calls received and waiting for a turn of the event loop to start (see call-admission.ts). */
+  /** Server-streaming and bidi calls, and SSE and WebSocket watches, received and waiting for a turn of the event loop to start (see call-admission.ts). */
   callsWaiting(): number;
 }
 
@@ -205,7 +205,7 @@ export class Metrics {
     });
     new Gauge({
       name: "streamgate_calls_waiting",
-      help: "Server-streaming and bidi calls (WatchResults, WatchStats, health Watch, reflection) received and waiting for a turn of the event loop to start (CALL_TURN_BUDGET_MS).",
+      help: "Server-streaming and bidi calls (WatchResults, WatchStats, health Watch, reflection) and SSE and WebSocket watches received and waiting for a turn of the event loop to start (CALL_TURN_BUDGET_MS).",
       registers: [this.registry],
       collect() {
         this.set(sources.callsWaiting());
