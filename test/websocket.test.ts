@@ -23,7 +23,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { StreamService } from "../gen/streamgate/v1/stream_service_pb.js";
-import { CLOSE_CODES, closeCodeOf } from "../src/push/websocket.js";
+import { CLOSE_CODES, closeCodeOf, maxFrameBytes } from "../src/push/websocket.js";
 import { selfSignedCert } from "./support/self-signed-cert.js";
 import {
   apiKeyHeader,
@@ -385,9 +385,33 @@ describe("WebSocket limits", () => {
       expect(await watch.next()).toMatchObject({ type: "error", id: "big", code: "invalid_argument" });
       watch.send({ id: "small", data: "x" });
       expect(await watch.next()).toMatchObject({ type: "ack", id: "small" });
-      // A frame may carry MAX_PAYLOAD_BYTES and 64 KiB of other fields; ws refuses a longer one.
-      watch.send({ data: "x".repeat(1024 + 64 * 1024) });
+      // A frame may carry MAX_PAYLOAD_BYTES as base64 and 64 KiB of other fields; ws refuses a longer one.
+      watch.send({ data: "x".repeat(maxFrameBytes(1024)) });
       expect(await watch.closed).toBe(1009);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("takes a raw record of MAX_PAYLOAD_BYTES, whose base64 is a third longer than the payload", async () => {
+    // Large enough that a third of it is more than the 64 KiB left for other fields.
+    const max = 256 * 1024;
+    const server = await startTestServer({ MAX_PAYLOAD_BYTES: String(max) });
+    try {
+      await streamClient(server).startStream({ streamId: "raw-max" });
+      const watch = await connect(wsUrl(server, "raw-max"));
+      // The answer to record `id`, past the results the watch delivers meanwhile.
+      const answerTo = async (id: string) => {
+        for (;;) {
+          const frame = await watch.next();
+          if ((frame as { id?: unknown }).id === id) return frame;
+        }
+      };
+      watch.send({ id: "max", raw: Buffer.alloc(max, 7).toString("base64") });
+      expect(await answerTo("max")).toMatchObject({ type: "ack", id: "max" });
+      watch.send({ id: "over", raw: Buffer.alloc(max + 1, 7).toString("base64") });
+      expect(await answerTo("over")).toMatchObject({ type: "error", id: "over", code: "invalid_argument" });
+      watch.ws.close();
     } finally {
       await server.close();
     }

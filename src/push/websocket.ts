@@ -56,6 +56,14 @@ export interface WebSocketDeps extends OpenWatchDeps {
 
 /** Room in a frame for a record's fields besides its payload (as REQUEST_OVERHEAD_BYTES for RPCs). */
 const FRAME_OVERHEAD_BYTES = 64 * 1024;
+
+/**
+ * The largest frame read: a record of MAX_PAYLOAD_BYTES in its longest form,
+ * raw bytes as base64 (4 characters per 3 bytes), and its other fields.
+ */
+export function maxFrameBytes(maxPayloadBytes: number): number {
+  return Math.ceil(maxPayloadBytes / 3) * 4 + FRAME_OVERHEAD_BYTES;
+}
 /** Bytes queued for a client past which no further result is pulled. */
 export const MAX_BUFFERED_BYTES = 1024 * 1024;
 /** Records of one socket whose answers are not yet written, past which its frames are not read. */
@@ -87,7 +95,7 @@ export function createWebSocketEndpoint(deps: WebSocketDeps): UpgradeHandler {
     noServer: true,
     // The sockets are the listener's to track; a set of them here would only hold memory.
     clientTracking: false,
-    maxPayload: deps.maxPayloadBytes + FRAME_OVERHEAD_BYTES,
+    maxPayload: maxFrameBytes(deps.maxPayloadBytes),
   });
   return (request, socket, head) => {
     if (!isWatchPath(request.url)) {
