@@ -7,11 +7,14 @@
  * delivery to each of three watchers on B (a WatchResults call, a
  * Server-Sent Events watch and a WebSocket), each span the child of the one before, the
  * context carried in the records' Kafka headers (read back here with kcat).
- * A failed call's span is an error named by its code. A gateway without OTEL
+ * A failed call's span is an error named by its code. A receiver that never
+ * answers costs dropped spans (counted), never a call. A gateway without OTEL
  * variables traces nothing and writes no trace header, and the tracing
  * module, off, does not even load the SDK.
  */
 import { randomBytes, randomUUID } from "node:crypto";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import WebSocket from "ws";
@@ -333,6 +336,55 @@ it("a gateway without OTEL variables traces nothing and writes no trace header o
     expect(Object.keys(record.headers).filter((name) => name.startsWith("trace"))).toEqual([]);
   }
   expect(receiver!.spans.filter((span) => pidOf(span) === off!.process.child.pid)).toEqual([]);
+});
+
+it("a receiver that never answers costs dropped spans, counted, and never a call, even with a malformed 4 KB traceparent on each", async () => {
+  // Accepts each export and never answers it: the exporter gives up after its timeout, and meanwhile
+  // the spans of further calls fill the small queue.
+  const silent = createServer(() => {});
+  await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+  const url = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const stalled = await spawnKafkaGateway(uniqueTopicPrefix("tracing-stalled"), {
+    OTEL_EXPORTER_OTLP_ENDPOINT: url,
+    OTEL_BSP_SCHEDULE_DELAY: "50",
+    OTEL_BSP_MAX_QUEUE_SIZE: "8",
+    OTEL_BSP_MAX_EXPORT_BATCH_SIZE: "4",
+    OTEL_EXPORTER_OTLP_TRACES_TIMEOUT: "300",
+  });
+  try {
+    const streamId = "stalled";
+    await stalled.client.startStream({ streamId });
+    const dropped = async () =>
+      Number(
+        /^streamgate_trace_spans_dropped_total (\d+)$/m.exec(
+          await (await fetch(`${stalled.baseUrl}/metrics`)).text(),
+        )?.[1] ?? Number.NaN,
+      );
+    expect(await dropped()).toBe(0);
+    // Every call is answered while spans are dropped; the count shows once the processor reports it
+    // (when it next takes a span, after an export has given up).
+    let sent = 0;
+    await pollUntil(
+      "dropped spans counted",
+      async () => {
+        for (let n = 0; n < 10; n++) {
+          // A header that is no traceparent (and long): ignored by the propagator; the call is answered.
+          await stalled.client.sendData(
+            { streamId, payload: jsonData({ n: sent++ }) },
+            { headers: { traceparent: `zz-${"f".repeat(4000)}` } },
+          );
+        }
+        return (await dropped()) > 0 ? true : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+    expect(sent).toBeGreaterThan(0);
+    expect(stalled.process.logs.some((line) => /^Dropped \d+ spans/.test(line.msg))).toBe(true);
+  } finally {
+    await stalled.kill();
+    silent.closeAllConnections();
+    silent.close();
+  }
 });
 
 describe("the tracing module, off", () => {

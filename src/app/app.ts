@@ -22,6 +22,7 @@ import { LiveStats } from "../observe/live-stats.js";
 import type { Logger } from "../observe/logger.js";
 import { createMetrics, type TopicKind } from "../observe/metrics.js";
 import { createRateLimitedLog } from "../observe/rate-limited-log.js";
+import { droppedSpans } from "../observe/tracing.js";
 import { CelCompiler, type CelRefusal } from "../processing/cel.js";
 import { createProcessor } from "../processing/processor.js";
 import { StreamPrograms } from "../processing/stream-programs.js";
@@ -289,6 +290,7 @@ async function assemble(
     activeWatchers: () => fanout.watcherCount,
     consumerLag: () => processor.lag(),
     callsWaiting: entry.waitingCount,
+    droppedSpans,
   });
   const listener = await lifecycle.start(
     "listener",

@@ -43,6 +43,8 @@ export interface GaugeSources {
   activeWatchers(): number;
   /** Ingest records written to the partitions this instance processes but not yet processed (see Processor.lag). */
   consumerLag(): number;
+  /** Spans dropped because the trace export queue was full, so far (src/observe/tracing.ts). */
+  droppedSpans(): number;
   /** Server-streaming and bidi calls, and SSE and WebSocket watches, received and waiting for a turn of the event loop to start (see call-admission.ts). */
   callsWaiting(): number;
 }
@@ -209,6 +211,17 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         this.set(sources.callsWaiting());
+      },
+    });
+    let droppedSeen = 0;
+    new Counter({
+      name: "streamgate_trace_spans_dropped_total",
+      help: "Spans dropped because the trace export queue (OTEL_BSP_MAX_QUEUE_SIZE) was full: the receiver is away or slower than the spans come.",
+      registers: [this.registry],
+      collect() {
+        const total = sources.droppedSpans();
+        this.inc(total - droppedSeen);
+        droppedSeen = total;
       },
     });
     // Only the ingest topic: the results and streams subscribers handle a batch

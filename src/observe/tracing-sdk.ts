@@ -27,8 +27,11 @@ export interface StartedSdk {
   shutdown(): Promise<void>;
 }
 
-/** Starts the SDK (see the module comment); its diagnostics go to `logger`. */
-export function startSdk(logger: Logger, env: NodeJS.ProcessEnv): StartedSdk {
+/**
+ * Starts the SDK (see the module comment); its diagnostics go to `logger`, and
+ * `onDropped` hears of the spans its batch processor dropped.
+ */
+export function startSdk(logger: Logger, env: NodeJS.ProcessEnv, onDropped: (spans: number) => void): StartedSdk {
   const sdk = new NodeSDK({
     // The service's name unless OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES gives one (detected over this).
     resource: defaultResource().merge(resourceFromAttributes({ "service.name": "streamgate" })),
@@ -42,7 +45,11 @@ export function startSdk(logger: Logger, env: NodeJS.ProcessEnv): StartedSdk {
   // The SDK's diagnostics are log lines (its console logger would write plain text among the JSON lines on
   // stdout), at OTEL_LOG_LEVEL, warnings by default: an unreachable receiver is one line per failed export.
   const level = (env.OTEL_LOG_LEVEL ? diagLogLevelFromString(env.OTEL_LOG_LEVEL) : undefined) ?? DiagLogLevel.WARN;
-  diag.setLogger(diagTo(logger), { logLevel: level, suppressOverrideMessage: true });
+  // At least WARN, whatever OTEL_LOG_LEVEL says: the processor reports dropped spans only as a warning.
+  diag.setLogger(diagTo(logger, level, onDropped), {
+    logLevel: Math.max(level, DiagLogLevel.WARN),
+    suppressOverrideMessage: true,
+  });
   sdk.start();
   return {
     traces: createTraces(trace.getTracer("streamgate")),
@@ -51,16 +58,32 @@ export function startSdk(logger: Logger, env: NodeJS.ProcessEnv): StartedSdk {
   };
 }
 
-/** The SDK's diagnostics as log lines; its errors are warnings here (a receiver away is not streamgate's error). */
-function diagTo(logger: Logger): DiagLogger {
-  const write = (level: "warn" | "info" | "debug") => (message: string) =>
-    logger[level]({ component: "opentelemetry" }, message);
+/**
+ * The batch processor's report of spans dropped because its queue
+ * (OTEL_BSP_MAX_QUEUE_SIZE) was full, made when it next takes a span; its only
+ * report of them (test/tracing.test.ts fails should the wording change).
+ */
+const DROPPED = /^Dropped (\d+) spans because maxQueueSize reached$/;
+
+/**
+ * The SDK's diagnostics as log lines at `level`; its errors are warnings here
+ * (a receiver away is not streamgate's error). Dropped spans are counted.
+ */
+function diagTo(logger: Logger, level: DiagLogLevel, onDropped: (spans: number) => void): DiagLogger {
+  const write = (at: DiagLogLevel, method: "warn" | "info" | "debug") => (message: string) => {
+    if (at <= level) logger[method]({ component: "opentelemetry" }, message);
+  };
+  const warn = write(DiagLogLevel.WARN, "warn");
   return {
-    error: write("warn"),
-    warn: write("warn"),
-    info: write("info"),
-    debug: write("debug"),
-    verbose: write("debug"),
+    error: write(DiagLogLevel.ERROR, "warn"),
+    warn: (message) => {
+      const dropped = DROPPED.exec(message);
+      if (dropped) onDropped(Number(dropped[1]));
+      warn(message);
+    },
+    info: write(DiagLogLevel.INFO, "info"),
+    debug: write(DiagLogLevel.DEBUG, "debug"),
+    verbose: write(DiagLogLevel.VERBOSE, "debug"),
   };
 }
 

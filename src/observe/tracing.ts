@@ -24,6 +24,17 @@ export let traces: Traces | undefined;
 
 const OFF: Tracing = { enabled: false, shutdown: async () => {} };
 
+let dropped = 0;
+
+/**
+ * Spans dropped so far because the export queue (OTEL_BSP_MAX_QUEUE_SIZE) was
+ * full: spans are never waited for, so a receiver that is away or slow costs
+ * spans, not memory or calls (streamgate_trace_spans_dropped_total).
+ */
+export function droppedSpans(): number {
+  return dropped;
+}
+
 /**
  * Whether `env` turns tracing on: OTEL_SDK_DISABLED is not "true",
  * OTEL_TRACES_EXPORTER does not say "none", and either it names "otlp" or an
@@ -49,7 +60,9 @@ export async function startTracing(logger: Logger, env: NodeJS.ProcessEnv = proc
   }
   if (!tracingWanted(env)) return OFF;
   const { startSdk } = await import("./tracing-sdk.js");
-  const sdk = startSdk(logger, env);
+  const sdk = startSdk(logger, env, (spans) => {
+    dropped += spans;
+  });
   traces = sdk.traces;
   logger.info({ endpoint: sdk.endpoint, protocol: "http/protobuf" }, "tracing on: spans exported over OTLP");
   let stopping: Promise<void> | undefined;
