@@ -50,7 +50,6 @@ export interface Primary {
 
 /** One worker's place: its number stays, its process is replaced when it dies. */
 interface Slot {
-  index: number;
   worker: Worker;
   startedAt: number;
   /** Deaths soon after start in a row, for the pause before the next replacement. */
@@ -99,9 +98,11 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
     }))().finally(() => {
       gathering = undefined;
     }));
-  const onMessage = (worker: Worker, message: unknown) => {
+  /** A message from `worker`; `listened` hears of its port once it listens. */
+  const onMessage = (worker: Worker, message: unknown, listened: (port: number) => void) => {
     if (!isStreamgateMessage<WorkerMessage>(message)) return;
-    if (message.type === "streamgate:readiness") readinessAnswers.answer(message.id, message.notReady);
+    if (message.type === "streamgate:listening") listened(message.port);
+    else if (message.type === "streamgate:readiness") readinessAnswers.answer(message.id, message.notReady);
     else if (message.type === "streamgate:scrape") {
       const reply = (answer: PrimaryMessage) => {
         if (worker.isConnected()) worker.send(answer);
@@ -116,12 +117,8 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   /** Forks worker `index`; resolves with its port once it listens, rejects if it exits first. */
   const fork = (index: number): { worker: Worker; listening: Promise<number> } => {
     const worker = cluster.fork({ ...shared, [WORKER_INDEX_VARIABLE]: String(index) });
-    worker.on("message", (message) => onMessage(worker, message));
     const listening = new Promise<number>((resolve, reject) => {
-      worker.on("message", (message) => {
-        if (isStreamgateMessage<WorkerMessage>(message) && message.type === "streamgate:listening")
-          resolve(message.port);
-      });
+      worker.on("message", (message) => onMessage(worker, message, resolve));
       worker.once("exit", (code, signal) =>
         reject(new Error(`worker ${index} exited (${signal ?? `code ${code}`}) before it listened`)),
       );
@@ -180,7 +177,7 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   const starting: Promise<number>[] = [];
   for (let index = 1; index <= config.workers; index++) {
     const { worker, listening } = fork(index);
-    slots.set(index, { index, worker, startedAt: Date.now(), quickDeaths: 0 });
+    slots.set(index, { worker, startedAt: Date.now(), quickDeaths: 0 });
     starting.push(listening);
   }
   let port: number;
@@ -200,12 +197,12 @@ export async function startPrimary(config: Config, logger: Logger): Promise<Prim
   const askWorkers = async (): Promise<NotReady | undefined> => {
     if (stopping) return "draining";
     const answers = await Promise.allSettled(
-      [...slots.values()]
-        .filter((slot) => slot.worker.isConnected())
-        .map((slot) =>
+      [...slots]
+        .filter(([, slot]) => slot.worker.isConnected())
+        .map(([index, slot]) =>
           readinessAnswers.ask(
             (id) => slot.worker.send({ type: "streamgate:ready?", id } satisfies PrimaryMessage),
-            `worker ${slot.index} readiness`,
+            `worker ${index} readiness`,
           ),
         ),
     );
